@@ -1,0 +1,1 @@
+"""Runner of the self-supervised pretext-task benchmark: grid, planner, executor, MLflow tracking."""

@@ -1,0 +1,62 @@
+"""Run a plan's jobs in dependency order in this process, skipping finished ones and surviving failures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
+
+from benchmark.progress import progress_bar
+
+from benchmark.jobs import RunContext, run_finetune, run_pretrain
+from benchmark.planner import Plan
+
+
+@dataclass
+class Summary:
+    finished: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        lines = [f"{len(self.finished)} jobs finished, {len(self.skipped)} skipped (finished earlier), {len(self.failed)} failed"]
+        lines += [f"  FAILED {name}: {reason}" for name, reason in self.failed]
+        return lines
+
+
+def execute_plan(plan: Plan, ctx: RunContext) -> Summary:
+    """Pretrain jobs first, then finetune cells; a job whose run is FINISHED in MLflow is skipped."""
+    summary = Summary()
+    pretrain_runs: dict[str, str] = {}
+    total = len(plan.pretrain_jobs) + len(plan.finetune_cells)
+    tracker = ctx.tracker
+    with progress_bar(total=total, desc=f"grid {ctx.grid.name}", unit="job", position=0, disable=not ctx.progress) as bar:
+
+        def attempt(name: str, key: str, work) -> str | None:
+            finished = tracker.finished_run(key)
+            if finished is not None:
+                summary.skipped.append(name)
+                tqdm.write(f"skip {name}: FINISHED earlier (run {finished.info.run_id})")
+                bar.update(1)
+                return finished.info.run_id
+            if tracker.close_interrupted(key):
+                tqdm.write(f"{name}: closed an interrupted earlier attempt as KILLED")
+            try:
+                run_id = work()
+            except Exception as error:
+                summary.failed.append((name, f"{type(error).__name__}: {error}"))
+                tqdm.write(f"FAILED {name}: {type(error).__name__}: {error}")
+                run_id = None
+            else:
+                summary.finished.append(name)
+            bar.update(1)
+            return run_id
+
+        for job in plan.pretrain_jobs:
+            run_id = attempt(job.name, job.key, lambda job=job: run_pretrain(job, ctx))
+            if run_id is not None:
+                pretrain_runs[job.key] = run_id
+        for cell in plan.finetune_cells:
+            pretrain_run_id = pretrain_runs.get(cell.pretrain_key) if cell.pretrain_key else None
+            attempt(cell.name, cell.key, lambda cell=cell, rid=pretrain_run_id: run_finetune(cell, ctx, rid))
+    return summary

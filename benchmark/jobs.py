@@ -1,0 +1,175 @@
+"""The two job functions: pretrain a pretext task and export its weights; finetune and evaluate a downstream cell."""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+import yaml
+
+from benchmark.grid import GridConfig
+from benchmark.planner import FinetuneCell, PretrainJob
+from benchmark.tracking import Tracker
+from benchmark.training import train
+from datasets.base import Dataset, Volume
+from datasets.patches import PatchSampler
+from datasets.splits import labelled_subjects
+from downstream import DOWNSTREAM_TASKS
+from networks.encoder import create_encoder
+from networks.unet_decoder import UNetDecoder
+from networks.weights import export_weights, load_part, read_manifest
+from pretext_tasks import PRETEXT_TASKS
+from pretext_tasks.base import PretextNetwork, PretextTask
+
+
+@dataclass
+class RunContext:
+    """What every job of one grid run shares."""
+
+    grid: GridConfig
+    device: torch.device
+    tracker: Tracker
+    datasets: dict[str, Dataset]
+    progress: bool = True
+
+    def load(self, dataset: str, subject_ids: list[str] | tuple[str, ...]) -> list[Volume]:
+        return [self.datasets[dataset].load(subject) for subject in subject_ids]
+
+
+def job_seeds(seed: int) -> tuple[int, int, int]:
+    """Independent streams from one job seed: weight init, batch sampling, batch corruption/augmentation."""
+    init, sampling, corruption = np.random.SeedSequence(seed).generate_state(3)
+    return int(init), int(sampling), int(corruption)
+
+
+def _common_tags(ctx: RunContext, kind: str, key: str, initialisation: str, dataset: str, seed: int) -> dict[str, str]:
+    data = ctx.datasets[dataset]
+    return {
+        "grid": ctx.grid.name,
+        "kind": kind,
+        "job_key": key,
+        "initialisation": initialisation,
+        "initialisation_label": PRETEXT_TASKS.get(initialisation).label or initialisation,
+        "dataset": dataset,
+        "dataset_type": ctx.grid.dataset_type(dataset),
+        "dataset_sha256": data.content_hash(),
+        "test_subjects_sha256": data.split().test_hash(),
+        "seed": str(seed),
+        "device": str(ctx.device),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+    }
+
+
+def _flatten(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(f"{prefix}.{key}" if prefix else str(key), item))
+        return out
+    return {prefix: json.dumps(value) if isinstance(value, (list, tuple)) else value}
+
+
+def _log_config(ctx: RunContext, sections: dict[str, Any]) -> None:
+    plain = json.loads(json.dumps(sections, default=asdict))
+    mlflow.log_params(_flatten("", plain))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "resolved_config.yaml"
+        grid = json.loads(json.dumps(ctx.grid.to_dict()))
+        path.write_text(yaml.safe_dump({"job": plain, "grid": grid}, sort_keys=False))
+        mlflow.log_artifact(str(path))
+
+
+def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
+    """Pretrain ``job``'s pretext task on the training split's unlabeled images; returns the MLflow run id."""
+    grid = ctx.grid
+    task = PRETEXT_TASKS.get(job.initialisation)(grid.pretext_config(job.initialisation))
+    assert isinstance(task, PretextTask)
+    dataset = ctx.datasets[job.dataset]
+    tags = _common_tags(ctx, "pretrain", job.key, job.initialisation, job.dataset, job.seed)
+    with ctx.tracker.job_run(job.name, tags) as run:
+        _log_config(ctx, {"pretext": task.config, "pretrain": grid.pretrain, "encoder": grid.encoder})
+        init_seed, sampling_seed, corruption_seed = job_seeds(job.seed)
+        torch.manual_seed(init_seed)
+        in_chans = len(dataset.channels)
+        encoder = create_encoder(grid.encoder, in_chans)
+        decoder = UNetDecoder.for_encoder(encoder) if task.uses_decoder else None
+        head_channels = decoder.out_channels if decoder is not None else encoder.feature_info.channels()[-1]
+        network = PretextNetwork(task, encoder, decoder, task.build_head(head_channels, in_chans)).to(ctx.device)
+        sampler = PatchSampler(ctx.load(job.dataset, dataset.split().train), grid.pretrain.patch_size)
+        sampling = torch.Generator().manual_seed(sampling_seed)
+        corruption = torch.Generator(device=ctx.device).manual_seed(corruption_seed)
+
+        def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
+            images, _ = sampler.sample(grid.pretrain.batch_size, sampling)
+            return task.make_batch(images.to(ctx.device, non_blocking=True), corruption)
+
+        train(
+            network, next_batch, task.loss, grid.pretrain,
+            on_epoch=lambda epoch, losses: mlflow.log_metrics({f"pretrain_{k}": v for k, v in losses.items()}, step=epoch),
+            description=job.name, progress=ctx.progress,
+        )
+        parts = {"encoder": encoder} | ({"decoder": decoder} if decoder is not None else {})
+        with tempfile.TemporaryDirectory() as folder:
+            metadata = {"pretext_task": job.initialisation, "pretext_config": asdict(task.config), "seed": job.seed, "job_key": job.key}
+            export_weights(Path(folder), parts, grid.encoder, in_chans, metadata)
+            mlflow.log_artifacts(folder, "weights")
+        return run.info.run_id
+
+
+def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | None) -> str:
+    """Train the downstream task on the cell's label fraction, evaluate on the test split; returns the run id."""
+    grid = ctx.grid
+    dataset = ctx.datasets[cell.dataset]
+    task = DOWNSTREAM_TASKS.get(cell.downstream_task)(grid.downstream_config(cell.downstream_task), len(dataset.channels))
+    tags = _common_tags(ctx, "finetune", cell.key, cell.initialisation, cell.dataset, cell.seed)
+    tags |= {"downstream_task": cell.downstream_task, "label_fraction": f"{cell.fraction:g}",
+             "pretrain_key": cell.pretrain_key or "", "pretrain_run_id": pretrain_run_id or ""}
+    with ctx.tracker.job_run(cell.name, tags) as run:
+        if cell.pretrain_key and pretrain_run_id is None:
+            raise RuntimeError(f"its pretrain job ({cell.initialisation}, seed {cell.seed}) did not finish")
+        _log_config(ctx, {"downstream": task.config, "finetune": grid.finetune, "encoder": grid.encoder, "label_fraction": cell.fraction})
+        split = dataset.split()
+        labelled = labelled_subjects(split.train, cell.fraction, cell.seed)
+        mlflow.log_params({"labelled_subjects": len(labelled), "test_subjects": len(split.test)})
+        init_seed, sampling_seed, _ = job_seeds(cell.seed)
+        torch.manual_seed(init_seed)
+        encoder = create_encoder(grid.encoder, len(dataset.channels))
+        decoder = None
+        if pretrain_run_id is not None:
+            with tempfile.TemporaryDirectory() as folder:
+                weights = ctx.tracker.download(pretrain_run_id, "weights", Path(folder))
+                manifest = read_manifest(weights)
+                load_part(weights, manifest, "encoder", encoder)
+                if "decoder" in manifest["parts"] and "decoder" in task.accepts:
+                    decoder = UNetDecoder.for_encoder(encoder)
+                    load_part(weights, manifest, "decoder", decoder)
+                mlflow.set_tag("transferred_parts", ",".join(p for p in manifest["parts"] if p == "encoder" or decoder is not None))
+        model = task.build_model(encoder, decoder).to(ctx.device)
+        sampler = task.make_sampler(ctx.load(cell.dataset, labelled))
+        sampling = torch.Generator().manual_seed(sampling_seed)
+
+        def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
+            inputs, targets = sampler.sample(grid.finetune.batch_size, sampling)
+            return inputs.to(ctx.device, non_blocking=True), targets.to(ctx.device, non_blocking=True)
+
+        train(
+            model, next_batch, task.loss, grid.finetune,
+            on_epoch=lambda epoch, losses: mlflow.log_metrics({f"train_{k}": v for k, v in losses.items()}, step=epoch),
+            description=cell.name, progress=ctx.progress,
+        )
+        per_subject = task.evaluate(model, ctx.load(cell.dataset, split.test), ctx.device)
+        with tempfile.TemporaryDirectory() as folder:
+            per_subject.to_csv(Path(folder) / "per_subject_metrics.csv", index=False)
+            (Path(folder) / "labelled_subjects.txt").write_text("\n".join(labelled) + "\n")
+            (Path(folder) / "test_subjects.txt").write_text("\n".join(split.test) + "\n")
+            mlflow.log_artifacts(folder)
+        mlflow.log_metrics(task.summarise(per_subject))
+        return run.info.run_id

@@ -1,0 +1,107 @@
+"""Expand a grid into pretrain jobs and finetune cells, each with a key that identifies its result.
+
+A pretrain job is (pretext task + config, dataset version, encoder, pretrain schedule, seed) and is
+shared by every label fraction and downstream task on that dataset. A finetune cell is
+(initialisation, downstream task + config, dataset version, label fraction, seed, schedule) plus
+the key of the pretrain job it starts from. Any change to these changes the key, so a stale result
+is never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, is_dataclass
+from typing import Any
+
+from benchmark.grid import GridConfig
+from pretext_tasks import PRETEXT_TASKS
+
+KEY_VERSION = 1
+
+
+def job_key(payload: dict[str, Any]) -> str:
+    text = json.dumps({"key_version": KEY_VERSION, **payload}, sort_keys=True, default=_jsonable)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _jsonable(value: Any) -> Any:
+    if is_dataclass(value):
+        return asdict(value)
+    raise TypeError(f"cannot put {value!r} in a job key")
+
+
+@dataclass(frozen=True)
+class PretrainJob:
+    key: str
+    initialisation: str
+    dataset: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"pretrain/{self.initialisation}/{self.dataset}/seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class FinetuneCell:
+    key: str
+    initialisation: str
+    downstream_task: str
+    dataset: str
+    fraction: float
+    seed: int
+    pretrain_key: str | None
+
+    @property
+    def name(self) -> str:
+        return f"finetune/{self.initialisation}/{self.downstream_task}/{self.fraction:g}/seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    pretrain_jobs: tuple[PretrainJob, ...]
+    finetune_cells: tuple[FinetuneCell, ...]
+
+    def describe(self, grid: GridConfig, device: str) -> str:
+        datasets = sorted({cell.dataset for cell in self.finetune_cells})
+        lines = [
+            f"grid {grid.name!r}: {len(self.pretrain_jobs)} pretrain jobs + {len(self.finetune_cells)} finetune cells on {device}",
+            f"  initialisations: {', '.join(grid.initialisations)}",
+            f"  downstream tasks: {', '.join(grid.downstream_tasks)}",
+            f"  label fractions: {', '.join(f'{f:g}' for f in grid.fractions)}; seeds: {', '.join(map(str, grid.seeds))}",
+        ]
+        for name in datasets:
+            lines.append(f"  dataset {name}: {grid.dataset_type(name)} {grid.dataset_config(name)}")
+        return "\n".join(lines)
+
+
+def plan_grid(grid: GridConfig, dataset_versions: dict[str, str]) -> Plan:
+    """All jobs of ``grid``; ``dataset_versions`` maps each grid dataset to its content/split identity."""
+    pretrain: dict[tuple[str, str, int], PretrainJob] = {}
+    cells = []
+    for task_name in grid.downstream_tasks:
+        task_config = grid.downstream_config(task_name)
+        dataset = task_config.dataset
+        for init in grid.initialisations:
+            requires_pretraining = PRETEXT_TASKS.get(init)(grid.pretext_config(init)).requires_pretraining
+            for seed in grid.seeds:
+                pretrain_key = None
+                if requires_pretraining:
+                    job = pretrain.get((init, dataset, seed))
+                    if job is None:
+                        key = job_key({
+                            "kind": "pretrain", "initialisation": init, "config": grid.pretext_config(init),
+                            "dataset": dataset_versions[dataset], "encoder": grid.encoder, "schedule": grid.pretrain, "seed": seed,
+                        })
+                        job = pretrain[(init, dataset, seed)] = PretrainJob(key, init, dataset, seed)
+                    pretrain_key = job.key
+                for fraction in grid.fractions:
+                    key = job_key({
+                        "kind": "finetune", "initialisation": init, "initialisation_config": grid.pretext_config(init),
+                        "pretrain_key": pretrain_key, "downstream_task": task_name, "downstream_config": task_config,
+                        "dataset": dataset_versions[dataset], "encoder": grid.encoder, "schedule": grid.finetune,
+                        "fraction": fraction, "seed": seed,
+                    })
+                    cells.append(FinetuneCell(key, init, task_name, dataset, fraction, seed, pretrain_key))
+    return Plan(tuple(pretrain.values()), tuple(cells))

@@ -1,0 +1,90 @@
+"""MLflow bookkeeping: one experiment per grid, one run per job, resume by job key.
+
+A run is FINISHED only after all its artifacts and metrics are written; a job whose FINISHED run
+exists is skipped. Runs of the same key left RUNNING by a killed process are marked KILLED before
+the job runs again, so the store never holds two FINISHED runs of one key.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from benchmark.errors import UserError
+
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+import mlflow  # noqa: E402
+from mlflow.entities import Run, RunStatus  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+
+def default_tracking_uri(out: Path) -> str:
+    return f"sqlite:///{out.resolve() / 'mlflow.db'}"
+
+
+def experiment_name(grid_name: str) -> str:
+    return f"grid-{grid_name}"
+
+
+class Tracker:
+    """The grid's MLflow experiment, with helpers to find, start and close job runs."""
+
+    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None = None):
+        self.tracking_uri = tracking_uri
+        mlflow.set_tracking_uri(tracking_uri)
+        self.client = MlflowClient(tracking_uri)
+        try:
+            existing = self.client.get_experiment_by_name(experiment)
+        except Exception as error:
+            raise UserError(f"cannot reach the MLflow tracking store {tracking_uri}: {type(error).__name__}: {error}") from None
+        if existing is None:
+            location = (artifact_root / experiment).resolve().as_uri() if artifact_root is not None else None
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+        else:
+            self.experiment_id = existing.experiment_id
+
+    def runs_with_key(self, key: str, status: str | None = None) -> list[Run]:
+        query = f"tags.job_key = '{key}'" + (f" and attributes.status = '{status}'" if status else "")
+        return list(self.client.search_runs([self.experiment_id], filter_string=query, max_results=1000))
+
+    def finished_run(self, key: str) -> Run | None:
+        runs = self.runs_with_key(key, "FINISHED")
+        return runs[0] if runs else None
+
+    def close_interrupted(self, key: str) -> int:
+        """Mark runs of ``key`` still RUNNING (their process was killed) as KILLED; returns how many."""
+        stale = self.runs_with_key(key, "RUNNING")
+        for run in stale:
+            self.client.set_tag(run.info.run_id, "interrupted", "true")
+            self.client.set_terminated(run.info.run_id, "KILLED")
+        return len(stale)
+
+    @contextmanager
+    def job_run(self, name: str, tags: dict[str, str]) -> Iterator[Any]:
+        """Start a run; end it FINISHED on success, FAILED (traceback logged) on error, KILLED on Ctrl-C."""
+        run = mlflow.start_run(experiment_id=self.experiment_id, run_name=name, tags=tags)
+        try:
+            yield run
+        except KeyboardInterrupt:
+            mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+            raise
+        except BaseException as error:
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "traceback.txt"
+                path.write_text(traceback.format_exc())
+                mlflow.log_artifact(str(path))
+            mlflow.set_tag("error", f"{type(error).__name__}: {error}"[:5000])
+            mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+            raise
+        else:
+            mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+    def download(self, run_id: str, artifact_path: str, destination: Path) -> Path:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=str(destination)))

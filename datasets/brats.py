@@ -1,0 +1,216 @@
+"""BraTS brain-tumour MRI in its release folder layout (Menze et al. 2015; Bakas et al. 2017, 2018).
+
+One folder per subject holding four modalities and a segmentation, ``.nii`` or ``.nii.gz``:
+
+* 2017-2021 naming: ``<ID>_{t1,t1ce,t2,flair,seg}.nii.gz``; labels 0 background, 1 necrotic /
+  non-enhancing core, 2 edema, 4 enhancing tumour.
+* 2023 naming: ``<ID>-{t1n,t1c,t2w,t2f,seg}.nii.gz``; the same labels with enhancing tumour as 3.
+
+In memory, labels are canonical classes: 0 background, 1 necrotic core, 2 edema, 3 enhancing.
+Regions (BraTS convention): whole tumour = {1, 2, 3}, tumour core = {1, 3}, enhancing = {3}.
+Each modality is z-score normalised inside the brain mask (voxels where any modality is non-zero)
+and set to 0 outside it. Decoded, normalised subjects are cached as ``.npy`` under the run folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import zlib
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from benchmark.errors import DataError
+from datasets.base import Dataset, Volume
+from datasets.file_records import FileRecords
+from datasets.splits import Split, split_subjects
+
+CHANNELS = ("t1", "t1ce", "t2", "flair")
+CLASSES = ("background", "necrotic_core", "edema", "enhancing")
+REGIONS = {"whole": (1, 2, 3), "core": (1, 3), "enhancing": (3,)}
+
+#: file suffix -> canonical modality, per naming convention, and the stored label of enhancing tumour
+NAMING = {
+    "2017-2021": ({"t1": "t1", "t1ce": "t1ce", "t2": "t2", "flair": "flair", "seg": "seg"}, 4),
+    "2023": ({"t1n": "t1", "t1c": "t1ce", "t2w": "t2", "t2f": "flair", "seg": "seg"}, 3),
+}
+_NIFTI = re.compile(r"^(?P<stem>.+?)[_-](?P<suffix>[A-Za-z0-9]+)\.nii(\.gz)?$")
+
+
+@dataclass(frozen=True)
+class SubjectFiles:
+    subject_id: str
+    naming: str
+    files: dict[str, Path]  # canonical modality or "seg" -> path
+
+    @property
+    def enhancing_label(self) -> int:
+        return NAMING[self.naming][1]
+
+
+def find_subject_files(folder: Path) -> SubjectFiles:
+    """Identify the naming convention and the five files of one subject folder; DataError if incomplete."""
+    suffixes: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        match = _NIFTI.match(path.name)
+        if match:
+            suffixes[match["suffix"].lower()] = path
+    naming = "2023" if {"t1n", "t1c", "t2w", "t2f"} & set(suffixes) else "2017-2021"
+    mapping, _ = NAMING[naming]
+    files = {canonical: suffixes[suffix] for suffix, canonical in mapping.items() if suffix in suffixes}
+    missing = [suffix for suffix, canonical in mapping.items() if canonical not in files]
+    if missing:
+        raise DataError(
+            f"{folder}: missing {', '.join(missing)} (BraTS {naming} naming expects "
+            f"{', '.join(f'*_{s}.nii.gz' if naming != '2023' else f'*-{s}.nii.gz' for s in mapping)})"
+        )
+    return SubjectFiles(subject_id=folder.name, naming=naming, files=files)
+
+
+def read_nifti(path: Path) -> nib.Nifti1Image:
+    try:
+        return nib.load(path)
+    except Exception as error:
+        raise DataError(f"{path}: not a readable NIfTI file ({type(error).__name__}: {error})") from None
+
+
+def read_array(path: Path, dtype: type = np.float32) -> np.ndarray:
+    try:
+        return np.asarray(read_nifti(path).dataobj, dtype=dtype)
+    except DataError:
+        raise
+    except (OSError, EOFError, ValueError, zlib.error) as error:
+        raise DataError(f"{path}: cannot decode image data, the file may be truncated ({type(error).__name__}: {error})") from None
+
+
+def canonical_labels(seg: np.ndarray, enhancing_label: int, path: Path) -> np.ndarray:
+    """Map stored labels to canonical classes; DataError naming the file on any other value."""
+    allowed = (0, 1, 2, enhancing_label)
+    values = np.unique(seg)
+    unexpected = [v for v in values.tolist() if v not in allowed]
+    if unexpected:
+        raise DataError(f"{path}: label values {unexpected} outside the BraTS convention {list(allowed)}")
+    labels = seg.astype(np.uint8)
+    labels[labels == enhancing_label] = 3
+    return labels
+
+
+def normalise(images: np.ndarray) -> np.ndarray:
+    """Per-modality z-score inside the brain mask (any modality non-zero); 0 outside."""
+    brain = np.any(images != 0, axis=0)
+    out = np.zeros_like(images, dtype=np.float32)
+    if not brain.any():
+        return out
+    for channel, image in enumerate(images):
+        values = image[brain]
+        std = values.std()
+        out[channel][brain] = (values - values.mean()) / (std if std > 0 else 1.0)
+    return out
+
+
+def region_masks(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Boolean masks of the BraTS regions (whole, core, enhancing) from canonical labels."""
+    return {name: np.isin(labels, classes) for name, classes in REGIONS.items()}
+
+
+class BratsFolder(Dataset):
+    """A folder of BraTS subjects; ``Config.root`` points at it."""
+
+    channels = CHANNELS
+    classes = CLASSES
+
+    @dataclass(frozen=True)
+    class Config:
+        root: str = ""
+        test_fraction: float = 0.2
+        split_seed: int = 0
+
+    def __init__(self, config, workdir: Path):
+        super().__init__(config, workdir)
+        self._subjects: dict[str, SubjectFiles] | None = None
+        self._hash: str | None = None
+
+    @property
+    def root(self) -> Path:
+        if not self.config.root:
+            raise DataError("dataset 'brats' needs 'root': the folder holding one subfolder per BraTS subject")
+        return Path(self.config.root).expanduser()
+
+    def prepare(self) -> None:
+        root = self.root
+        if not root.is_dir():
+            raise DataError(f"{root}: BraTS folder does not exist")
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and any(_NIFTI.match(f.name) for f in p.iterdir()))
+        if not folders:
+            raise DataError(f"{root}: no subject folders with NIfTI files (expected <root>/<ID>/<ID>_t1.nii.gz ...)")
+        subjects = {folder.name: find_subject_files(folder) for folder in folders}
+        records = FileRecords(self.workdir / "cache" / "validated_files.json")
+        digests = []
+        try:
+            for subject in subjects.values():
+                self._validate_geometry(subject)
+                for kind, path in sorted(subject.files.items()):
+                    digest = records.sha256_validated(path, partial(_validate_file, subject, kind))
+                    digests.append(f"{subject.subject_id}/{path.name}:{digest}")
+        finally:
+            records.save()
+        self._subjects = subjects
+        self._hash = hashlib.sha256("\n".join(digests).encode()).hexdigest()
+
+    def _validate_geometry(self, subject: SubjectFiles) -> None:
+        reference_path = subject.files["t1"]
+        reference = read_nifti(reference_path)
+        for kind, path in subject.files.items():
+            image = read_nifti(path)
+            if image.shape[:3] != reference.shape[:3] or len(image.shape) != 3:
+                raise DataError(f"{path}: shape {image.shape} differs from {reference_path.name} {reference.shape}")
+            if not np.allclose(image.affine, reference.affine, atol=1e-3):
+                raise DataError(f"{path}: affine differs from {reference_path.name}; images and labels must share one grid")
+
+    def _require_prepared(self) -> dict[str, SubjectFiles]:
+        if self._subjects is None:
+            raise RuntimeError("call prepare() before using the dataset")
+        return self._subjects
+
+    def subject_ids(self) -> list[str]:
+        return sorted(self._require_prepared())
+
+    def content_hash(self) -> str:
+        self._require_prepared()
+        assert self._hash is not None
+        return self._hash
+
+    def split(self) -> Split:
+        return split_subjects(self.subject_ids(), self.config.test_fraction, self.config.split_seed)
+
+    def load(self, subject_id: str) -> Volume:
+        subject = self._require_prepared()[subject_id]
+        cache = self.workdir / "cache" / "preprocessed" / self.content_hash()[:16]
+        images_path, labels_path = cache / f"{subject_id}_images.npy", cache / f"{subject_id}_labels.npy"
+        if not (images_path.is_file() and labels_path.is_file()):
+            images = normalise(np.stack([read_array(subject.files[channel]) for channel in CHANNELS]))
+            labels = canonical_labels(read_array(subject.files["seg"], np.int16), subject.enhancing_label, subject.files["seg"])
+            cache.mkdir(parents=True, exist_ok=True)
+            _atomic_save(images_path, images)
+            _atomic_save(labels_path, labels)
+        spacing = tuple(float(z) for z in read_nifti(subject.files["t1"]).header.get_zooms()[:3])
+        return Volume(subject_id, np.load(images_path, mmap_mode="r"), np.load(labels_path, mmap_mode="r"), spacing)
+
+
+def _validate_file(subject: SubjectFiles, kind: str, path: Path) -> None:
+    """Decode the whole file (catches truncation); for the segmentation also check the label values."""
+    if kind == "seg":
+        canonical_labels(read_array(path, np.int16), subject.enhancing_label, path)
+    else:
+        read_array(path)
+
+
+def _atomic_save(path: Path, array: np.ndarray) -> None:
+    temporary = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+    np.save(temporary, array)
+    os.replace(temporary, path)

@@ -1,0 +1,81 @@
+"""Random 2D patches from the axial slices of 3D volumes, drawn from one seeded ``torch.Generator``.
+
+Chen et al. (2019) train the BraTS U-Net and its pretext tasks on 64x64 patches of axial slices.
+A patch is centred either on a labelled (foreground) voxel, with probability ``foreground_fraction``,
+or on a random brain voxel (any channel non-zero); patches that leave the volume are clipped to it.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from datasets.base import Volume
+
+_MAX_FOREGROUND_POINTS = 50_000
+
+
+class _IndexedVolume:
+    """A volume with precomputed places to centre patches on."""
+
+    def __init__(self, volume: Volume, rng: np.random.Generator):
+        self.volume = volume
+        brain_slices = np.any(volume.images != 0, axis=(0, 1, 2))
+        self.brain_slices = np.flatnonzero(brain_slices) if brain_slices.any() else np.arange(volume.images.shape[-1])
+        foreground = np.argwhere(np.asarray(volume.labels) > 0)
+        if len(foreground) > _MAX_FOREGROUND_POINTS:
+            foreground = foreground[rng.choice(len(foreground), _MAX_FOREGROUND_POINTS, replace=False)]
+        self.foreground = foreground
+
+
+class PatchSampler:
+    """Draws batches of (images (B, C, P, P) float32, labels (B, P, P) int64) patches."""
+
+    def __init__(self, volumes: Sequence[Volume], patch_size: int, foreground_fraction: float = 0.0):
+        if not volumes:
+            raise ValueError("PatchSampler needs at least one volume")
+        if not 0 <= foreground_fraction <= 1:
+            raise ValueError(f"foreground_fraction must lie in [0, 1], got {foreground_fraction}")
+        self.patch_size = patch_size
+        self.foreground_fraction = foreground_fraction
+        rng = np.random.default_rng(0)  # only thins very large foreground sets, identically every run
+        self.volumes = [_IndexedVolume(volume, rng) for volume in volumes]
+        self.channels = volumes[0].images.shape[0]
+
+    def _randint(self, high: int, generator: torch.Generator) -> int:
+        return int(torch.randint(high, (1,), generator=generator))
+
+    def _centre(self, indexed: _IndexedVolume, generator: torch.Generator) -> tuple[int, int, int]:
+        use_foreground = len(indexed.foreground) > 0 and float(torch.rand(1, generator=generator)) < self.foreground_fraction
+        if use_foreground:
+            x, y, z = indexed.foreground[self._randint(len(indexed.foreground), generator)]
+            return int(x), int(y), int(z)
+        z = int(indexed.brain_slices[self._randint(len(indexed.brain_slices), generator)])
+        shape = indexed.volume.images.shape
+        return self._randint(shape[1], generator), self._randint(shape[2], generator), z
+
+    def _extract(self, indexed: _IndexedVolume, centre: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        size = self.patch_size
+        images, labels = indexed.volume.images, indexed.volume.labels
+        x, y, z = centre
+        patch_images = np.zeros((self.channels, size, size), np.float32)
+        patch_labels = np.zeros((size, size), np.int64)
+        corners = []
+        for position, extent in ((x, images.shape[1]), (y, images.shape[2])):
+            start = min(max(position - size // 2, 0), max(extent - size, 0))
+            corners.append((start, min(start + size, extent)))
+        (x0, x1), (y0, y1) = corners
+        patch_images[:, : x1 - x0, : y1 - y0] = images[:, x0:x1, y0:y1, z]
+        patch_labels[: x1 - x0, : y1 - y0] = labels[x0:x1, y0:y1, z]
+        return patch_images, patch_labels
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = [], []
+        for _ in range(batch_size):
+            indexed = self.volumes[self._randint(len(self.volumes), generator)]
+            patch_images, patch_labels = self._extract(indexed, self._centre(indexed, generator))
+            images.append(patch_images)
+            labels.append(patch_labels)
+        return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(labels))

@@ -1,0 +1,59 @@
+"""The interface every downstream task implements.
+
+A downstream task names the dataset it runs on, builds its network around a (possibly pretrained)
+encoder and decoder, samples labelled training batches, defines its loss, and evaluates a trained
+network on test subjects into a per-subject table whose numeric columns are its metrics.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+from datasets.base import Volume
+
+Direction = Literal["higher", "lower"]
+
+
+class DownstreamTask(ABC):
+    """Subclasses define a frozen dataclass ``Config`` with at least a ``dataset`` field (a dataset name in the grid)."""
+
+    @dataclass(frozen=True)
+    class Config:
+        dataset: str = ""
+
+    #: Metric name (column of the per-subject table) -> which direction is better.
+    metric_directions: ClassVar[dict[str, Direction]] = {}
+    #: Metric name -> unit: "fraction" (reports show it as %) or a physical unit such as "mm".
+    metric_units: ClassVar[dict[str, str]] = {}
+    #: Parts of a pretrained network this task's model can take.
+    accepts: ClassVar[tuple[str, ...]] = ("encoder",)
+
+    def __init__(self, config: "DownstreamTask.Config", image_channels: int):
+        self.config = config
+        self.image_channels = image_channels
+
+    @abstractmethod
+    def build_model(self, encoder: nn.Module, decoder: nn.Module | None) -> nn.Module:
+        """The full downstream network around ``encoder`` (and ``decoder`` if the task uses one)."""
+
+    @abstractmethod
+    def make_sampler(self, volumes: Sequence[Volume]) -> object:
+        """An object whose ``sample(batch_size, generator)`` gives (inputs, targets) CPU tensors."""
+
+    @abstractmethod
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Loss terms; the ``"loss"`` entry is optimised."""
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module, volumes: Sequence[Volume], device: torch.device) -> pd.DataFrame:
+        """One row per test subject: ``subject_id`` and one column per metric in ``metric_directions``."""
+
+    def summarise(self, per_subject: pd.DataFrame) -> dict[str, float]:
+        """Summary metrics logged for the cell: the mean of each metric over subjects (NaN-skipping)."""
+        return {name: float(per_subject[name].mean()) for name in self.metric_directions}

@@ -1,0 +1,110 @@
+"""Export and import the transferable weights of a pretext task.
+
+Each part (``encoder``, ``decoder``) is saved as its own prefix-free state dict (keys relative to
+that module, exactly as the module built by :func:`networks.create_encoder` names them) plus a
+``manifest.json`` holding the architecture, the pretext task, its config, the seed and a SHA-256 of
+every part's tensors. Import rebuilds the modules from the manifest, checks the hashes and loads
+with ``strict=True``: a missing or unexpected key is an error, never a silent partial load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from benchmark.errors import DataError
+from networks.encoder import EncoderConfig, create_encoder
+from networks.unet_decoder import UNetDecoder
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+
+
+def state_dict_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over the sorted keys, dtypes, shapes and raw bytes of every tensor (independent of file format)."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        tensor = state_dict[key].detach().cpu().contiguous()
+        digest.update(key.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def export_weights(
+    folder: Path,
+    parts: Mapping[str, nn.Module],
+    encoder_config: EncoderConfig,
+    in_chans: int,
+    metadata: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Write ``<part>.pt`` for each part and ``manifest.json``; returns the manifest."""
+    unknown = set(parts) - {"encoder", "decoder"}
+    if unknown or "encoder" not in parts:
+        raise ValueError(f"parts must be 'encoder' and optionally 'decoder', got {sorted(parts)}")
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "encoder": encoder_config.to_dict(),
+        "in_chans": in_chans,
+        "parts": {},
+        **metadata,
+    }
+    for name, module in parts.items():
+        state = {key: value.detach().cpu() for key, value in module.state_dict().items()}
+        file_name = f"{name}.pt"
+        _atomic_torch_save(state, folder / file_name)
+        manifest["parts"][name] = {"file": file_name, "sha256": state_dict_sha256(state), "tensors": len(state)}
+        if isinstance(module, UNetDecoder):
+            manifest["parts"][name]["architecture"] = {"type": "unet", "channels": module.channels, "reductions": module.reductions}
+    temporary = folder / (MANIFEST_NAME + ".tmp")
+    temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    os.replace(temporary, folder / MANIFEST_NAME)
+    return manifest
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        raise DataError(f"{path}: no weight manifest (expected the output of a pretrain job)")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise DataError(f"{path}: format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
+    return manifest
+
+
+def load_part(folder: Path, manifest: Mapping[str, Any], name: str, module: nn.Module) -> None:
+    """Load part ``name`` into ``module`` with ``strict=True`` after checking its SHA-256."""
+    entry = manifest["parts"].get(name)
+    if entry is None:
+        raise DataError(f"{folder / MANIFEST_NAME}: has no part {name!r} (parts: {sorted(manifest['parts'])})")
+    state = torch.load(folder / entry["file"], map_location="cpu", weights_only=True)
+    if state_dict_sha256(state) != entry["sha256"]:
+        raise DataError(f"{folder / entry['file']}: SHA-256 differs from the manifest; the file is corrupt or was changed")
+    module.load_state_dict(state, strict=True)
+
+
+def import_weights(folder: Path) -> tuple[dict[str, Any], nn.Module, UNetDecoder | None]:
+    """Rebuild the encoder (and decoder, if exported) from a manifest and load their weights strictly."""
+    manifest = read_manifest(folder)
+    encoder_config = EncoderConfig(**manifest["encoder"])
+    encoder = create_encoder(encoder_config, manifest["in_chans"])
+    load_part(folder, manifest, "encoder", encoder)
+    decoder = None
+    if "decoder" in manifest["parts"]:
+        decoder = UNetDecoder.for_encoder(encoder)
+        load_part(folder, manifest, "decoder", decoder)
+    return manifest, encoder, decoder
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(obj, temporary)
+    os.replace(temporary, path)

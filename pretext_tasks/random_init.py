@@ -1,0 +1,14 @@
+"""``random`` (RD in Chen et al. 2019): no pretraining; the downstream network starts from its default random init."""
+
+from __future__ import annotations
+
+from pretext_tasks import PRETEXT_TASKS
+from pretext_tasks.base import Initialisation
+
+
+@PRETEXT_TASKS.register("random")
+class RandomInit(Initialisation):
+    """Random initialisation baseline: transfers nothing."""
+
+    label = "RD"
+    transfers = ()

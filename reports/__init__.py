@@ -1,0 +1,1 @@
+"""Comparison reports built from the MLflow runs of a grid."""
