@@ -83,7 +83,7 @@ def _report(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from benchmark.device import choose_device
     from benchmark.grid import load_grid
-    from benchmark.planner import plan_grid
+    from benchmark.planner import check_label_fractions, plan_grid
     from datasets import DATASETS
 
     started = time.perf_counter()
@@ -104,6 +104,7 @@ def _run(args: argparse.Namespace) -> int:
     used = {grid.downstream_config(task).dataset for task in grid.downstream_tasks}
     for name in sorted(used):
         datasets[name].prepare()
+    check_label_fractions(grid, datasets)
     versions = {name: f"{datasets[name].content_hash()}/{datasets[name].split().test_hash()}" for name in used}
     plan = plan_grid(grid, versions)
     print(plan.describe(grid, str(device)))

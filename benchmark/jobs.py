@@ -151,7 +151,7 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
                 if "decoder" in manifest["parts"] and "decoder" in task.accepts:
                     decoder = UNetDecoder.for_encoder(encoder)
                     load_part(weights, manifest, "decoder", decoder)
-                mlflow.set_tag("transferred_parts", ",".join(p for p in manifest["parts"] if p == "encoder" or decoder is not None))
+                mlflow.set_tag("transferred_parts", "encoder,decoder" if decoder is not None else "encoder")
         model = task.build_model(encoder, decoder).to(ctx.device)
         sampler = task.make_sampler(ctx.load(cell.dataset, labelled))
         sampling = torch.Generator().manual_seed(sampling_seed)

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
 from benchmark.grid import GridConfig
+from datasets.base import Dataset
+from datasets.splits import labelled_subjects
 from pretext_tasks import PRETEXT_TASKS
 
 KEY_VERSION = 1
@@ -105,3 +107,11 @@ def plan_grid(grid: GridConfig, dataset_versions: dict[str, str]) -> Plan:
                     })
                     cells.append(FinetuneCell(key, init, task_name, dataset, fraction, seed, pretrain_key))
     return Plan(tuple(pretrain.values()), tuple(cells))
+
+
+def check_label_fractions(grid: GridConfig, datasets: dict[str, Dataset]) -> None:
+    """Raise ConfigError before any job runs if a label fraction leaves a downstream task without labelled subjects."""
+    for task_name in grid.downstream_tasks:
+        train = datasets[grid.downstream_config(task_name).dataset].split().train
+        for fraction in grid.fractions:
+            labelled_subjects(train, fraction, seed=grid.seeds[0])

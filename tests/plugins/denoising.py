@@ -1,0 +1,43 @@
+"""A tiny third-party pretext task (denoising auto-encoder), registered only through an entry point in tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pretext_tasks.base import DECODER, ENCODER, PretextTask
+
+
+class Denoising(PretextTask):
+    label = "DN"
+    transfers = (ENCODER, DECODER)
+
+    @dataclass(frozen=True)
+    class Config:
+        noise: float = 0.5
+
+    def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        noise = torch.randn(images.shape, generator=generator, device=images.device)
+        return images + self.config.noise * noise, images
+
+    def build_head(self, in_channels: int, image_channels: int) -> nn.Module:
+        return nn.Conv2d(in_channels, image_channels, kernel_size=1)
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss": F.mse_loss(outputs, targets)}
+
+
+class NotAPretextTask:
+    """Violates the interface: registering it must fail with a message naming the plugin."""
+
+
+class NanLoss(Denoising):
+    """Its loss is NaN: the runner must record its pretrain job as FAILED and go on."""
+
+    label = "NAN"
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss": F.mse_loss(outputs, targets) * float("nan")}

@@ -1,0 +1,126 @@
+"""The BraTS loader on files written in the real layouts (2017-2021 and 2023 naming), and its errors."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from benchmark.errors import DataError
+from datasets.brats import BratsFolder, normalise, region_masks
+from tests.brats_files import write_subject
+
+
+def _dataset(root: Path, workdir: Path) -> BratsFolder:
+    dataset = BratsFolder(BratsFolder.Config(root=str(root), test_fraction=0.34), workdir)
+    dataset.prepare()
+    return dataset
+
+
+@pytest.mark.parametrize("naming, extension", [("2021", ".nii.gz"), ("2023", ".nii.gz"), ("2021", ".nii")])
+def test_reads_both_namings_into_canonical_labels(tmp_path: Path, naming: str, extension: str):
+    for index in range(3):
+        write_subject(tmp_path / "data", f"S{index}", naming=naming, spacing=(1.0, 1.2, 2.5), seed=index, extension=extension)
+    dataset = _dataset(tmp_path / "data", tmp_path / "out")
+    assert dataset.subject_ids() == ["S0", "S1", "S2"]
+    volume = dataset.load("S1")
+    assert volume.images.shape == (4, 12, 10, 8)
+    assert volume.spacing == pytest.approx((1.0, 1.2, 2.5))
+    assert set(np.unique(volume.labels).tolist()) == {0, 1, 2, 3}
+    regions = region_masks(np.asarray(volume.labels))
+    assert regions["whole"].sum() == 6 * 5 * 4
+    assert regions["enhancing"].sum() == 4 * 3 * 2 - 2 * 1 * 2
+    assert regions["core"].sum() == 4 * 3 * 2
+
+
+def test_t1ce_is_not_mistaken_for_t1(tmp_path: Path):
+    folder = write_subject(tmp_path, "S0")
+    t1 = np.asarray(nib.load(folder / "S0_t1.nii.gz").dataobj)
+    t1ce = np.asarray(nib.load(folder / "S0_t1ce.nii.gz").dataobj)
+    write_subject(tmp_path, "S1")
+    volume = _dataset(tmp_path, tmp_path / "out").load("S0")
+    assert np.allclose(volume.images[0], normalise(np.stack([t1, t1ce]))[0], atol=1e-5)
+    assert np.allclose(volume.images[1], normalise(np.stack([t1, t1ce]))[1], atol=1e-5)
+
+
+def test_normalisation_is_zscore_inside_the_brain_and_zero_outside():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(5, 50, (2, 6, 6, 6)).astype(np.float32)
+    images[:, :2] = 0
+    out = normalise(images)
+    brain = np.any(images != 0, axis=0)
+    assert np.all(out[:, ~brain] == 0)
+    for channel in out:
+        assert channel[brain].mean() == pytest.approx(0, abs=1e-5)
+        assert channel[brain].std() == pytest.approx(1, abs=1e-4)
+
+
+def test_content_hash_changes_with_any_file_and_the_cache_is_reused(tmp_path: Path):
+    for index in range(2):
+        write_subject(tmp_path / "data", f"S{index}", seed=index)
+    first = _dataset(tmp_path / "data", tmp_path / "out").content_hash()
+    assert _dataset(tmp_path / "data", tmp_path / "out").content_hash() == first
+    write_subject(tmp_path / "data", "S1", seed=99)
+    assert _dataset(tmp_path / "data", tmp_path / "out").content_hash() != first
+
+
+def _expect_error(tmp_path: Path, match: str) -> None:
+    with pytest.raises(DataError, match=match):
+        _dataset(tmp_path / "data", tmp_path / "out")
+
+
+def test_missing_modality(tmp_path: Path):
+    write_subject(tmp_path / "data", "S0")
+    write_subject(tmp_path / "data", "S1", skip=("flair",))
+    _expect_error(tmp_path, r"S1: missing flair")
+
+
+def test_missing_modality_2023(tmp_path: Path):
+    write_subject(tmp_path / "data", "S0", naming="2023", skip=("t2f", "seg"))
+    _expect_error(tmp_path, r"missing t2f, seg")
+
+
+def test_seg_shape_differs(tmp_path: Path):
+    folder = write_subject(tmp_path / "data", "S0")
+    nib.save(nib.Nifti1Image(np.zeros((12, 10, 7), np.uint8), np.eye(4)), folder / "S0_seg.nii.gz")
+    _expect_error(tmp_path, r"S0_seg.nii.gz: shape \(12, 10, 7\) differs")
+
+
+def test_affine_differs(tmp_path: Path):
+    folder = write_subject(tmp_path / "data", "S0")
+    nib.save(nib.Nifti1Image(np.zeros((12, 10, 8), np.uint8), np.diag([2.0, 1, 1, 1])), folder / "S0_seg.nii.gz")
+    _expect_error(tmp_path, r"S0_seg.nii.gz: affine differs")
+
+
+def test_labels_outside_the_convention(tmp_path: Path):
+    folder = write_subject(tmp_path / "data", "S0")
+    seg = np.asarray(nib.load(folder / "S0_seg.nii.gz").dataobj).copy()
+    seg[0, 0, 0] = 3  # 3 is not a 2017-2021 label
+    nib.save(nib.Nifti1Image(seg, np.eye(4)), folder / "S0_seg.nii.gz")
+    _expect_error(tmp_path, r"label values \[3\] outside the BraTS convention \[0, 1, 2, 4\]")
+
+
+def test_unreadable_and_truncated_files(tmp_path: Path):
+    folder = write_subject(tmp_path / "data", "S0")
+    (folder / "S0_t2.nii.gz").write_bytes(b"this is not nifti")
+    _expect_error(tmp_path, r"S0_t2.nii.gz: not a readable NIfTI")
+    folder = write_subject(tmp_path / "data", "S0")
+    data = (folder / "S0_flair.nii.gz").read_bytes()
+    (folder / "S0_flair.nii.gz").write_bytes(data[: len(data) // 2])
+    _expect_error(tmp_path, r"S0_flair.nii.gz: (cannot decode|not a readable)")
+
+
+def test_empty_or_missing_folder(tmp_path: Path):
+    (tmp_path / "data").mkdir()
+    _expect_error(tmp_path, "no subject folders")
+    with pytest.raises(DataError, match="does not exist"):
+        _dataset(tmp_path / "nowhere", tmp_path / "out")
+
+
+def test_gzip_header_but_bad_payload_is_caught_before_training(tmp_path: Path):
+    folder = write_subject(tmp_path / "data", "S0")
+    (folder / "S0_t1ce.nii.gz").write_bytes(gzip.compress(b"\x00" * 10))
+    _expect_error(tmp_path, "S0_t1ce.nii.gz")

@@ -1,0 +1,240 @@
+"""The command line end to end: list, dry run, a tiny grid recorded in MLflow, resume, report, bad input."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from benchmark.cli import main
+from pretext_tasks import PRETEXT_TASKS
+from tests.brats_files import write_subject
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _client(out: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+
+
+def _runs(out: Path, experiment: str = "grid-tiny"):
+    client = _client(out)
+    found = client.get_experiment_by_name(experiment)
+    return client, (client.search_runs([found.experiment_id], max_results=1000) if found else [])
+
+
+def test_list_prints_every_registry(capsys):
+    assert main(["list"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("pretext tasks:", "context_restoration", "random", "brats_segmentation", "brats_phantom", "smoke"):
+        assert name in printed
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
+    assert main(["run", "--grid", "smoke", "--dry-run", "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "1 pretrain jobs + 4 finetune cells on cpu" in printed
+    assert not (tmp_path / "out").exists()
+
+
+def test_tiny_grid_records_everything_in_mlflow_and_resumes(write_grid, tmp_path, capsys):
+    grid, out = write_grid(), tmp_path / "out"
+    assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress"]) == 0
+    first = capsys.readouterr().out
+    assert "5 jobs finished, 0 skipped" in first
+    assert f"mlflow ui --backend-store-uri sqlite:///{out.resolve()}/mlflow.db" in first
+
+    client, runs = _runs(out)
+    assert len(runs) == 5 and all(r.info.status == "FINISHED" for r in runs)
+    pretrain = [r for r in runs if r.data.tags["kind"] == "pretrain"]
+    finetune = [r for r in runs if r.data.tags["kind"] == "finetune"]
+    assert len(pretrain) == 1 and len(finetune) == 4
+
+    job = pretrain[0]
+    assert job.data.tags["initialisation"] == "context_restoration"
+    history = client.get_metric_history(job.info.run_id, "pretrain_loss")
+    assert [m.step for m in history] == [0, 1]
+    weights = {a.path for a in client.list_artifacts(job.info.run_id, "weights")}
+    assert weights == {"weights/manifest.json", "weights/encoder.pt", "weights/decoder.pt"}
+
+    for cell in finetune:
+        tags = cell.data.tags
+        assert {"initialisation", "downstream_task", "label_fraction", "seed", "job_key", "pretrain_run_id", "test_subjects_sha256"} <= set(tags)
+        assert tags["pretrain_run_id"] == (job.info.run_id if tags["initialisation"] == "context_restoration" else "")
+        assert len(client.get_metric_history(cell.info.run_id, "train_loss")) == 2
+        assert 0 <= cell.data.metrics["dice_whole"] <= 1 and cell.data.metrics["hd95_whole"] >= 0
+        artifacts = {a.path for a in client.list_artifacts(cell.info.run_id)}
+        assert {"per_subject_metrics.csv", "resolved_config.yaml", "labelled_subjects.txt", "test_subjects.txt"} <= artifacts
+        local = Path(mlflow.artifacts.download_artifacts(run_id=cell.info.run_id, artifact_path="per_subject_metrics.csv",
+                                                         dst_path=str(tmp_path / cell.info.run_id), tracking_uri=client.tracking_uri))
+        table = pd.read_csv(local)
+        assert len(table) == 1  # one test subject of four
+        assert table["dice_whole"].mean() == pytest.approx(cell.data.metrics["dice_whole"])
+        assert tags["label_fraction"] in {"1", "0.5"}
+        assert int(cell.data.params["labelled_subjects"]) == (3 if tags["label_fraction"] == "1" else 1)
+    assert len({c.data.tags["test_subjects_sha256"] for c in finetune}) == 1
+
+    report = (out / "report" / "report.md").read_text()
+    assert "## brats_segmentation" in report and "| 100% | RD |" in report and "| 50% | CR |" in report
+
+    assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress"]) == 0
+    second = capsys.readouterr().out
+    assert "resuming: 5 of 5 jobs already FINISHED" in second
+    assert "0 jobs finished, 5 skipped" in second
+    assert len(_runs(out)[1]) == 5
+
+    assert main(["report", "--out", str(out), "--experiment", "grid-tiny"]) == 0
+
+
+@pytest.fixture
+def plugin_entry_points(monkeypatch):
+    """Register the test plugins through patched entry points, as an installed distribution would."""
+    group = "ssl_medbench.pretext_tasks"
+    points = [
+        importlib.metadata.EntryPoint("denoise_test", "tests.plugins.denoising:Denoising", group),
+        importlib.metadata.EntryPoint("nan_test", "tests.plugins.denoising:NanLoss", group),
+    ]
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda **kw: [p for p in points if p.group == kw.get("group")] if "group" in kw else real(**kw))
+    monkeypatch.setattr(PRETEXT_TASKS, "_entry_points_loaded", False)
+    monkeypatch.setattr(PRETEXT_TASKS, "_items", dict(PRETEXT_TASKS._items))
+    yield
+
+
+def test_entry_point_plugin_in_list_and_grid_and_a_failing_job_does_not_stop_the_grid(plugin_entry_points, write_grid, tmp_path, capsys):
+    assert main(["list"]) == 0
+    assert "denoise_test" in capsys.readouterr().out
+    grid = write_grid(initialisations=["random", "denoise_test", "nan_test"], fractions=[1.0])
+    out = tmp_path / "out"
+    assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress"]) == 1
+    printed = capsys.readouterr().out
+    assert "3 jobs finished, 0 skipped (finished earlier), 2 failed" in printed
+    assert "FAILED pretrain/nan_test/phantom/seed0: FloatingPointError" in printed
+    client, runs = _runs(out)
+    status = {r.info.run_name: r.info.status for r in runs}
+    assert status["pretrain/denoise_test/phantom/seed0"] == "FINISHED"
+    assert status["finetune/denoise_test/brats_segmentation/1/seed0"] == "FINISHED"
+    assert status["finetune/random/brats_segmentation/1/seed0"] == "FINISHED"
+    assert status["pretrain/nan_test/phantom/seed0"] == "FAILED"
+    assert status["finetune/nan_test/brats_segmentation/1/seed0"] == "FAILED"
+    failed = next(r for r in runs if r.info.run_name == "pretrain/nan_test/phantom/seed0")
+    assert "FloatingPointError" in failed.data.tags["error"]
+    assert "traceback.txt" in {a.path for a in client.list_artifacts(failed.info.run_id)}
+    assert "Runs not finished" in (out / "report" / "report.md").read_text()
+
+
+def _broken_brats(tmp_path: Path, problem: str) -> Path:
+    import nibabel as nib
+    import numpy as np
+
+    root = tmp_path / "brats"
+    for index in range(3):
+        write_subject(root, f"S{index}", seed=index)
+    folder = root / "S1"
+    if problem == "missing modality":
+        (folder / "S1_t1ce.nii.gz").unlink()
+    elif problem == "seg shape":
+        nib.save(nib.Nifti1Image(np.zeros((3, 3, 3), np.uint8), np.eye(4)), folder / "S1_seg.nii.gz")
+    elif problem == "labels":
+        nib.save(nib.Nifti1Image(np.full((12, 10, 8), 7, np.uint8), np.eye(4)), folder / "S1_seg.nii.gz")
+    elif problem == "unreadable":
+        (folder / "S1_t2.nii.gz").write_bytes(b"\x1f\x8b garbage")
+    return root
+
+
+@pytest.mark.parametrize(
+    "problem, message",
+    [
+        ("missing modality", "S1: missing t1ce"),
+        ("seg shape", "S1_seg.nii.gz: shape (3, 3, 3) differs"),
+        ("labels", "S1_seg.nii.gz: label values [7] outside the BraTS convention"),
+        ("unreadable", "S1_t2.nii.gz"),
+    ],
+)
+def test_bad_brats_data_is_one_line_exit_2_and_nothing_recorded(problem, message, write_grid, tmp_path, capsys):
+    root = _broken_brats(tmp_path, problem)
+    grid = write_grid(datasets={"phantom": {"type": "brats", "root": str(root), "test_fraction": 0.34}})
+    assert main(["run", "--grid", str(grid), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and message in error and "\n" not in error
+    assert not (tmp_path / "out" / "mlflow.db").exists()
+
+
+def test_fraction_leaving_no_training_subject_is_rejected_before_running(write_grid, tmp_path, capsys):
+    grid = write_grid(fractions=[1.0, 0.2])  # 3 training subjects: 20 % is none of them
+    assert main(["run", "--grid", str(grid), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    assert "label fraction 0.2 of 3 training subjects leaves no labelled subject" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "mlflow.db").exists()
+
+
+def _benchmark_process(*args: str, **kwargs) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-m", "benchmark", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--grid", "nonexistent"], "error: unknown grid 'nonexistent'"),
+        (["run", "--set", "fractions=[2]"], "error: preset smoke: fractions: 2.0 is outside (0, 1]"),
+        (["run", "--set", "initialisations=[jigsaw]"], "error: unknown pretext task 'jigsaw'"),
+        (["run", "--set", "pretrain.lr=1"], "error: preset smoke: pretrain: unknown key 'lr'"),
+    ],
+)
+def test_command_line_errors_exit_2_without_traceback(args, message):
+    process = _benchmark_process(*args, "--dry-run")
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 2
+    assert stderr.strip().startswith(message), stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def _finished_runs(database: Path) -> list[str]:
+    if not database.exists():
+        return []
+    try:
+        with sqlite3.connect(database, timeout=1) as connection:
+            return [row[0] for row in connection.execute("select name from runs where status = 'FINISHED'")]
+    except sqlite3.OperationalError:
+        return []
+
+
+def test_sigkill_mid_grid_then_rerun_completes_without_duplicates(write_grid, tmp_path):
+    grid = write_grid(finetune={"epochs": 2, "steps_per_epoch": 15, "batch_size": 4})
+    out = tmp_path / "out"
+    process = _benchmark_process("run", "--grid", str(grid), "--out", str(out), "--no-progress")
+    deadline = time.monotonic() + 300
+    while len(_finished_runs(out / "mlflow.db")) < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert process.poll() is None, "the grid finished before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate()
+    killed_at = len(_finished_runs(out / "mlflow.db"))
+    assert 2 <= killed_at < 5
+
+    rerun = _benchmark_process("run", "--grid", str(grid), "--out", str(out), "--no-progress")
+    stdout, stderr = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, stderr
+    assert f"resuming: {killed_at} of 5 jobs already FINISHED" in stdout
+    client, runs = _runs(out)
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    keys = [r.data.tags["job_key"] for r in finished]
+    assert len(keys) == 5 and len(set(keys)) == 5
+    interrupted = [r for r in runs if r.info.status != "FINISHED"]
+    assert all(r.info.status == "KILLED" and r.data.tags.get("interrupted") == "true" for r in interrupted)
+    config = client.download_artifacts(finished[0].info.run_id, "resolved_config.yaml", str(tmp_path))
+    assert yaml.safe_load(Path(config).read_text())["grid"]["name"] == "tiny"

@@ -1,0 +1,86 @@
+"""Grid loading: presets, overrides and every bad input as one clear ConfigError."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmark.errors import ConfigError, UnknownPluginError
+from benchmark.grid import load_grid, preset_names
+from benchmark.planner import plan_grid
+
+
+@pytest.mark.parametrize("name", ["smoke", "paper", "full"])
+def test_presets_load_and_plan(name):
+    grid = load_grid(name)
+    plan = plan_grid(grid, {dataset: "v" for dataset in grid.datasets})
+    pretraining = [i for i in grid.initialisations if i != "random"]
+    assert len(plan.pretrain_jobs) == len(pretraining) * len(grid.seeds)
+    assert len(plan.finetune_cells) == len(grid.initialisations) * len(grid.fractions) * len(grid.seeds) * len(grid.downstream_tasks)
+
+
+def test_paper_preset_follows_the_paper_protocol():
+    grid = load_grid("paper")
+    assert grid.fractions == (1.0, 0.5, 0.25)
+    assert grid.downstream_config("brats_segmentation").patch_size == 64
+    assert set(preset_names()) >= {"smoke", "paper", "full"}
+
+
+def test_overrides_are_typed_and_can_replace_a_dataset():
+    grid = load_grid("smoke", ["pretrain.epochs=7", "fractions=[0.25]", "datasets.brats_phantom={type: brats, root: /data}"])
+    assert grid.pretrain.epochs == 7
+    assert grid.fractions == (0.25,)
+    assert grid.dataset_config("brats_phantom").root == "/data"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["colour=red"], "top level: unknown key 'colour'"),
+        (["pretrain.epochz=1"], "pretrain: unknown key 'epochz'"),
+        (["pretrain.epochs=ten"], "pretrain.epochs: expected an integer, got str 'ten'"),
+        (["pretrain.epochs=0"], "pretrain.epochs: must be >= 1"),
+        (["fractions=[1.5]"], r"fractions: 1.5 is outside \(0, 1\]"),
+        (["fractions=[0]"], r"fractions: 0.0 is outside \(0, 1\]"),
+        (["fractions=[]"], "fractions: must not be empty"),
+        (["seeds=[1.5]"], r"seeds\[0\]: expected an integer"),
+        (["seeds=[true]"], r"seeds\[0\]: expected an integer"),
+        (["initialisations=[random, random]"], "initialisations: duplicate entries random"),
+        (["downstream.brats_segmentation.dataset=nowhere"], "'nowhere' is not defined under datasets"),
+        (["datasets.brats_phantom.voxel_size_mm=big"], "datasets.brats_phantom.voxel_size_mm: expected a number"),
+        (["datasets.brats_phantom.colour=1"], "datasets.brats_phantom: unknown key 'colour'"),
+        (["pretext.context_restoration.iterations=0"], "pretext.context_restoration: context_restoration.iterations must be >= 1"),
+        (["pretrain"], "expected key=value"),
+    ],
+)
+def test_bad_grids_name_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_grid("smoke", overrides)
+
+
+def test_unknown_grid_and_plugins():
+    with pytest.raises(ConfigError, match="unknown grid 'smok'"):
+        load_grid("smok")
+    with pytest.raises(ConfigError, match="grid file does not exist"):
+        load_grid("missing.yaml")
+    with pytest.raises(UnknownPluginError, match="did you mean 'context_restoration'"):
+        load_grid("smoke", ["initialisations=[random, context_restore]"])
+    with pytest.raises(UnknownPluginError, match="unknown dataset 'bratz'"):
+        load_grid("smoke", ["datasets.brats_phantom.type=bratz"])
+
+
+def test_pretrain_jobs_are_shared_and_keys_track_every_setting():
+    grid = load_grid("smoke", ["seeds=[0, 1]", "fractions=[1.0, 0.5, 0.25]"])
+    plan = plan_grid(grid, {"brats_phantom": "v1"})
+    assert len(plan.pretrain_jobs) == 2  # context restoration x 2 seeds, shared by 3 fractions
+    cr_cells = [c for c in plan.finetune_cells if c.initialisation == "context_restoration"]
+    assert {c.pretrain_key for c in cr_cells} == {j.key for j in plan.pretrain_jobs}
+    assert all(c.pretrain_key is None for c in plan.finetune_cells if c.initialisation == "random")
+    assert len({c.key for c in plan.finetune_cells}) == len(plan.finetune_cells)
+    same = plan_grid(load_grid("smoke", ["seeds=[0, 1]", "fractions=[1.0, 0.5, 0.25]"]), {"brats_phantom": "v1"})
+    assert same == plan
+    changed_epochs = plan_grid(load_grid("smoke", ["seeds=[0, 1]", "fractions=[1.0, 0.5, 0.25]", "pretrain.epochs=3"]), {"brats_phantom": "v1"})
+    assert {j.key for j in changed_epochs.pretrain_jobs}.isdisjoint(j.key for j in plan.pretrain_jobs)
+    random_keys = lambda p: {c.key for c in p.finetune_cells if c.initialisation == "random"}  # noqa: E731
+    assert random_keys(changed_epochs) == random_keys(plan)  # random cells do not depend on pretraining
+    new_data = plan_grid(grid, {"brats_phantom": "v2"})
+    assert {c.key for c in new_data.finetune_cells}.isdisjoint(c.key for c in plan.finetune_cells)

@@ -1,0 +1,112 @@
+"""Metrics against hand-computed values and against medpy (the reference for hd95)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from medpy.metric import binary as medpy_binary
+from scipy import ndimage
+
+from downstream.metrics import (
+    dice,
+    empty_case,
+    hd95,
+    hd95_max_directed,
+    image_diagonal_mm,
+    sensitivity,
+    specificity,
+)
+
+
+def _masks() -> tuple[np.ndarray, np.ndarray]:
+    """pred: 4 voxels, ref: 3 voxels, overlap 2, in a 4x4 image (16 voxels)."""
+    pred = np.zeros((4, 4), bool)
+    ref = np.zeros((4, 4), bool)
+    pred[0, 0:4] = True
+    ref[0, 2:4] = True
+    ref[1, 0] = True
+    return pred, ref
+
+
+def test_overlap_metrics_match_hand_computed_values():
+    pred, ref = _masks()
+    # TP = 2, FP = 2, FN = 1, TN = 11
+    assert dice(pred, ref) == pytest.approx(2 * 2 / (4 + 3))
+    assert sensitivity(pred, ref) == pytest.approx(2 / 3)
+    assert specificity(pred, ref) == pytest.approx(11 / 13)
+
+
+def test_overlap_metrics_agree_with_medpy_on_random_masks():
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        pred, ref = rng.random((9, 8, 7)) > 0.6, rng.random((9, 8, 7)) > 0.5
+        assert dice(pred, ref) == pytest.approx(medpy_binary.dc(pred, ref), abs=1e-12)
+        assert sensitivity(pred, ref) == pytest.approx(medpy_binary.sensitivity(pred, ref), abs=1e-12)
+        assert specificity(pred, ref) == pytest.approx(medpy_binary.specificity(pred, ref), abs=1e-12)
+
+
+def test_empty_mask_rules():
+    empty = np.zeros((5, 6), bool)
+    full = np.zeros((5, 6), bool)
+    full[2, 3] = True
+    diagonal = math.hypot(4 * 2.0, 5 * 0.5)
+    assert empty_case(empty, empty) == "both"
+    assert empty_case(empty, full) == "prediction"
+    assert empty_case(full, empty) == "reference"
+    assert empty_case(full, full) == "none"
+    assert dice(empty, empty) == 1.0
+    assert dice(empty, full) == 0.0 and dice(full, empty) == 0.0
+    assert math.isnan(sensitivity(full, empty))
+    assert sensitivity(empty, full) == 0.0
+    assert math.isnan(specificity(empty, np.ones((5, 6), bool)))
+    assert hd95(empty, empty, (2.0, 0.5)) == 0.0
+    assert hd95(empty, full, (2.0, 0.5)) == pytest.approx(diagonal)
+    assert hd95(full, empty, (2.0, 0.5)) == pytest.approx(diagonal)
+    assert image_diagonal_mm((5, 6), (2.0, 0.5)) == pytest.approx(diagonal)
+    assert hd95_max_directed(empty, full, (2.0, 0.5)) == pytest.approx(diagonal)
+
+
+def test_hd95_hand_computed_with_anisotropic_spacing():
+    pred = np.zeros((10, 10), bool)
+    ref = np.zeros((10, 10), bool)
+    pred[2, 2] = True
+    ref[5, 2] = True  # 3 voxels apart along axis 0 at 2 mm per voxel
+    assert hd95(pred, ref, (2.0, 1.0)) == pytest.approx(6.0)
+
+
+def test_pooled_and_max_directed_hd95_differ_as_defined():
+    ref = np.zeros((1, 12), bool)
+    pred = np.zeros((1, 12), bool)
+    ref[0, 0] = True
+    pred[0, 0] = pred[0, 10] = True
+    # pred -> ref: {0, 10}; ref -> pred: {0}. Pooled {0, 0, 10}: P95 = 0.9 * 10; directed P95s: 9.5 and 0.
+    assert hd95(pred, ref) == pytest.approx(9.0)
+    assert hd95_max_directed(pred, ref) == pytest.approx(9.5)
+
+
+def _random_blob(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma=rng.uniform(1.0, 2.5))
+    mask = field > np.quantile(field, rng.uniform(0.6, 0.95))
+    if rng.random() < 0.3:  # sometimes touch the image border, where erosion must behave as medpy's
+        mask[0] |= rng.random(shape[1:]) > 0.5
+    return mask
+
+
+@pytest.mark.parametrize("case", range(60))
+def test_hd95_matches_medpy_to_1e9(case: int):
+    rng = np.random.default_rng(case)
+    shape = tuple(rng.integers(8, 30, size=2 if case % 3 == 0 else 3))
+    pred, ref = _random_blob(rng, shape), _random_blob(rng, shape)
+    if not pred.any() or not ref.any():
+        pytest.skip("medpy raises on empty masks")
+    spacing = tuple(rng.uniform(0.3, 3.0, size=len(shape)))
+    assert abs(hd95(pred, ref, spacing) - medpy_binary.hd95(pred, ref, voxelspacing=spacing)) <= 1e-9
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="shape"):
+        dice(np.zeros((3, 3)), np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="spacing"):
+        hd95(np.ones((3, 3)), np.ones((3, 3)), (1.0, 1.0, 1.0))
