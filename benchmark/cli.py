@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="write the comparison report of a grid")
     report.add_argument("--out", type=Path, default=Path("results"), help="run folder of the grid")
     report.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite store in --out)")
-    report.add_argument("--experiment", default="grid-smoke", help="MLflow experiment (grid-<name>)")
+    report.add_argument("--experiment", help="MLflow experiment, grid-<name> (default: the only grid experiment in the store)")
     return parser
 
 
@@ -71,11 +71,12 @@ def _list() -> int:
 def _report(args: argparse.Namespace) -> int:
     from benchmark.tracking import default_tracking_uri
     from reports.build import build_report
+    from reports.runs import sole_grid_experiment
 
     tracking_uri = args.tracking_uri or default_tracking_uri(args.out)
     if not args.tracking_uri and not (args.out / "mlflow.db").is_file():
         raise UserError(f"{args.out}: no MLflow store (mlflow.db) here; run a grid first or pass --tracking-uri")
-    path = build_report(tracking_uri, args.experiment, args.out / "report")
+    path = build_report(tracking_uri, args.experiment or sole_grid_experiment(tracking_uri), args.out / "report")
     print(f"report written to {path}")
     return 0
 

@@ -13,7 +13,9 @@ import mlflow
 import numpy as np
 import torch
 import yaml
+from torch import nn
 
+from benchmark.errors import DataError
 from benchmark.grid import GridConfig
 from benchmark.planner import FinetuneCell, PretrainJob
 from benchmark.tracking import Tracker
@@ -24,7 +26,7 @@ from datasets.splits import labelled_subjects
 from downstream import DOWNSTREAM_TASKS
 from networks.encoder import create_encoder
 from networks.unet_decoder import UNetDecoder
-from networks.weights import export_weights, load_part, read_manifest
+from networks.weights import export_weights, import_weights
 from pretext_tasks import PRETEXT_TASKS
 from pretext_tasks.base import PretextNetwork, PretextTask
 
@@ -124,6 +126,16 @@ def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
         return run.info.run_id
 
 
+def _transferred_parts(ctx: RunContext, run_id: str, accepts: tuple[str, ...], in_chans: int) -> tuple[nn.Module, nn.Module | None]:
+    """Rebuild the pretrained encoder (and decoder, if exported and accepted) from the run's manifest, loaded strictly."""
+    with tempfile.TemporaryDirectory() as folder:
+        weights = ctx.tracker.download(run_id, "weights", Path(folder))
+        manifest, encoder, decoder = import_weights(weights)
+    if manifest["in_chans"] != in_chans:
+        raise DataError(f"pretrained weights of run {run_id} take {manifest['in_chans']} channels, the dataset has {in_chans}")
+    return encoder, decoder if "decoder" in accepts else None
+
+
 def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | None) -> str:
     """Train the downstream task on the cell's label fraction, evaluate on the test split; returns the run id."""
     grid = ctx.grid
@@ -141,17 +153,11 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
         mlflow.log_params({"labelled_subjects": len(labelled), "test_subjects": len(split.test)})
         init_seed, sampling_seed, _ = job_seeds(cell.seed)
         torch.manual_seed(init_seed)
-        encoder = create_encoder(grid.encoder, len(dataset.channels))
-        decoder = None
-        if pretrain_run_id is not None:
-            with tempfile.TemporaryDirectory() as folder:
-                weights = ctx.tracker.download(pretrain_run_id, "weights", Path(folder))
-                manifest = read_manifest(weights)
-                load_part(weights, manifest, "encoder", encoder)
-                if "decoder" in manifest["parts"] and "decoder" in task.accepts:
-                    decoder = UNetDecoder.for_encoder(encoder)
-                    load_part(weights, manifest, "decoder", decoder)
-                mlflow.set_tag("transferred_parts", "encoder,decoder" if decoder is not None else "encoder")
+        if pretrain_run_id is None:
+            encoder, decoder = create_encoder(grid.encoder, len(dataset.channels)), None
+        else:
+            encoder, decoder = _transferred_parts(ctx, pretrain_run_id, task.accepts, len(dataset.channels))
+            mlflow.set_tag("transferred_parts", "encoder,decoder" if decoder is not None else "encoder")
         model = task.build_model(encoder, decoder).to(ctx.device)
         sampler = task.make_sampler(ctx.load(cell.dataset, labelled))
         sampling = torch.Generator().manual_seed(sampling_seed)

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 from benchmark.errors import UserError
 
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
 import mlflow  # noqa: E402

@@ -22,3 +22,12 @@ def load_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
     if "label_fraction" in runs:
         runs["label_fraction"] = pd.to_numeric(runs["label_fraction"], errors="coerce")
     return runs
+
+
+def sole_grid_experiment(tracking_uri: str) -> str:
+    """The name of the only ``grid-*`` experiment in the store; UserError if there are none or several."""
+    mlflow.set_tracking_uri(tracking_uri)
+    names = sorted(e.name for e in mlflow.search_experiments() if e.name.startswith("grid-"))
+    if len(names) != 1:
+        raise UserError(f"{tracking_uri} holds {len(names)} grid experiments ({', '.join(names) or 'none'}); choose one with --experiment")
+    return names[0]

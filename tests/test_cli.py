@@ -95,7 +95,13 @@ def test_tiny_grid_records_everything_in_mlflow_and_resumes(write_grid, tmp_path
     assert "0 jobs finished, 5 skipped" in second
     assert len(_runs(out)[1]) == 5
 
-    assert main(["report", "--out", str(out), "--experiment", "grid-tiny"]) == 0
+    (out / "report" / "report.md").unlink()
+    assert main(["report", "--out", str(out)]) == 0
+    assert "## brats_segmentation" in (out / "report" / "report.md").read_text()
+    assert main(["report", "--out", str(out), "--experiment", "grid-nope"]) == 2
+    assert "no experiment 'grid-nope'" in capsys.readouterr().err
+    assert main(["report", "--out", str(tmp_path / "empty")]) == 2
+    assert "no MLflow store" in capsys.readouterr().err
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ Per subject, deterministic from ``(seed, index)``:
    (label 1) inside an enhancing rim (label 4) inside edema (label 2), as in BraTS;
 3. four contrasts with the usual MR ordering: T1 WM > GM > CSF; T2 the reverse; FLAIR like T2 with
    dark CSF; T1ce like T1 with a bright enhancing rim; edema bright on T2/FLAIR;
-4. a smooth multiplicative bias field per contrast, tissue texture and Gaussian noise; zero outside the
+4. partial volume at the tumour's borders and smooth intensity heterogeneity inside it;
+5. a smooth multiplicative bias field per contrast, tissue texture and Gaussian noise; zero outside the
    brain (BraTS images are skull-stripped); stored as int16 NIfTI with the true voxel size in the header.
 """
 
@@ -45,7 +46,12 @@ class PhantomSpec:
     voxel_size_mm: float = 2.0
     seed: int = 0
     deformation_mm: float = 3.0
-    noise: float = 0.03
+    #: Standard deviation of the Gaussian noise, relative to white matter on T1 (0.85).
+    noise: float = 0.05
+    #: Width (Gaussian sigma, mm) of the partial-volume blur of the tumour's tissue borders.
+    partial_volume_mm: float = 1.0
+    #: Relative smooth intensity variation inside the tumour.
+    tumour_heterogeneity: float = 0.15
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
@@ -97,19 +103,25 @@ def make_subject(template: dict[str, np.ndarray], spec: PhantomSpec, index: int)
     maps = _warp(template, rng, spec.deformation_mm / spec.voxel_size_mm)
     brain = (maps["gm"] + maps["wm"] + maps["csf"]) > 0.5
     labels = _tumour_labels(maps["wm"], brain, rng, spec.voxel_size_mm)
-    fractions = {name: maps[name] for name in ("csf", "gm", "wm")}
-    tumour = labels > 0
+    # partial volume at the tumour's borders: tumour tissue fractions blurred by ~1 mm, healthy tissue fills the rest
+    blur = spec.partial_volume_mm / spec.voxel_size_mm
+    fractions = {
+        name: np.clip(ndimage.gaussian_filter((labels == value).astype(np.float32), blur), 0.0, 1.0)
+        for name, value in (("edema", 2), ("enhancing", 4), ("necrosis", 1))
+    }
+    healthy = np.clip(1.0 - sum(fractions.values()), 0.0, 1.0)
     for name in ("csf", "gm", "wm"):
-        fractions[name] = np.where(tumour, 0.0, fractions[name])
-    for name, value in (("edema", 2), ("enhancing", 4), ("necrosis", 1)):
-        fractions[name] = (labels == value).astype(np.float32)
+        fractions[name] = maps[name] * healthy
     shape = labels.shape
+    heterogeneity = 1.0 + spec.tumour_heterogeneity * _smooth_noise(rng, shape, sigma=2.0)
     images = {}
     for modality in MODALITIES:
-        intensity = sum(fractions[t] * level for t, level in zip(TISSUES, CONTRAST[modality]))
+        levels = dict(zip(TISSUES, CONTRAST[modality]))
+        healthy_signal = sum(fractions[t] * levels[t] for t in ("csf", "gm", "wm"))
+        tumour_signal = sum(fractions[t] * levels[t] for t in ("edema", "enhancing", "necrosis")) * heterogeneity
         texture = 1.0 + 0.05 * _smooth_noise(rng, shape, sigma=1.0)
         bias = np.exp(0.12 * _coarse_field(rng, shape, points=4))
-        image = intensity * texture * bias + spec.noise * rng.standard_normal(shape).astype(np.float32)
+        image = (healthy_signal + tumour_signal) * texture * bias + spec.noise * rng.standard_normal(shape).astype(np.float32)
         image = np.where(brain, np.clip(image, 0.01, None), 0.0)
         images[modality] = np.round(image * 1000).astype(np.int16)
     return images, labels
