@@ -32,8 +32,6 @@ class Dataset(ABC):
     Config: ClassVar[type]
     #: Names of the image channels, in the order of ``Volume.images``.
     channels: ClassVar[tuple[str, ...]]
-    #: Names of the canonical label classes, index = class value.
-    classes: ClassVar[tuple[str, ...]]
 
     def __init__(self, config, workdir: Path):
         self.config = config
@@ -58,6 +56,3 @@ class Dataset(ABC):
     @abstractmethod
     def split(self) -> Split:
         """The patient-level train/test split; the test set never depends on the grid's seed or fraction."""
-
-    def describe(self) -> str:
-        return f"{type(self).__name__}({self.config})"

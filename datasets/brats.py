@@ -122,7 +122,6 @@ class BratsFolder(Dataset):
     """A folder of BraTS subjects; ``Config.root`` points at it."""
 
     channels = CHANNELS
-    classes = CLASSES
 
     @dataclass(frozen=True)
     class Config:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from benchmark.errors import ConfigError
@@ -16,17 +16,16 @@ class BratsPhantom(BratsFolder):
     """Phantoms from :mod:`datasets.phantoms.brats_phantom`, written to ``root`` (default: ``<out>/data/...``)."""
 
     @dataclass(frozen=True)
-    class Config:
-        n_subjects: int = 8
-        voxel_size_mm: float = 2.0
-        seed: int = 0
+    class Config(PhantomSpec):
+        """The generator's settings (:class:`PhantomSpec`) plus the split and where to write the files."""
+
         test_fraction: float = 0.25
         split_seed: int = 0
         root: str = ""
 
     @property
     def spec(self) -> PhantomSpec:
-        return PhantomSpec(n_subjects=self.config.n_subjects, voxel_size_mm=self.config.voxel_size_mm, seed=self.config.seed)
+        return PhantomSpec(**{f.name: getattr(self.config, f.name) for f in fields(PhantomSpec)})
 
     @property
     def root(self) -> Path:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datasets.brats import REGIONS, region_masks
+from datasets.brats import CLASSES, REGIONS, region_masks
 from datasets.base import Volume
 from datasets.patches import PatchSampler
 from downstream import DOWNSTREAM_TASKS
@@ -77,7 +77,7 @@ class BratsSegmentation(DownstreamTask):
         inference_batch: int = 32
         dice_loss_weight: float = 1.0
 
-    num_classes = 4
+    num_classes = len(CLASSES)
 
     def build_model(self, encoder: nn.Module, decoder: nn.Module | None) -> nn.Module:
         decoder = decoder if decoder is not None else UNetDecoder.for_encoder(encoder)
@@ -121,3 +121,10 @@ class BratsSegmentation(DownstreamTask):
                 row[f"empty_{region}"] = empty_case(pred, ref)
             rows.append(row)
         return pd.DataFrame(rows)
+
+    def summarise(self, per_subject: pd.DataFrame) -> dict[str, float]:
+        """Means over subjects, plus ``empty_masks_<region>``: how many subjects fell under an empty-mask rule."""
+        summary = super().summarise(per_subject)
+        for region in REGIONS:
+            summary[f"empty_masks_{region}"] = float((per_subject[f"empty_{region}"] != "none").sum())
+        return summary

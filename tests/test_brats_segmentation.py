@@ -59,6 +59,19 @@ def test_evaluate_reports_every_region_and_metric():
     assert task.metric_directions["hd95_core"] == "lower" and task.metric_directions["dice_core"] == "higher"
 
 
+def test_summary_counts_subjects_under_an_empty_mask_rule():
+    labels = np.zeros((16, 16, 4), np.uint8)
+    labels[4:10, 4:10, 1:3] = 2  # edema only: core and enhancing are empty in the reference
+    images = np.zeros((4, 16, 16, 4), np.float32)
+    images[0] = labels
+    task = _task()
+    table = task.evaluate(OracleModel(), [Volume("S0", images, labels, (1.0, 1.0, 1.0))], torch.device("cpu"))
+    summary = task.summarise(table)
+    assert table.loc[0, "empty_core"] == "both" and table.loc[0, "dice_core"] == 1.0 and table.loc[0, "hd95_core"] == 0.0
+    assert summary["empty_masks_whole"] == 0 and summary["empty_masks_core"] == 1 and summary["empty_masks_enhancing"] == 1
+    assert np.isnan(summary["sensitivity_core"])
+
+
 def test_soft_dice_loss_is_zero_for_perfect_logits_and_high_for_wrong_ones():
     targets = torch.randint(0, 4, (2, 8, 8), generator=torch.Generator().manual_seed(0))
     perfect = nn.functional.one_hot(targets, 4).permute(0, 3, 1, 2).float() * 100

@@ -104,6 +104,17 @@ def test_tiny_grid_records_everything_in_mlflow_and_resumes(write_grid, tmp_path
     assert "no MLflow store" in capsys.readouterr().err
 
 
+def test_same_grid_twice_gives_identical_metrics_on_cpu(write_grid, tmp_path):
+    grid = write_grid(initialisations=["context_restoration"], fractions=[0.5])
+    metrics = []
+    for attempt in ("a", "b"):
+        assert main(["run", "--grid", str(grid), "--out", str(tmp_path / attempt), "--no-progress"]) == 0
+        _, runs = _runs(tmp_path / attempt)
+        metrics.append({r.info.run_name: r.data.metrics for r in runs})
+    assert metrics[0] == metrics[1]
+    assert "dice_whole" in metrics[0]["finetune/context_restoration/brats_segmentation/0.5/seed0"]
+
+
 @pytest.fixture
 def plugin_entry_points(monkeypatch):
     """Register the test plugins through patched entry points, as an installed distribution would."""
