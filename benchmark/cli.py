@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished jobs are kept; run the same command again to resume", file=sys.stderr)
+        return 130
 
 
 def _list() -> int:
@@ -85,9 +88,11 @@ def _run(args: argparse.Namespace) -> int:
     from benchmark.device import choose_device
     from benchmark.grid import load_grid
     from benchmark.planner import check_label_fractions, plan_grid
+    from benchmark.progress import enable_progress
     from datasets import DATASETS
 
     started = time.perf_counter()
+    enable_progress(not args.no_progress)
     grid = load_grid(args.grid, args.overrides)
     device = choose_device(args.device)
     out = args.out.resolve()
@@ -116,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
     already = sum(tracker.finished_run(job.key) is not None for job in (*plan.pretrain_jobs, *plan.finetune_cells))
     if already:
         print(f"resuming: {already} of {len(plan.pretrain_jobs) + len(plan.finetune_cells)} jobs already FINISHED will be skipped")
-    ctx = RunContext(grid=grid, device=device, tracker=tracker, datasets=datasets, progress=not args.no_progress)
+    ctx = RunContext(grid=grid, device=device, tracker=tracker, datasets=datasets)
     summary = execute_plan(plan, ctx)
     report = build_report(tracking_uri, experiment_name(grid.name), out / "report")
     for line in summary.lines():

@@ -30,7 +30,7 @@ def execute_plan(plan: Plan, ctx: RunContext) -> Summary:
     pretrain_runs: dict[str, str] = {}
     total = len(plan.pretrain_jobs) + len(plan.finetune_cells)
     tracker = ctx.tracker
-    with progress_bar(total=total, desc=f"grid {ctx.grid.name}", unit="job", position=0, disable=not ctx.progress) as bar:
+    with progress_bar(total=total, desc=f"grid {ctx.grid.name}", unit="job", position=0) as bar:
 
         def attempt(name: str, key: str, work) -> str | None:
             finished = tracker.finished_run(key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import platform
 import tempfile
@@ -11,6 +12,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import timm
 import torch
 import yaml
 from torch import nn
@@ -39,7 +41,6 @@ class RunContext:
     device: torch.device
     tracker: Tracker
     datasets: dict[str, Dataset]
-    progress: bool = True
 
     def load(self, dataset: str, subject_ids: list[str] | tuple[str, ...]) -> list[Volume]:
         return [self.datasets[dataset].load(subject) for subject in subject_ids]
@@ -49,6 +50,14 @@ def job_seeds(seed: int) -> tuple[int, int, int]:
     """Independent streams from one job seed: weight init, batch sampling, batch corruption/augmentation."""
     init, sampling, corruption = np.random.SeedSequence(seed).generate_state(3)
     return int(init), int(sampling), int(corruption)
+
+
+def suite_version() -> str:
+    """The installed ssl-medbench version, or "source" when run from a checkout without installing."""
+    try:
+        return importlib.metadata.version("ssl-medbench")
+    except importlib.metadata.PackageNotFoundError:
+        return "source"
 
 
 def _common_tags(ctx: RunContext, kind: str, key: str, initialisation: str, dataset: str, seed: int) -> dict[str, str]:
@@ -65,7 +74,9 @@ def _common_tags(ctx: RunContext, kind: str, key: str, initialisation: str, data
         "test_subjects_sha256": data.split().test_hash(),
         "seed": str(seed),
         "device": str(ctx.device),
+        "suite_version": suite_version(),
         "torch_version": torch.__version__,
+        "timm_version": timm.__version__,
         "python_version": platform.python_version(),
     }
 
@@ -116,7 +127,7 @@ def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
         train(
             network, next_batch, task.loss, grid.pretrain,
             on_epoch=lambda epoch, losses: mlflow.log_metrics({f"pretrain_{k}": v for k, v in losses.items()}, step=epoch),
-            description=job.name, progress=ctx.progress,
+            description=job.name,
         )
         parts = {"encoder": encoder} | ({"decoder": decoder} if decoder is not None else {})
         with tempfile.TemporaryDirectory() as folder:
@@ -169,7 +180,7 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
         train(
             model, next_batch, task.loss, grid.finetune,
             on_epoch=lambda epoch, losses: mlflow.log_metrics({f"train_{k}": v for k, v in losses.items()}, step=epoch),
-            description=cell.name, progress=ctx.progress,
+            description=cell.name,
         )
         per_subject = task.evaluate(model, ctx.load(cell.dataset, split.test), ctx.device)
         with tempfile.TemporaryDirectory() as folder:

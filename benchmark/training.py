@@ -21,7 +21,6 @@ def train(
     schedule: TrainConfig,
     on_epoch: Callable[[int, dict[str, float]], None],
     description: str,
-    progress: bool = True,
 ) -> list[dict[str, float]]:
     """Train for ``schedule.epochs`` x ``steps_per_epoch`` steps; returns the per-epoch mean of each loss term.
 
@@ -32,7 +31,7 @@ def train(
     model.train()
     history = []
     total = schedule.epochs * schedule.steps_per_epoch
-    with progress_bar(total=total, desc=description, unit="step", leave=False, position=1, disable=not progress) as bar:
+    with progress_bar(total=total, desc=description, unit="step", leave=False, position=1) as bar:
         for epoch in range(schedule.epochs):
             sums: dict[str, float] = defaultdict(float)
             for _ in range(schedule.steps_per_epoch):

@@ -8,6 +8,7 @@ One folder per subject holding four modalities and a segmentation, ``.nii`` or `
 
 In memory, labels are canonical classes: 0 background, 1 necrotic core, 2 edema, 3 enhancing.
 Regions (BraTS convention): whole tumour = {1, 2, 3}, tumour core = {1, 3}, enhancing = {3}.
+Arrays are reoriented to the closest canonical (RAS+) axes, so slices along the last axis are axial.
 Each modality is z-score normalised inside the brain mask (voxels where any modality is non-zero)
 and set to 0 outside it. Decoded, normalised subjects are cached as ``.npy`` under the run folder.
 """
@@ -26,6 +27,7 @@ import nibabel as nib
 import numpy as np
 
 from benchmark.errors import DataError
+from benchmark.progress import progress_bar
 from datasets.base import Dataset, Volume
 from datasets.file_records import FileRecords
 from datasets.splits import Split, split_subjects
@@ -80,8 +82,9 @@ def read_nifti(path: Path) -> nib.Nifti1Image:
 
 
 def read_array(path: Path, dtype: type = np.float32) -> np.ndarray:
+    """The image data reoriented to the closest canonical (RAS+) axes, so the last axis is axial whatever the storage order."""
     try:
-        return np.asarray(read_nifti(path).dataobj, dtype=dtype)
+        return np.asarray(nib.as_closest_canonical(read_nifti(path)).dataobj, dtype=dtype)
     except DataError:
         raise
     except (OSError, EOFError, ValueError, zlib.error) as error:
@@ -151,11 +154,13 @@ class BratsFolder(Dataset):
         records = FileRecords(self.workdir / "cache" / "validated_files.json")
         digests = []
         try:
-            for subject in subjects.values():
-                self._validate_geometry(subject)
-                for kind, path in sorted(subject.files.items()):
-                    digest = records.sha256_validated(path, partial(_validate_file, subject, kind))
-                    digests.append(f"{subject.subject_id}/{path.name}:{digest}")
+            with progress_bar(total=len(subjects), desc=f"checking {root.name}", unit="subject") as bar:
+                for subject in subjects.values():
+                    self._validate_geometry(subject)
+                    for kind, path in sorted(subject.files.items()):
+                        digest = records.sha256_validated(path, partial(_validate_file, subject, kind))
+                        digests.append(f"{subject.subject_id}/{path.name}:{digest}")
+                    bar.update(1)
         finally:
             records.save()
         self._subjects = subjects
@@ -197,7 +202,8 @@ class BratsFolder(Dataset):
             cache.mkdir(parents=True, exist_ok=True)
             _atomic_save(images_path, images)
             _atomic_save(labels_path, labels)
-        spacing = tuple(float(z) for z in read_nifti(subject.files["t1"]).header.get_zooms()[:3])
+        canonical = nib.as_closest_canonical(read_nifti(subject.files["t1"]))
+        spacing = tuple(float(z) for z in canonical.header.get_zooms()[:3])
         return Volume(subject_id, np.load(images_path, mmap_mode="r"), np.load(labels_path, mmap_mode="r"), spacing)
 
 

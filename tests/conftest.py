@@ -13,7 +13,7 @@ TINY_PHANTOM = PhantomSpec(n_subjects=4, voxel_size_mm=4.0, seed=0)
 @pytest.fixture(scope="session")
 def tiny_phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four BraTS-layout phantom subjects at 4 mm (49 x 58 x 47 voxels), generated once per session."""
-    return generate_brats_phantoms(tmp_path_factory.mktemp("phantom") / "brats", TINY_PHANTOM, progress=False)
+    return generate_brats_phantoms(tmp_path_factory.mktemp("phantom") / "brats", TINY_PHANTOM)
 
 
 def tiny_grid(root: Path, **changes) -> dict:
@@ -44,3 +44,13 @@ def write_grid(tmp_path: Path, tiny_phantom_root: Path):
         return path
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def _progress_bars_back_on():
+    """``--no-progress`` switches bars off process-wide; each test starts with them on, as a fresh process does."""
+    from benchmark.progress import enable_progress
+
+    enable_progress(True)
+    yield
+    enable_progress(True)

@@ -46,6 +46,24 @@ def test_t1ce_is_not_mistaken_for_t1(tmp_path: Path):
     assert np.allclose(volume.images[1], normalise(np.stack([t1, t1ce]))[1], atol=1e-5)
 
 
+def test_any_storage_orientation_is_read_with_axial_slices_last(tmp_path: Path):
+    canonical_root, stored_root = tmp_path / "ras", tmp_path / "stored"
+    for index in range(2):
+        write_subject(canonical_root, f"S{index}", spacing=(1.0, 1.5, 3.0), seed=index)
+        folder = write_subject(stored_root, f"S{index}", spacing=(1.0, 1.5, 3.0), seed=index)
+        # rewrite every file with the axial axis first and left-right flipped, with the affine that says so
+        for path in folder.iterdir():
+            image = nib.load(path)
+            data = np.asarray(image.dataobj)[::-1].transpose(2, 0, 1)
+            affine = np.array([[0, -1.0, 0, 0], [0, 0, 1.5, 0], [3.0, 0, 0, 0], [0, 0, 0, 1]])
+            nib.save(nib.Nifti1Image(np.ascontiguousarray(data), affine), path)
+    expected = _dataset(canonical_root, tmp_path / "a").load("S1")
+    volume = _dataset(stored_root, tmp_path / "b").load("S1")
+    assert volume.spacing == pytest.approx((1.0, 1.5, 3.0))
+    assert np.array_equal(np.asarray(volume.labels), np.asarray(expected.labels))
+    assert np.allclose(volume.images, expected.images)
+
+
 def test_normalisation_is_zscore_inside_the_brain_and_zero_outside():
     rng = np.random.default_rng(0)
     images = rng.uniform(5, 50, (2, 6, 6, 6)).astype(np.float32)

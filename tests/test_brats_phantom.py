@@ -69,8 +69,8 @@ def test_skull_stripped_zero_outside_the_brain_positive_inside(subject):
 
 def test_deterministic_from_the_seed_and_different_between_subjects(tmp_path: Path):
     spec = PhantomSpec(n_subjects=2, voxel_size_mm=6.0, seed=3)
-    first = generate_brats_phantoms(tmp_path / "a", spec, progress=False)
-    second = generate_brats_phantoms(tmp_path / "b", spec, progress=False)
+    first = generate_brats_phantoms(tmp_path / "a", spec)
+    second = generate_brats_phantoms(tmp_path / "b", spec)
     read = lambda root, s, m: np.asarray(nib.load(root / s / f"{s}_{m}.nii.gz").dataobj)  # noqa: E731
     for modality in ("t1", "seg"):
         assert np.array_equal(read(first, "BraTS2021_00000", modality), read(second, "BraTS2021_00000", modality))
@@ -79,9 +79,9 @@ def test_deterministic_from_the_seed_and_different_between_subjects(tmp_path: Pa
 
 
 def test_regenerates_when_the_spec_changes(tmp_path: Path):
-    root = generate_brats_phantoms(tmp_path / "p", PhantomSpec(n_subjects=2, voxel_size_mm=6.0), progress=False)
+    root = generate_brats_phantoms(tmp_path / "p", PhantomSpec(n_subjects=2, voxel_size_mm=6.0))
     stamp = (root / "phantom.json").stat().st_mtime_ns
-    assert generate_brats_phantoms(root, PhantomSpec(n_subjects=2, voxel_size_mm=6.0), progress=False) == root
+    assert generate_brats_phantoms(root, PhantomSpec(n_subjects=2, voxel_size_mm=6.0)) == root
     assert (root / "phantom.json").stat().st_mtime_ns == stamp
-    generate_brats_phantoms(root, PhantomSpec(n_subjects=3, voxel_size_mm=6.0), progress=False)
+    generate_brats_phantoms(root, PhantomSpec(n_subjects=3, voxel_size_mm=6.0))
     assert len([p for p in root.iterdir() if p.is_dir()]) == 3

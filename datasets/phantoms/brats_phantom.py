@@ -127,7 +127,7 @@ def make_subject(template: dict[str, np.ndarray], spec: PhantomSpec, index: int)
     return images, labels
 
 
-def generate_brats_phantoms(root: Path, spec: PhantomSpec, progress: bool = True) -> Path:
+def generate_brats_phantoms(root: Path, spec: PhantomSpec) -> Path:
     """Write ``spec.n_subjects`` subjects under ``root`` in the BraTS 2021 layout; reuse a finished folder.
 
     The folder is built under a temporary name and renamed when complete, so an interrupted run never
@@ -143,14 +143,16 @@ def generate_brats_phantoms(root: Path, spec: PhantomSpec, progress: bool = True
     partial.mkdir(parents=True)
     template = load_tissue_maps(spec.voxel_size_mm)
     affine = np.diag([spec.voxel_size_mm] * 3 + [1.0])
-    for index in progress_bar(iterable=range(spec.n_subjects), desc="generating BraTS phantoms", unit="subject", disable=not progress):
-        subject = f"BraTS2021_{index:05d}"
-        folder = partial / subject
-        folder.mkdir()
-        images, labels = make_subject(template, spec, index)
-        for modality, image in images.items():
-            nib.save(nib.Nifti1Image(image, affine), folder / f"{subject}_{modality}.nii.gz")
-        nib.save(nib.Nifti1Image(labels, affine), folder / f"{subject}_seg.nii.gz")
+    with progress_bar(total=spec.n_subjects, desc="generating BraTS phantoms", unit="subject") as bar:
+        for index in range(spec.n_subjects):
+            subject = f"BraTS2021_{index:05d}"
+            folder = partial / subject
+            folder.mkdir()
+            images, labels = make_subject(template, spec, index)
+            for modality, image in images.items():
+                nib.save(nib.Nifti1Image(image, affine), folder / f"{subject}_{modality}.nii.gz")
+            nib.save(nib.Nifti1Image(labels, affine), folder / f"{subject}_seg.nii.gz")
+            bar.update(1)
     (partial / MARKER).write_text(json.dumps(asdict(spec), indent=2))
     os.replace(partial, root)
     return root
