@@ -10,17 +10,18 @@ In memory, labels are canonical classes: 0 background, 1 necrotic core, 2 edema,
 Regions (BraTS convention): whole tumour = {1, 2, 3}, tumour core = {1, 3}, enhancing = {3}.
 Arrays are reoriented to the closest canonical (RAS+) axes, so slices along the last axis are axial.
 Each modality is z-score normalised inside the brain mask (voxels where any modality is non-zero)
-and set to 0 outside it. Decoded, normalised subjects are cached as ``.npy`` under the run folder.
+and set to 0 outside it. Decoded, normalised subjects are cached as ``.npy`` under the run folder
+and read back memory-mapped.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import zlib
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import nibabel as nib
@@ -29,7 +30,7 @@ import numpy as np
 from benchmark.errors import DataError
 from benchmark.progress import progress_bar
 from datasets.base import Dataset, Volume
-from datasets.file_records import FileRecords
+from datasets.file_hashes import FileHashes
 from datasets.splits import Split, split_subjects
 
 CHANNELS = ("t1", "t1ce", "t2", "flair")
@@ -134,7 +135,7 @@ class BratsFolder(Dataset):
 
     def __init__(self, config, workdir: Path):
         super().__init__(config, workdir)
-        self._subjects: dict[str, SubjectFiles] | None = None
+        self._cached: dict[str, _CachedSubject] | None = None
         self._hash: str | None = None
 
     @property
@@ -143,43 +144,47 @@ class BratsFolder(Dataset):
             raise DataError("dataset 'brats' needs 'root': the folder holding one subfolder per BraTS subject")
         return Path(self.config.root).expanduser()
 
+    @property
+    def cache_folder(self) -> Path:
+        return self.workdir / "cache" / "preprocessed"
+
     def prepare(self) -> None:
+        """Check every subject and cache it decoded and normalised; later runs only hash unchanged files by size and mtime.
+
+        A subject is decoded once: that catches truncated files and labels outside the convention,
+        and writes ``<subject>-<digest>_{images,labels}.npy``. The digest covers its five files, so a
+        changed file re-caches that subject alone.
+        """
         root = self.root
         if not root.is_dir():
             raise DataError(f"{root}: BraTS folder does not exist")
         folders = sorted(p for p in root.iterdir() if p.is_dir() and any(_NIFTI.match(f.name) for f in p.iterdir()))
         if not folders:
             raise DataError(f"{root}: no subject folders with NIfTI files (expected <root>/<ID>/<ID>_t1.nii.gz ...)")
-        subjects = {folder.name: find_subject_files(folder) for folder in folders}
-        records = FileRecords(self.workdir / "cache" / "validated_files.json")
-        digests = []
+        subjects = [find_subject_files(folder) for folder in folders]
+        hashes = FileHashes(self.workdir / "cache" / "file_hashes.json")
+        cached, lines = {}, []
         try:
             with progress_bar(total=len(subjects), desc=f"checking {root.name}", unit="subject") as bar:
-                for subject in subjects.values():
-                    self._validate_geometry(subject)
-                    for kind, path in sorted(subject.files.items()):
-                        digest = records.sha256_validated(path, partial(_validate_file, subject, kind))
-                        digests.append(f"{subject.subject_id}/{path.name}:{digest}")
+                for subject in subjects:
+                    spacing = _check_geometry(subject)
+                    digests = {kind: hashes.sha256(path) for kind, path in sorted(subject.files.items())}
+                    lines += [f"{subject.subject_id}/{subject.files[kind].name}:{digest}" for kind, digest in digests.items()]
+                    key = hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()[:16]
+                    entry = _CachedSubject(self.cache_folder / f"{subject.subject_id}-{key}", spacing)
+                    if not entry.complete:
+                        entry.write(subject)
+                    cached[subject.subject_id] = entry
                     bar.update(1)
         finally:
-            records.save()
-        self._subjects = subjects
-        self._hash = hashlib.sha256("\n".join(digests).encode()).hexdigest()
+            hashes.save()
+        self._cached = cached
+        self._hash = hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
-    def _validate_geometry(self, subject: SubjectFiles) -> None:
-        reference_path = subject.files["t1"]
-        reference = read_nifti(reference_path)
-        for kind, path in subject.files.items():
-            image = read_nifti(path)
-            if image.shape[:3] != reference.shape[:3] or len(image.shape) != 3:
-                raise DataError(f"{path}: shape {image.shape} differs from {reference_path.name} {reference.shape}")
-            if not np.allclose(image.affine, reference.affine, atol=1e-3):
-                raise DataError(f"{path}: affine differs from {reference_path.name}; images and labels must share one grid")
-
-    def _require_prepared(self) -> dict[str, SubjectFiles]:
-        if self._subjects is None:
+    def _require_prepared(self) -> dict[str, "_CachedSubject"]:
+        if self._cached is None:
             raise RuntimeError("call prepare() before using the dataset")
-        return self._subjects
+        return self._cached
 
     def subject_ids(self) -> list[str]:
         return sorted(self._require_prepared())
@@ -193,26 +198,50 @@ class BratsFolder(Dataset):
         return split_subjects(self.subject_ids(), self.config.test_fraction, self.config.split_seed)
 
     def load(self, subject_id: str) -> Volume:
-        subject = self._require_prepared()[subject_id]
-        cache = self.workdir / "cache" / "preprocessed" / self.content_hash()[:16]
-        images_path, labels_path = cache / f"{subject_id}_images.npy", cache / f"{subject_id}_labels.npy"
-        if not (images_path.is_file() and labels_path.is_file()):
-            images = normalise(np.stack([read_array(subject.files[channel]) for channel in CHANNELS]))
-            labels = canonical_labels(read_array(subject.files["seg"], np.int16), subject.enhancing_label, subject.files["seg"])
-            cache.mkdir(parents=True, exist_ok=True)
-            _atomic_save(images_path, images)
-            _atomic_save(labels_path, labels)
-        canonical = nib.as_closest_canonical(read_nifti(subject.files["t1"]))
-        spacing = tuple(float(z) for z in canonical.header.get_zooms()[:3])
-        return Volume(subject_id, np.load(images_path, mmap_mode="r"), np.load(labels_path, mmap_mode="r"), spacing)
+        entry = self._require_prepared()[subject_id]
+        return Volume(subject_id, np.load(entry.images, mmap_mode="r"), np.load(entry.labels, mmap_mode="r"), entry.spacing)
 
 
-def _validate_file(subject: SubjectFiles, kind: str, path: Path) -> None:
-    """Decode the whole file (catches truncation); for the segmentation also check the label values."""
-    if kind == "seg":
-        canonical_labels(read_array(path, np.int16), subject.enhancing_label, path)
-    else:
-        read_array(path)
+def _check_geometry(subject: SubjectFiles) -> tuple[float, float, float]:
+    """Every file readable, 3D, on the same grid as the T1 image; returns the canonical voxel spacing in mm."""
+    reference_path = subject.files["t1"]
+    reference = read_nifti(reference_path)
+    for path in subject.files.values():
+        image = read_nifti(path)
+        if image.shape[:3] != reference.shape[:3] or len(image.shape) != 3:
+            raise DataError(f"{path}: shape {image.shape} differs from {reference_path.name} {reference.shape}")
+        if not np.allclose(image.affine, reference.affine, atol=1e-3):
+            raise DataError(f"{path}: affine differs from {reference_path.name}; images and labels must share one grid")
+    return tuple(float(z) for z in nib.as_closest_canonical(reference).header.get_zooms()[:3])
+
+
+@dataclass(frozen=True)
+class _CachedSubject:
+    """A subject's decoded, normalised arrays in the preprocessing cache (``<stem>_images.npy``, ``<stem>_labels.npy``)."""
+
+    stem: Path
+    spacing: tuple[float, float, float]
+
+    @property
+    def images(self) -> Path:
+        return self.stem.with_name(self.stem.name + "_images.npy")
+
+    @property
+    def labels(self) -> Path:
+        return self.stem.with_name(self.stem.name + "_labels.npy")
+
+    @property
+    def complete(self) -> bool:
+        return self.images.is_file() and self.labels.is_file()
+
+    def write(self, subject: SubjectFiles) -> None:
+        """Decode (DataError on truncated files or bad labels), normalise and save; each file written atomically."""
+        images = normalise(np.stack([read_array(subject.files[channel]) for channel in CHANNELS]))
+        seg_path = subject.files["seg"]
+        labels = canonical_labels(read_array(seg_path, np.int16), subject.enhancing_label, seg_path)
+        self.stem.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_save(self.images, images)
+        _atomic_save(self.labels, labels)
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:

@@ -76,13 +76,23 @@ def test_normalisation_is_zscore_inside_the_brain_and_zero_outside():
         assert channel[brain].std() == pytest.approx(1, abs=1e-4)
 
 
-def test_content_hash_changes_with_any_file_and_the_cache_is_reused(tmp_path: Path):
+def test_content_hash_changes_with_any_file_and_a_changed_subject_alone_is_recached(tmp_path: Path):
     for index in range(2):
         write_subject(tmp_path / "data", f"S{index}", seed=index)
-    first = _dataset(tmp_path / "data", tmp_path / "out").content_hash()
-    assert _dataset(tmp_path / "data", tmp_path / "out").content_hash() == first
+    first = _dataset(tmp_path / "data", tmp_path / "out")
+    cache = tmp_path / "out" / "cache" / "preprocessed"
+    written = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert len(written) == 4 and not list(cache.glob("*.tmp*"))
+    again = _dataset(tmp_path / "data", tmp_path / "out")
+    assert again.content_hash() == first.content_hash()
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == written
     write_subject(tmp_path / "data", "S1", seed=99)
-    assert _dataset(tmp_path / "data", tmp_path / "out").content_hash() != first
+    changed = _dataset(tmp_path / "data", tmp_path / "out")
+    assert changed.content_hash() != first.content_hash()
+    new_files = {p.name for p in cache.iterdir()} - set(written)
+    assert len(new_files) == 2 and all(name.startswith("S1-") for name in new_files)
+    assert not np.array_equal(changed.load("S1").images, first.load("S1").images)
+    assert np.array_equal(changed.load("S0").images, first.load("S0").images)
 
 
 def _expect_error(tmp_path: Path, match: str) -> None:

@@ -1,7 +1,7 @@
-"""A per-run-folder record of dataset files already hashed and validated, keyed by size and mtime.
+"""A per-run-folder record of dataset file hashes, keyed by size and mtime.
 
-Hashing and validating a real BraTS release reads every byte once; later runs only ``stat`` the
-files. A file whose size or modification time changed is read again.
+Hashing a real BraTS release reads every byte once; later runs only ``stat`` the files. A file
+whose size or modification time changed is hashed again.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Callable
 
 
 def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
@@ -21,22 +20,21 @@ def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-class FileRecords:
-    """JSON file mapping absolute paths to ``{size, mtime_ns, sha256}`` of files that passed validation."""
+class FileHashes:
+    """JSON file mapping absolute paths to ``{size, mtime_ns, sha256}``."""
 
     def __init__(self, path: Path):
         self.path = path
         self._records: dict[str, dict] = json.loads(path.read_text()) if path.is_file() else {}
         self._dirty = False
 
-    def sha256_validated(self, file: Path, validate: Callable[[Path], None]) -> str:
-        """The file's SHA-256; runs ``validate(file)`` (which raises on bad data) unless it passed before unchanged."""
+    def sha256(self, file: Path) -> str:
+        """The file's SHA-256, recomputed only when its size or modification time changed."""
         stat = file.stat()
         key = str(file.resolve())
         record = self._records.get(key)
         if record and record["size"] == stat.st_size and record["mtime_ns"] == stat.st_mtime_ns:
             return record["sha256"]
-        validate(file)
         self._records[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_sha256(file)}
         self._dirty = True
         return self._records[key]["sha256"]
