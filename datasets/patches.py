@@ -2,7 +2,9 @@
 
 Chen et al. (2019) train the BraTS U-Net and its pretext tasks on 64x64 patches of axial slices.
 A patch is centred either on a labelled (foreground) voxel, with probability ``foreground_fraction``,
-or on a random brain voxel (any channel non-zero); patches that leave the volume are clipped to it.
+or on a random point of the brain's bounding box (brain: any channel non-zero) on a random slice
+that contains brain; patches that would leave the volume are shifted inside it (zero-padded if the
+slice is smaller than the patch).
 """
 
 from __future__ import annotations
@@ -22,12 +24,22 @@ class _IndexedVolume:
 
     def __init__(self, volume: Volume, rng: np.random.Generator):
         self.volume = volume
-        brain_slices = np.any(volume.images != 0, axis=(0, 1, 2))
-        self.brain_slices = np.flatnonzero(brain_slices) if brain_slices.any() else np.arange(volume.images.shape[-1])
+        brain = np.any(np.asarray(volume.images) != 0, axis=0)
+        if not brain.any():
+            brain = np.ones(brain.shape, bool)
+        rows, cols = np.any(brain, axis=1), np.any(brain, axis=0)  # (x, z) and (y, z)
+        self.brain_slices = np.flatnonzero(rows.any(axis=0))
+        #: per brain slice: the brain's bounding box (x0, x1, y0, y1), inclusive
+        self.boxes = [(*_extent(rows[:, z]), *_extent(cols[:, z])) for z in self.brain_slices]
         foreground = np.argwhere(np.asarray(volume.labels) > 0)
         if len(foreground) > _MAX_FOREGROUND_POINTS:
             foreground = foreground[rng.choice(len(foreground), _MAX_FOREGROUND_POINTS, replace=False)]
         self.foreground = foreground
+
+
+def _extent(present: np.ndarray) -> tuple[int, int]:
+    indices = np.flatnonzero(present)
+    return int(indices[0]), int(indices[-1])
 
 
 class PatchSampler:
@@ -52,9 +64,9 @@ class PatchSampler:
         if use_foreground:
             x, y, z = indexed.foreground[self._randint(len(indexed.foreground), generator)]
             return int(x), int(y), int(z)
-        z = int(indexed.brain_slices[self._randint(len(indexed.brain_slices), generator)])
-        shape = indexed.volume.images.shape
-        return self._randint(shape[1], generator), self._randint(shape[2], generator), z
+        index = self._randint(len(indexed.brain_slices), generator)
+        x0, x1, y0, y1 = indexed.boxes[index]
+        return x0 + self._randint(x1 - x0 + 1, generator), y0 + self._randint(y1 - y0 + 1, generator), int(indexed.brain_slices[index])
 
     def _extract(self, indexed: _IndexedVolume, centre: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
         size = self.patch_size
