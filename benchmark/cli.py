@@ -118,9 +118,6 @@ def _run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(tracking_uri, experiment_name(grid.name), artifact_root=out / "mlartifacts")
     print(f"MLflow store: {tracking_uri} (experiment {experiment_name(grid.name)!r}); view with: mlflow ui --backend-store-uri {tracking_uri}")
-    already = sum(tracker.finished_run(job.key) is not None for job in (*plan.pretrain_jobs, *plan.finetune_cells))
-    if already:
-        print(f"resuming: {already} of {len(plan.pretrain_jobs) + len(plan.finetune_cells)} jobs already FINISHED will be skipped")
     ctx = RunContext(grid=grid, device=device, tracker=tracker, datasets=datasets)
     summary = execute_plan(plan, ctx)
     report = build_report(tracking_uri, experiment_name(grid.name), out / "report")

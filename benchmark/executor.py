@@ -28,17 +28,19 @@ def execute_plan(plan: Plan, ctx: RunContext) -> Summary:
     """Pretrain jobs first, then finetune cells; a job whose run is FINISHED in MLflow is skipped."""
     summary = Summary()
     pretrain_runs: dict[str, str] = {}
-    total = len(plan.pretrain_jobs) + len(plan.finetune_cells)
     tracker = ctx.tracker
-    with progress_bar(total=total, desc=f"grid {ctx.grid.name}", unit="job", position=0) as bar:
+    jobs = [*plan.pretrain_jobs, *plan.finetune_cells]
+    finished_earlier = {job.key: run.info.run_id for job in jobs if (run := tracker.finished_run(job.key)) is not None}
+    if finished_earlier:
+        print(f"resuming: {len(finished_earlier)} of {len(jobs)} jobs already FINISHED will be skipped")
+    with progress_bar(total=len(jobs), desc=f"grid {ctx.grid.name}", unit="job", position=0) as bar:
 
         def attempt(name: str, key: str, work) -> str | None:
-            finished = tracker.finished_run(key)
-            if finished is not None:
+            if key in finished_earlier:
                 summary.skipped.append(name)
-                tqdm.write(f"skip {name}: FINISHED earlier (run {finished.info.run_id})")
+                tqdm.write(f"skip {name}: FINISHED earlier (run {finished_earlier[key]})")
                 bar.update(1)
-                return finished.info.run_id
+                return finished_earlier[key]
             if tracker.close_interrupted(key):
                 tqdm.write(f"{name}: closed an interrupted earlier attempt as KILLED")
             try:
