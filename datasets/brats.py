@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import zlib
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from benchmark.atomic import atomic_path
 from benchmark.errors import DataError
 from benchmark.progress import progress_bar
 from datasets.base import Dataset, Volume
@@ -245,6 +245,5 @@ class _CachedSubject:
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    temporary = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-    np.save(temporary, array)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        np.save(handle, array)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
+
+from benchmark.atomic import atomic_path
 
 
 def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
@@ -43,7 +44,6 @@ class FileHashes:
         if not self._dirty:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(self._records, indent=1, sort_keys=True))
-        os.replace(temporary, self.path)
+        with atomic_path(self.path) as temporary:
+            temporary.write_text(json.dumps(self._records, indent=1, sort_keys=True))
         self._dirty = False

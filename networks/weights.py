@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
+from benchmark.atomic import atomic_path
 from benchmark.errors import DataError
 from networks.encoder import EncoderConfig, create_encoder
 from networks.unet_decoder import UNetDecoder
@@ -60,13 +60,13 @@ def export_weights(
     for name, module in parts.items():
         state = {key: value.detach().cpu() for key, value in module.state_dict().items()}
         file_name = f"{name}.pt"
-        _atomic_torch_save(state, folder / file_name)
+        with atomic_path(folder / file_name) as temporary:
+            torch.save(state, temporary)
         manifest["parts"][name] = {"file": file_name, "sha256": state_dict_sha256(state), "tensors": len(state)}
         if isinstance(module, UNetDecoder):
             manifest["parts"][name]["architecture"] = {"type": "unet", "channels": module.channels, "reductions": module.reductions}
-    temporary = folder / (MANIFEST_NAME + ".tmp")
-    temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    os.replace(temporary, folder / MANIFEST_NAME)
+    with atomic_path(folder / MANIFEST_NAME) as temporary:
+        temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
 
 
@@ -102,9 +102,3 @@ def import_weights(folder: Path) -> tuple[dict[str, Any], nn.Module, UNetDecoder
         decoder = UNetDecoder.for_encoder(encoder)
         load_part(folder, manifest, "decoder", decoder)
     return manifest, encoder, decoder
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(obj, temporary)
-    os.replace(temporary, path)
