@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ENCODER = "encoder"
@@ -65,6 +66,22 @@ class PretextTask(Initialisation):
         if decoder is not None:
             return head(decoder(features))
         return head(features[-1])
+
+
+class ReconstructionTask(PretextTask):
+    """A pretext task whose network outputs an image: encoder + decoder + 1x1 conv head, L2 loss to the target.
+
+    Context restoration, auto-encoding and inpainting share this shape (Chen et al. 2019, Fig. 3);
+    subclasses define only how a batch is corrupted.
+    """
+
+    transfers = (ENCODER, DECODER)
+
+    def build_head(self, in_channels: int, image_channels: int) -> nn.Module:
+        return nn.Conv2d(in_channels, image_channels, kernel_size=1)
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss": F.mse_loss(outputs, targets)}
 
 
 class PretextNetwork(nn.Module):

@@ -16,11 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from pretext_tasks import PRETEXT_TASKS
-from pretext_tasks.base import DECODER, ENCODER, PretextTask
+from pretext_tasks.base import ReconstructionTask
 
 _MAX_REJECTION_ROUNDS = 1000
 
@@ -69,11 +67,10 @@ def swap_patches(images: torch.Tensor, first: torch.Tensor, second: torch.Tensor
 
 
 @PRETEXT_TASKS.register("context_restoration")
-class ContextRestoration(PretextTask):
+class ContextRestoration(ReconstructionTask):
     """Restore images whose context was disordered by T random patch swaps (Chen et al. 2019, Algorithm 1)."""
 
     label = "CR"
-    transfers = (ENCODER, DECODER)
 
     @dataclass(frozen=True)
     class Config:
@@ -97,8 +94,3 @@ class ContextRestoration(PretextTask):
             corrupted = swap_patches(corrupted, first, second, self.config.patch_size)
         return corrupted, images
 
-    def build_head(self, in_channels: int, image_channels: int) -> nn.Module:
-        return nn.Conv2d(in_channels, image_channels, kernel_size=1)
-
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"loss": F.mse_loss(outputs, targets)}

@@ -6,14 +6,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from pretext_tasks.base import DECODER, ENCODER, PretextTask
+from pretext_tasks.base import ReconstructionTask
 
 
-class Denoising(PretextTask):
+class Denoising(ReconstructionTask):
     label = "DN"
-    transfers = (ENCODER, DECODER)
 
     @dataclass(frozen=True)
     class Config:
@@ -22,12 +20,6 @@ class Denoising(PretextTask):
     def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         noise = torch.randn(images.shape, generator=generator, device=images.device)
         return images + self.config.noise * noise, images
-
-    def build_head(self, in_channels: int, image_channels: int) -> nn.Module:
-        return nn.Conv2d(in_channels, image_channels, kernel_size=1)
-
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"loss": F.mse_loss(outputs, targets)}
 
 
 class NotAPretextTask:
