@@ -59,8 +59,17 @@ def _list() -> int:
     from downstream import DOWNSTREAM_TASKS
     from pretext_tasks import PRETEXT_TASKS
 
+    print("pretext tasks (initialisations):")
+    for name in PRETEXT_TASKS.names():
+        try:
+            initialisation = PRETEXT_TASKS.get(name)()
+        except (TypeError, ValueError) as error:
+            print(f"  {name:<24} cannot be built from its default config: {error}")
+            continue
+        transfers = " + ".join(initialisation.transfers) or "nothing"
+        kind = "pretrains" if initialisation.requires_pretraining else "no pretraining"
+        print(f"  {name:<24} {initialisation.label or name:<6} {kind}; transfers {transfers}")
     for title, names in (
-        ("pretext tasks", PRETEXT_TASKS.names()),
         ("downstream tasks", DOWNSTREAM_TASKS.names()),
         ("datasets", DATASETS.names()),
         ("grid presets", preset_names()),

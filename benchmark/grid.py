@@ -158,9 +158,20 @@ def validate_grid(config: GridConfig) -> None:
         config.dataset_config(name)
     for name in config.initialisations:
         try:
-            PRETEXT_TASKS.get(name)(config.pretext_config(name))
+            initialisation = PRETEXT_TASKS.get(name)(config.pretext_config(name))
         except ValueError as error:
             raise ConfigError(f"pretext.{name}: {error}") from None
+        try:
+            initialisation.check_image_size(config.pretrain.patch_size, config.pretrain.patch_size)
+        except ValueError as error:
+            raise ConfigError(f"pretext.{name}: {error} (pretrain.patch_size is {config.pretrain.patch_size})") from None
+        if initialisation.finetune_augmentation() is not None:
+            for task in config.downstream_tasks:
+                if DOWNSTREAM_TASKS.get(task).target_geometry is None:
+                    raise ConfigError(
+                        f"initialisations: {name} augments training batches, but downstream task {task!r} "
+                        "does not declare how its targets follow a geometric transform (target_geometry)"
+                    )
     for name in config.pretext:
         PRETEXT_TASKS.get(name)
     for name in config.downstream_tasks:

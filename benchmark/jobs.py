@@ -26,11 +26,14 @@ from datasets.base import Dataset, Volume
 from datasets.patches import PatchSampler
 from datasets.splits import labelled_subjects
 from downstream import DOWNSTREAM_TASKS
+from networks.decoders import build_decoder
 from networks.encoder import create_encoder
-from networks.unet_decoder import UNetDecoder
 from networks.weights import export_weights, import_weights
 from pretext_tasks import PRETEXT_TASKS
 from pretext_tasks.base import PretextNetwork, PretextTask
+
+#: Examples shown in each pretrain job's preview figure.
+PREVIEW_EXAMPLES = 4
 
 
 @dataclass
@@ -113,7 +116,7 @@ def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
         torch.manual_seed(init_seed)
         in_chans = len(dataset.channels)
         encoder = create_encoder(grid.encoder, in_chans)
-        decoder = UNetDecoder.for_encoder(encoder) if task.uses_decoder else None
+        decoder = build_decoder(task.decoder, encoder) if task.decoder else None
         head_channels = decoder.out_channels if decoder is not None else encoder.feature_info.channels()[-1]
         network = PretextNetwork(task, encoder, decoder, task.build_head(head_channels, in_chans)).to(ctx.device)
         sampler = PatchSampler(ctx.load(job.dataset, dataset.split().train), grid.pretrain.patch_size)
@@ -129,12 +132,26 @@ def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
             on_epoch=lambda epoch, losses: mlflow.log_metrics({f"pretrain_{k}": v for k, v in losses.items()}, step=epoch),
             description=job.name,
         )
-        parts = {"encoder": encoder} | ({"decoder": decoder} if decoder is not None else {})
+        _log_pretext_outputs(task, network, sampler.sample(PREVIEW_EXAMPLES, torch.Generator().manual_seed(sampling_seed))[0], ctx.device)
+        parts = {name: module for name, module in (("encoder", encoder), ("decoder", decoder)) if name in task.transfers}
         with tempfile.TemporaryDirectory() as folder:
             metadata = {"pretext_task": job.initialisation, "pretext_config": asdict(task.config), "seed": job.seed, "job_key": job.key}
             export_weights(Path(folder), parts, grid.encoder, in_chans, metadata)
             mlflow.log_artifacts(folder, "weights")
         return run.info.run_id
+
+
+def _log_pretext_outputs(task: PretextTask, network: PretextNetwork, images: torch.Tensor, device: torch.device) -> None:
+    """Log ``pretext/preview.png`` (inputs, corruptions, outputs of a few examples) and the task's own artifacts."""
+    network.eval()
+    with torch.no_grad():
+        inputs, targets = task.make_batch(images.to(device), torch.Generator(device=device).manual_seed(0))
+        outputs = network(inputs)
+    figure = task.preview(inputs.cpu(), targets.cpu(), outputs.cpu())
+    with tempfile.TemporaryDirectory() as folder:
+        figure.savefig(Path(folder) / "preview.png", dpi=110)
+        task.write_artifacts(Path(folder))
+        mlflow.log_artifacts(folder, "pretext")
 
 
 def _transferred_parts(ctx: RunContext, run_id: str, accepts: tuple[str, ...], in_chans: int) -> tuple[nn.Module, nn.Module | None]:
@@ -152,17 +169,21 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
     grid = ctx.grid
     dataset = ctx.datasets[cell.dataset]
     task = DOWNSTREAM_TASKS.get(cell.downstream_task)(grid.downstream_config(cell.downstream_task), len(dataset.channels))
+    initialisation = PRETEXT_TASKS.get(cell.initialisation)(grid.pretext_config(cell.initialisation))
+    augmentation = initialisation.finetune_augmentation()
     tags = _common_tags(ctx, "finetune", cell.key, cell.initialisation, cell.dataset, cell.seed)
     tags |= {"downstream_task": cell.downstream_task, "label_fraction": f"{cell.fraction:g}",
-             "pretrain_key": cell.pretrain_key or "", "pretrain_run_id": pretrain_run_id or ""}
+             "pretrain_key": cell.pretrain_key or "", "pretrain_run_id": pretrain_run_id or "",
+             "augmentation": "on" if augmentation is not None else "off"}
     with ctx.tracker.job_run(cell.name, tags) as run:
         if cell.pretrain_key and pretrain_run_id is None:
             raise RuntimeError(f"its pretrain job ({cell.initialisation}, seed {cell.seed}) did not finish")
-        _log_config(ctx, {"downstream": task.config, "finetune": grid.finetune, "encoder": grid.encoder, "label_fraction": cell.fraction})
+        _log_config(ctx, {"initialisation": initialisation.config, "downstream": task.config, "finetune": grid.finetune,
+                          "encoder": grid.encoder, "label_fraction": cell.fraction})
         split = dataset.split()
         labelled = labelled_subjects(split.train, cell.fraction, cell.seed)
         mlflow.log_params({"labelled_subjects": len(labelled), "test_subjects": len(split.test)})
-        init_seed, sampling_seed, _ = job_seeds(cell.seed)
+        init_seed, sampling_seed, augmentation_seed = job_seeds(cell.seed)
         torch.manual_seed(init_seed)
         if pretrain_run_id is None:
             encoder, decoder = create_encoder(grid.encoder, len(dataset.channels)), None
@@ -172,10 +193,14 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
         model = task.build_model(encoder, decoder).to(ctx.device)
         sampler = task.make_sampler(ctx.load(cell.dataset, labelled))
         sampling = torch.Generator().manual_seed(sampling_seed)
+        augmenting = torch.Generator(device=ctx.device).manual_seed(augmentation_seed)
 
         def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
             inputs, targets = sampler.sample(grid.finetune.batch_size, sampling)
-            return inputs.to(ctx.device, non_blocking=True), targets.to(ctx.device, non_blocking=True)
+            inputs, targets = inputs.to(ctx.device, non_blocking=True), targets.to(ctx.device, non_blocking=True)
+            if augmentation is not None:
+                inputs, targets = augmentation(inputs, targets, augmenting, task.target_geometry)
+            return inputs, targets
 
         train(
             model, next_batch, task.loss, grid.finetune,

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from datasets.augmentation import TargetGeometry
 from datasets.base import Volume
 
 Direction = Literal["higher", "lower"]
@@ -33,6 +34,9 @@ class DownstreamTask(ABC):
     metric_units: ClassVar[dict[str, str]] = {}
     #: Parts of a pretrained network this task's model can take.
     accepts: ClassVar[tuple[str, ...]] = ("encoder",)
+    #: How training targets follow flips/rotations of the images ("dense" label maps, "invariant" class
+    #: labels); None: not declared, and augmented training (random_augmentation) is refused.
+    target_geometry: ClassVar[TargetGeometry | None] = None
 
     def __init__(self, config: "DownstreamTask.Config", image_channels: int):
         self.config = config

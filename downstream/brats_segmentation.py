@@ -59,6 +59,7 @@ class BratsSegmentation(DownstreamTask):
     """Whole / core / enhancing tumour segmentation on a BraTS-layout dataset."""
 
     accepts = ("encoder", "decoder")
+    target_geometry = "dense"
     metric_directions = {
         f"{metric}_{region}": ("lower" if metric == "hd95" else "higher")
         for metric in ("dice", "sensitivity", "specificity", "hd95")

@@ -1,24 +1,52 @@
 """The interfaces every initialisation and pretext task implements.
 
 An :class:`Initialisation` says how a downstream network starts (which parts are transferred from a
-pretraining job, if any). A :class:`PretextTask` is an initialisation that pretrains: it turns a
-batch of unlabeled images into (inputs, targets), provides the head on top of the shared network and
-the loss. The runner owns the encoder, decoder, optimiser, loop and logging, so every task is
-compared on the same network and schedule.
+pretraining job, if any, and whether its training is augmented). A :class:`PretextTask` is an
+initialisation that pretrains: it turns a batch of unlabeled images into (inputs, targets),
+provides the head on top of the shared network, the loss and a preview figure. The runner owns the
+encoder, decoder, optimiser, loop and logging, so every task is compared on the same network and
+schedule.
+
+Two families cover the paper's tasks: :class:`ReconstructionTask` (encoder + decoder output an
+image; AE, CP, CR) and :class:`ClassificationTask` (one or more crops through the shared encoder,
+a classifier on their pooled features; RP, JS).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from networks.decoders import DECODERS
+from pretext_tasks.heads import SiameseClassifier
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from datasets.augmentation import BatchAugmentation
+
 ENCODER = "encoder"
 DECODER = "decoder"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Shape and dtype of a tensor ``make_batch`` returns."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    inputs: TensorSpec
+    targets: TensorSpec
 
 
 class Initialisation(ABC):
@@ -28,8 +56,6 @@ class Initialisation(ABC):
     class Config:
         pass
 
-    #: Parts of the pretrained network loaded into the downstream network: () or ("encoder",) or ("encoder", "decoder").
-    transfers: ClassVar[tuple[str, ...]] = ()
     #: Short label used in tables (e.g. "CR"); defaults to the registry name.
     label: ClassVar[str] = ""
 
@@ -37,16 +63,44 @@ class Initialisation(ABC):
         self.config = config if config is not None else self.Config()
 
     @property
+    def transfers(self) -> tuple[str, ...]:
+        """Parts of the pretrained network loaded into the downstream network: (), ("encoder",) or ("encoder", "decoder")."""
+        return ()
+
+    @property
     def requires_pretraining(self) -> bool:
         return isinstance(self, PretextTask)
+
+    def finetune_augmentation(self) -> "BatchAugmentation | None":
+        """Augmentation applied to every downstream training batch (RD+AG), or None."""
+        return None
+
+    def check_image_size(self, height: int, width: int) -> None:
+        """Raise ValueError if this task cannot work on ``height`` x ``width`` pretraining images."""
 
 
 class PretextTask(Initialisation):
     """A self-supervised task trained on unlabeled images before transfer."""
 
+    #: False for a task whose batches do not depend on the generator (the auto-encoder).
+    randomised: ClassVar[bool] = True
+
+    @property
+    def transfers(self) -> tuple[str, ...]:
+        return (ENCODER, DECODER) if self.decoder == "unet" else (ENCODER,)
+
+    @property
+    def decoder(self) -> str | None:
+        """Which decoder of ``networks.decoders.DECODERS`` the pretext network has, or None for encoder-only tasks."""
+        return None
+
     @abstractmethod
     def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Corrupt a whole batch ``images`` (B, C, H, W) at once, on its device, drawing only from ``generator``."""
+
+    @abstractmethod
+    def batch_spec(self, images_shape: tuple[int, int, int, int]) -> BatchSpec:
+        """Shapes and dtypes ``make_batch`` returns for float32 images of ``images_shape`` (checked by the contract tests)."""
 
     @abstractmethod
     def build_head(self, in_channels: int, image_channels: int) -> nn.Module:
@@ -56,9 +110,9 @@ class PretextTask(Initialisation):
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """Loss terms; the ``"loss"`` entry is optimised, the others are logged."""
 
-    @property
-    def uses_decoder(self) -> bool:
-        return DECODER in self.transfers
+    @abstractmethod
+    def preview(self, inputs: torch.Tensor, targets: torch.Tensor, outputs: torch.Tensor) -> "Figure":
+        """A figure of a few examples: inputs, targets and the network's outputs (logged as ``preview.png``)."""
 
     def forward(self, encoder: nn.Module, decoder: nn.Module | None, head: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         """Default composition: head(decoder(encoder(x))) or head(encoder(x)[-1]). Siamese tasks override it."""
@@ -67,21 +121,102 @@ class PretextTask(Initialisation):
             return head(decoder(features))
         return head(features[-1])
 
+    def write_artifacts(self, folder: Path) -> None:
+        """Write files a pretrain run should keep besides the weights (e.g. jigsaw's permutation set)."""
+
 
 class ReconstructionTask(PretextTask):
     """A pretext task whose network outputs an image: encoder + decoder + 1x1 conv head, L2 loss to the target.
 
     Context restoration, auto-encoding and inpainting share this shape (Chen et al. 2019, Fig. 3);
-    subclasses define only how a batch is corrupted.
+    subclasses define how a batch is corrupted, and their ``Config`` subclasses
+    ``ReconstructionTask.Config`` to inherit the decoder choice.
     """
 
-    transfers = (ENCODER, DECODER)
+    @dataclass(frozen=True)
+    class Config:
+        #: "unet": the segmentation U-Net's decoder (transfers with the encoder; Fig. 3, first row);
+        #: "deconv": a few deconvolution layers, for classification downstream tasks (Fig. 3, second row; not transferred).
+        decoder: str = "unet"
+
+    def __init__(self, config: "ReconstructionTask.Config | None" = None):
+        super().__init__(config)
+        if not isinstance(self.config, ReconstructionTask.Config):
+            raise TypeError(f"{type(self).__name__}.Config must subclass ReconstructionTask.Config (it holds the decoder choice)")
+        if self.config.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.config.decoder!r}")
+
+    @property
+    def decoder(self) -> str:
+        return self.config.decoder
+
+    def batch_spec(self, images_shape: tuple[int, int, int, int]) -> BatchSpec:
+        return BatchSpec(TensorSpec(tuple(images_shape), torch.float32), TensorSpec(tuple(images_shape), torch.float32))
 
     def build_head(self, in_channels: int, image_channels: int) -> nn.Module:
         return nn.Conv2d(in_channels, image_channels, kernel_size=1)
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"loss": F.mse_loss(outputs, targets)}
+
+    def preview(self, inputs: torch.Tensor, targets: torch.Tensor, outputs: torch.Tensor) -> "Figure":
+        from pretext_tasks.preview import reconstruction_figure
+
+        return reconstruction_figure(targets, inputs, outputs)
+
+
+class ClassificationTask(PretextTask):
+    """A pretext task that classifies K crops of an image seen through the shared (siamese) encoder.
+
+    ``make_batch`` returns inputs (B, K, C, h, w) and integer class targets (B,). Each crop goes
+    through the same encoder; the deepest feature maps go to a :class:`SiameseClassifier`, which
+    pools them, embeds each with one shared layer, concatenates the K embeddings in input order and
+    predicts one of ``num_classes`` classes (the fc6 / fc7 / fc8 layout of Doersch et al. 2015 and
+    Noroozi & Favaro 2016). Cross-entropy loss; accuracy is logged. Only the encoder transfers.
+    """
+
+    #: Crops per example (K).
+    inputs_per_example: ClassVar[int] = 1
+
+    @property
+    @abstractmethod
+    def num_classes(self) -> int:
+        """How many classes the head predicts."""
+
+    def class_name(self, index: int) -> str:
+        """Readable name of class ``index`` for previews."""
+        return str(index)
+
+    def crop_shape(self, height: int, width: int) -> tuple[int, int]:
+        """(h, w) of each crop for images of ``height`` x ``width``."""
+        return height, width
+
+    def batch_spec(self, images_shape: tuple[int, int, int, int]) -> BatchSpec:
+        batch, channels, height, width = images_shape
+        crop = self.crop_shape(height, width)
+        return BatchSpec(
+            TensorSpec((batch, self.inputs_per_example, channels, *crop), torch.float32),
+            TensorSpec((batch,), torch.int64),
+        )
+
+    def build_head(self, in_channels: int, image_channels: int) -> nn.Module:
+        return SiameseClassifier(in_channels, self.inputs_per_example, self.num_classes)
+
+    def forward(self, encoder: nn.Module, decoder: nn.Module | None, head: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        batch, crops = inputs.shape[:2]
+        deepest = encoder(inputs.flatten(0, 1))[-1]
+        return head(deepest.unflatten(0, (batch, crops)))
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        accuracy = (outputs.detach().argmax(dim=1) == targets).float().mean()
+        return {"loss": F.cross_entropy(outputs, targets), "accuracy": accuracy}
+
+    def preview(self, inputs: torch.Tensor, targets: torch.Tensor, outputs: torch.Tensor) -> "Figure":
+        from pretext_tasks.preview import classification_figure
+
+        predicted = outputs.argmax(dim=1).tolist()
+        titles = [f"true {self.class_name(t)} / predicted {self.class_name(p)}" for t, p in zip(targets.tolist(), predicted)]
+        return classification_figure(inputs, titles)
 
 
 class PretextNetwork(nn.Module):

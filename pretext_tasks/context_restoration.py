@@ -5,7 +5,8 @@ of the image and swap them. The network restores the original image from the dis
 an L2 loss. The intensity distribution is unchanged (a swap only moves pixels), which the paper
 argues makes the features better than inpainting's. Adapted to multi-channel MR patches: a swap moves
 all channels together. Transfers the encoder and the reconstruction (decoder) part, which is the
-segmentation U-Net's decoder (paper Fig. 3, first row).
+segmentation U-Net's decoder (paper Fig. 3, first row); with ``decoder: deconv`` (Fig. 3, second
+row, for classification downstream tasks) only the encoder transfers.
 
 Defaults: T = 10 swaps of 8x8 patches on 64x64 images (the paper tunes both per dataset; both are
 configurable). Every image of the batch gets its own patches, drawn at once for the whole batch.
@@ -23,6 +24,12 @@ from pretext_tasks.base import ReconstructionTask
 _MAX_REJECTION_ROUNDS = 1000
 
 
+def check_patch_pairs_fit(patch: int, height: int, width: int) -> None:
+    """Raise ValueError unless two disjoint ``patch`` x ``patch`` squares fit in a ``height`` x ``width`` image."""
+    if patch < 1 or (2 * patch > height and 2 * patch > width) or patch > min(height, width):
+        raise ValueError(f"two disjoint {patch}x{patch} patches do not fit in a {height}x{width} image")
+
+
 def sample_disjoint_patch_pairs(
     batch: int, height: int, width: int, patch: int, generator: torch.Generator, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,8 +37,7 @@ def sample_disjoint_patch_pairs(
 
     Rejection sampling on the whole batch: pairs that overlap are redrawn (both corners) until none does.
     """
-    if patch < 1 or (2 * patch > height and 2 * patch > width) or patch > min(height, width):
-        raise ValueError(f"two disjoint {patch}x{patch} patches do not fit in a {height}x{width} image")
+    check_patch_pairs_fit(patch, height, width)
     high = torch.tensor([height - patch + 1, width - patch + 1], device=device)
 
     def draw(count: int) -> torch.Tensor:
@@ -73,18 +79,21 @@ class ContextRestoration(ReconstructionTask):
     label = "CR"
 
     @dataclass(frozen=True)
-    class Config:
-        #: T in Algorithm 1: number of swap iterations per image.
+    class Config(ReconstructionTask.Config):
+        #: T in Algorithm 1: number of swap iterations per image (0 leaves the image unchanged).
         iterations: int = 10
         #: Side of the square patches, in pixels.
         patch_size: int = 8
 
     def __init__(self, config: "ContextRestoration.Config | None" = None):
         super().__init__(config)
-        if self.config.iterations < 1:
-            raise ValueError(f"context_restoration.iterations must be >= 1, got {self.config.iterations}")
+        if self.config.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {self.config.iterations}")
         if self.config.patch_size < 1:
-            raise ValueError(f"context_restoration.patch_size must be >= 1, got {self.config.patch_size}")
+            raise ValueError(f"patch_size must be >= 1, got {self.config.patch_size}")
+
+    def check_image_size(self, height: int, width: int) -> None:
+        check_patch_pairs_fit(self.config.patch_size, height, width)
 
     def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         corrupted = images

@@ -11,4 +11,3 @@ class RandomInit(Initialisation):
     """Random initialisation baseline: transfers nothing."""
 
     label = "RD"
-    transfers = ()

@@ -38,14 +38,17 @@ def _runs(out: Path, experiment: str = "grid-tiny"):
 def test_list_prints_every_registry(capsys):
     assert main(["list"]) == 0
     printed = capsys.readouterr().out
-    for name in ("pretext tasks:", "context_restoration", "random", "brats_segmentation", "brats_phantom", "smoke"):
+    for name in ("pretext tasks", "context_restoration", "random", "brats_segmentation", "brats_phantom", "smoke"):
         assert name in printed
+    assert "jigsaw                   JS     pretrains; transfers encoder\n" in printed
+    assert "context_restoration      CR     pretrains; transfers encoder + decoder\n" in printed
+    assert "random_augmentation      RD+AG  no pretraining; transfers nothing\n" in printed
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert main(["run", "--grid", "smoke", "--dry-run", "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
-    assert "1 pretrain jobs + 4 finetune cells on cpu" in printed
+    assert "5 pretrain jobs + 14 finetune cells on cpu" in printed
     assert not (tmp_path / "out").exists()
 
 
@@ -102,6 +105,38 @@ def test_tiny_grid_records_everything_in_mlflow_and_resumes(write_grid, tmp_path
     assert "no experiment 'grid-nope'" in capsys.readouterr().err
     assert main(["report", "--out", str(tmp_path / "empty")]) == 2
     assert "no MLflow store" in capsys.readouterr().err
+
+
+def test_all_seven_initialisations_run_end_to_end_with_previews_and_the_right_weights(write_grid, tmp_path, capsys):
+    paper = ["random", "random_augmentation", "autoencoder", "relative_position", "jigsaw", "context_prediction", "context_restoration"]
+    grid, out = write_grid(initialisations=paper, fractions=[1.0]), tmp_path / "out"
+    assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress"]) == 0
+    assert "12 jobs finished, 0 skipped" in capsys.readouterr().out
+    client, runs = _runs(out)
+    assert all(r.info.status == "FINISHED" for r in runs)
+    pretrain = {r.data.tags["initialisation"]: r for r in runs if r.data.tags["kind"] == "pretrain"}
+    finetune = {r.data.tags["initialisation"]: r for r in runs if r.data.tags["kind"] == "finetune"}
+    assert sorted(pretrain) == ["autoencoder", "context_prediction", "context_restoration", "jigsaw", "relative_position"]
+    assert sorted(finetune) == sorted(paper)
+    for name, run in pretrain.items():
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "pretext")}
+        assert "pretext/preview.png" in artifacts
+        preview = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="pretext/preview.png",
+                                                           dst_path=str(tmp_path / name), tracking_uri=client.tracking_uri))
+        assert preview.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        weights = {a.path.removeprefix("weights/") for a in client.list_artifacts(run.info.run_id, "weights")}
+        expected = PRETEXT_TASKS.get(name)().transfers
+        assert weights == {"manifest.json", *(f"{part}.pt" for part in expected)}
+        assert finetune[name].data.tags["transferred_parts"] == ",".join(expected)
+        assert finetune[name].data.tags["pretrain_run_id"] == run.info.run_id
+    assert "pretext/jigsaw_permutations.csv" in {a.path for a in client.list_artifacts(pretrain["jigsaw"].info.run_id, "pretext")}
+    assert "accuracy" in " ".join(client.get_run(pretrain["jigsaw"].info.run_id).data.metrics)
+    assert finetune["random_augmentation"].data.tags["augmentation"] == "on"
+    assert finetune["random"].data.tags["augmentation"] == "off"
+    assert finetune["random_augmentation"].data.params["initialisation.rotation_degrees"] == "10.0"
+    report = (out / "report" / "report.md").read_text()
+    for label in ("RD", "RD+AG", "AE", "RP", "JS", "CP", "CR"):
+        assert f"| 100% | {label} |" in report
 
 
 def test_same_grid_twice_gives_identical_metrics_on_cpu(write_grid, tmp_path):
@@ -208,7 +243,7 @@ def _benchmark_process(*args: str, **kwargs) -> subprocess.Popen:
     [
         (["run", "--grid", "nonexistent"], "error: unknown grid 'nonexistent'"),
         (["run", "--set", "fractions=[2]"], "error: preset smoke: fractions: 2.0 is outside (0, 1]"),
-        (["run", "--set", "initialisations=[jigsaw]"], "error: unknown pretext task 'jigsaw'"),
+        (["run", "--set", "initialisations=[jigsw]"], "error: unknown pretext task 'jigsw'"),
         (["run", "--set", "pretrain.lr=1"], "error: preset smoke: pretrain: unknown key 'lr'"),
     ],
 )

@@ -72,9 +72,25 @@ def test_make_batch_is_reproducible_per_seed_and_differs_across_seeds():
     assert not torch.equal(a, c)
 
 
+def test_zero_iterations_is_the_identity():
+    images = _images()
+    corrupted, targets = ContextRestoration(ContextRestoration.Config(iterations=0)).make_batch(images, torch.Generator())
+    assert torch.equal(corrupted, images) and torch.equal(targets, images)
+
+
+def test_disordered_image_is_a_permutation_of_the_input_and_the_target_untouched():
+    images = _images(size=64)
+    original = images.clone()
+    corrupted, targets = ContextRestoration().make_batch(images, torch.Generator().manual_seed(3))
+    assert torch.equal(targets, original) and torch.equal(images, original)
+    for b in range(images.shape[0]):
+        for c in range(images.shape[1]):
+            assert torch.equal(corrupted[b, c].flatten().sort().values, original[b, c].flatten().sort().values)
+
+
 def test_bad_configs_are_rejected():
     with pytest.raises(ValueError, match="iterations"):
-        ContextRestoration(ContextRestoration.Config(iterations=0))
+        ContextRestoration(ContextRestoration.Config(iterations=-1))
     with pytest.raises(ValueError, match="do not fit"):
         ContextRestoration(ContextRestoration.Config(patch_size=20)).make_batch(_images(size=32), torch.Generator())
 

@@ -7,13 +7,15 @@ import pytest
 from benchmark.errors import ConfigError, UnknownPluginError
 from benchmark.grid import load_grid, preset_names
 from benchmark.planner import plan_grid
+from downstream.brats_segmentation import BratsSegmentation
+from pretext_tasks import PRETEXT_TASKS
 
 
 @pytest.mark.parametrize("name", ["smoke", "paper", "full"])
 def test_presets_load_and_plan(name):
     grid = load_grid(name)
     plan = plan_grid(grid, {dataset: "v" for dataset in grid.datasets})
-    pretraining = [i for i in grid.initialisations if i != "random"]
+    pretraining = [i for i in grid.initialisations if PRETEXT_TASKS.get(i)().requires_pretraining]
     assert len(plan.pretrain_jobs) == len(pretraining) * len(grid.seeds)
     assert len(plan.finetune_cells) == len(grid.initialisations) * len(grid.fractions) * len(grid.seeds) * len(grid.downstream_tasks)
 
@@ -48,13 +50,31 @@ def test_overrides_are_typed_and_can_replace_a_dataset():
         (["downstream.brats_segmentation.dataset=nowhere"], "'nowhere' is not defined under datasets"),
         (["datasets.brats_phantom.voxel_size_mm=big"], "datasets.brats_phantom.voxel_size_mm: expected a number"),
         (["datasets.brats_phantom.colour=1"], "datasets.brats_phantom: unknown key 'colour'"),
-        (["pretext.context_restoration.iterations=0"], "pretext.context_restoration: context_restoration.iterations must be >= 1"),
+        (["pretext.context_restoration.iterations=-1"], "pretext.context_restoration: iterations must be >= 0"),
+        (["pretext.context_restoration.decoder=mlp"], "pretext.context_restoration: decoder must be one of unet, deconv, got 'mlp'"),
+        (["pretext.jigsaw.patch_fraction=0.3"], r"pretext.jigsaw: a 3x3 grid of 19-pixel patches .* \(pretrain.patch_size is 64\)"),
+        (["pretext.relative_position.jitter_fraction=0.2"], "pretext.relative_position: jitter .* must not exceed the gap"),
+        (["pretext.context_restoration.patch_size=40"], "pretext.context_restoration: two disjoint 40x40 patches do not fit"),
+        (["pretext.random_augmentation.scale=1.5"], "pretext.random_augmentation: scale must be < 1"),
         (["pretrain"], "expected key=value"),
     ],
 )
 def test_bad_grids_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_grid("smoke", overrides)
+
+
+def test_augmented_baseline_needs_downstream_tasks_that_declare_their_target_geometry(monkeypatch):
+    assert load_grid("smoke").initialisations  # random_augmentation with brats_segmentation ("dense") is fine
+    monkeypatch.setattr(BratsSegmentation, "target_geometry", None)
+    with pytest.raises(ConfigError, match="random_augmentation augments training batches, but downstream task 'brats_segmentation'"):
+        load_grid("smoke")
+
+
+def test_every_preset_runs_all_seven_initialisations_of_the_paper():
+    for name in ("smoke", "paper", "full"):
+        assert set(load_grid(name).initialisations) == {
+            "random", "random_augmentation", "autoencoder", "relative_position", "jigsaw", "context_prediction", "context_restoration"}
 
 
 def test_unknown_grid_and_plugins():
@@ -71,10 +91,11 @@ def test_unknown_grid_and_plugins():
 def test_pretrain_jobs_are_shared_and_keys_track_every_setting():
     grid = load_grid("smoke", ["seeds=[0, 1]", "fractions=[1.0, 0.5, 0.25]"])
     plan = plan_grid(grid, {"brats_phantom": "v1"})
-    assert len(plan.pretrain_jobs) == 2  # context restoration x 2 seeds, shared by 3 fractions
+    assert len(plan.pretrain_jobs) == 10  # 5 pretext tasks x 2 seeds, each shared by 3 fractions
     cr_cells = [c for c in plan.finetune_cells if c.initialisation == "context_restoration"]
-    assert {c.pretrain_key for c in cr_cells} == {j.key for j in plan.pretrain_jobs}
-    assert all(c.pretrain_key is None for c in plan.finetune_cells if c.initialisation == "random")
+    cr_jobs = {j.key for j in plan.pretrain_jobs if j.initialisation == "context_restoration"}
+    assert len(cr_jobs) == 2 and {c.pretrain_key for c in cr_cells} == cr_jobs
+    assert all(c.pretrain_key is None for c in plan.finetune_cells if c.initialisation in ("random", "random_augmentation"))
     assert len({c.key for c in plan.finetune_cells}) == len(plan.finetune_cells)
     same = plan_grid(load_grid("smoke", ["seeds=[0, 1]", "fractions=[1.0, 0.5, 0.25]"]), {"brats_phantom": "v1"})
     assert same == plan

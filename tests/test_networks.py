@@ -9,6 +9,8 @@ import torch
 from benchmark.errors import DataError
 from downstream.brats_segmentation import SegmentationUNet
 from networks import EncoderConfig, UNetDecoder, create_encoder
+from networks.decoders import build_decoder
+from networks.deconv_decoder import DeconvDecoder
 from networks.weights import export_weights, import_weights, load_part, read_manifest, state_dict_sha256
 
 SMALL = EncoderConfig(kwargs={"channels": [8, 16, 32, 64]})
@@ -35,6 +37,22 @@ def test_unet_decoder_restores_full_resolution_for_any_timm_encoder(config):
     decoder = UNetDecoder.for_encoder(encoder)
     output = decoder(encoder(torch.randn(2, 4, 64, 64)))
     assert output.shape == (2, decoder.out_channels, 64, 64)
+
+
+@pytest.mark.parametrize("config, layers", [(SMALL, 3), (EncoderConfig(name="resnet10t", kwargs={}), 5)])
+def test_deconv_decoder_upsamples_the_deepest_features_to_full_resolution(config, layers):
+    encoder = create_encoder(config, in_chans=4)
+    decoder = build_decoder("deconv", encoder)
+    assert isinstance(decoder, DeconvDecoder)
+    assert sum(isinstance(m, torch.nn.ConvTranspose2d) for m in decoder.modules()) == layers
+    assert decoder(encoder(torch.randn(2, 4, 64, 64))).shape == (2, decoder.out_channels, 64, 64)
+
+
+def test_unknown_decoder_and_odd_strides_are_refused():
+    with pytest.raises(ValueError, match="unknown decoder 'mlp'"):
+        build_decoder("mlp", create_encoder(SMALL, in_chans=4))
+    with pytest.raises(ValueError, match="power-of-two"):
+        DeconvDecoder(16, 6)
 
 
 def test_unknown_encoder_is_a_config_error():

@@ -14,7 +14,7 @@ class Denoising(ReconstructionTask):
     label = "DN"
 
     @dataclass(frozen=True)
-    class Config:
+    class Config(ReconstructionTask.Config):
         noise: float = 0.5
 
     def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

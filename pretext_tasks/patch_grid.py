@@ -1,0 +1,92 @@
+"""The 3x3 patch grid of relative-position and jigsaw pretraining, sampled for a whole batch at once.
+
+Both Doersch et al. (2015) and Noroozi & Favaro (2016) cut nine patches from a 3x3 grid placed at a
+random position in the image, with a gap between neighbouring patches and a random jitter of every
+patch, so that the network cannot solve the task from continuing edges or textures. Here a grid of
+``patch`` pixel squares has pitch ``patch + gap``; each patch is shifted by an independent random
+0..``jitter`` pixels on each axis; the grid's origin is random within the image. Adjacent patches are
+therefore at least ``gap - jitter`` pixels apart (never overlapping, since ``jitter <= gap``).
+Sizes are given as fractions of the image side so that they scale with the pretraining patch size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pretext_tasks.base import ClassificationTask
+
+#: (row, column) of the nine cells in row-major order; cell 4 is the centre.
+CELLS = tuple((row, col) for row in range(3) for col in range(3))
+
+
+@dataclass(frozen=True)
+class PatchGrid:
+    """A 3x3 grid of ``patch`` x ``patch`` squares, ``gap`` pixels apart, each jittered by 0..``jitter`` pixels."""
+
+    patch: int
+    gap: int
+    jitter: int
+
+    @classmethod
+    def from_fractions(cls, side: int, patch: float, gap: float, jitter: float) -> "PatchGrid":
+        """Pixel sizes ``floor(fraction * side)`` for an image of ``side`` pixels (the shorter side)."""
+        return cls(int(patch * side), int(gap * side), int(jitter * side))
+
+    @property
+    def extent(self) -> int:
+        """Pixels the grid spans along each axis, jitter included."""
+        return 3 * self.patch + 2 * self.gap + self.jitter
+
+    def check_fits(self, height: int, width: int) -> None:
+        if self.patch < 1:
+            raise ValueError(f"patches would be {self.patch} pixels wide on a {height}x{width} image; increase the patch fraction")
+        if self.jitter > self.gap:
+            raise ValueError(f"jitter ({self.jitter} px) must not exceed the gap ({self.gap} px), or neighbouring patches could overlap")
+        if self.extent > min(height, width):
+            raise ValueError(
+                f"a 3x3 grid of {self.patch}-pixel patches with {self.gap}-pixel gaps and {self.jitter}-pixel jitter "
+                f"spans {self.extent} pixels, more than the {height}x{width} image"
+            )
+
+    def sample_corners(self, batch: int, height: int, width: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        """Top-left corners (batch, 9, 2) of the nine patches of each image, cells in :data:`CELLS` order."""
+        self.check_fits(height, width)
+        room = torch.tensor([height - self.extent + 1, width - self.extent + 1], device=device)
+        origin = (torch.rand(batch, 1, 2, generator=generator, device=device) * room).long()
+        cells = torch.tensor(CELLS, device=device) * (self.patch + self.gap)
+        jitter = torch.randint(0, self.jitter + 1, (batch, 9, 2), generator=generator, device=device)
+        return origin + cells + jitter
+
+
+def crop_patches(images: torch.Tensor, corners: torch.Tensor, size: int) -> torch.Tensor:
+    """Square crops (B, K, C, size, size) of ``images`` (B, C, H, W) at top-left ``corners`` (B, K, 2), gathered at once."""
+    offsets = torch.arange(size, device=images.device)
+    rows = (corners[..., 0, None] + offsets)[..., :, None]  # (B, K, size, 1)
+    cols = (corners[..., 1, None] + offsets)[..., None, :]  # (B, K, 1, size)
+    b = torch.arange(images.shape[0], device=images.device)[:, None, None, None]
+    return images.permute(0, 2, 3, 1)[b, rows, cols].permute(0, 1, 4, 2, 3)
+
+
+class PatchGridTask(ClassificationTask):
+    """A classification pretext task on crops of a :class:`PatchGrid`; its ``Config`` has
+    ``patch_fraction``, ``gap_fraction`` and ``jitter_fraction`` (fractions of the image side)."""
+
+    FRACTIONS = ("patch_fraction", "gap_fraction", "jitter_fraction")
+
+    def __init__(self, config: "ClassificationTask.Config | None" = None):
+        super().__init__(config)
+        for name in self.FRACTIONS:
+            if not 0 <= getattr(self.config, name) < 1:
+                raise ValueError(f"{name} must lie in [0, 1), got {getattr(self.config, name)}")
+
+    def grid(self, height: int, width: int) -> PatchGrid:
+        return PatchGrid.from_fractions(min(height, width), *(getattr(self.config, name) for name in self.FRACTIONS))
+
+    def check_image_size(self, height: int, width: int) -> None:
+        self.grid(height, width).check_fits(height, width)
+
+    def crop_shape(self, height: int, width: int) -> tuple[int, int]:
+        patch = self.grid(height, width).patch
+        return patch, patch

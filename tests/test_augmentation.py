@@ -1,0 +1,104 @@
+"""Batch augmentation of the RD+AG baseline: label maps move with their images, intensities change as documented."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from datasets.augmentation import AugmentationConfig, BatchAugmentation
+from pretext_tasks.random_augmentation import RandomAugmentation
+
+OFF = dict(flip=False, rotation_degrees=0.0, scale=0.0, intensity_scale=0.0, intensity_shift=0.0, noise_std=0.0)
+
+
+def _batch(batch: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.zeros(batch, 32, 32, dtype=torch.int64)
+    labels[:, 4:20, 6:14] = 1
+    labels[:, 10:28, 18:30] = 2
+    images = torch.randn(batch, 2, 32, 32, generator=generator)
+    return images, labels
+
+
+def test_everything_off_is_the_identity():
+    images, labels = _batch()
+    out_images, out_labels = BatchAugmentation(AugmentationConfig(**OFF))(images, labels, torch.Generator(), "dense")
+    assert torch.equal(out_images, images) and torch.equal(out_labels, labels)
+
+
+def test_flips_move_image_and_label_map_together_and_all_four_occur():
+    images, labels = _batch(64)
+    out_images, out_labels = BatchAugmentation(AugmentationConfig(**(OFF | {"flip": True})))(images, labels, torch.Generator().manual_seed(1), "dense")
+    seen = set()
+    for b in range(64):
+        for dims in ((), (-1,), (-2,), (-2, -1)):
+            flipped = images[b].flip(dims) if dims else images[b]
+            if torch.allclose(out_images[b], flipped, atol=1e-5):
+                assert torch.equal(out_labels[b], labels[b].flip(dims) if dims else labels[b])
+                seen.add(dims)
+                break
+        else:
+            pytest.fail(f"example {b} is not a flip of its input")
+    assert seen == {(), (-1,), (-2,), (-2, -1)}
+
+
+def test_rotation_and_zoom_resample_labels_like_the_image():
+    """An image equal to its label map, rotated and zoomed: the nearest-resampled labels match the bilinear image almost everywhere."""
+    _, labels = _batch(32)
+    images = labels[:, None].float()
+    config = AugmentationConfig(**(OFF | {"rotation_degrees": 30.0, "scale": 0.2}))
+    out_images, out_labels = BatchAugmentation(config)(images, labels, torch.Generator().manual_seed(2), "dense")
+    assert out_labels.dtype == torch.int64 and set(out_labels.unique().tolist()) <= {0, 1, 2}
+    assert not torch.equal(out_labels, labels)
+    agreement = (out_images[:, 0].round().long() == out_labels).float().mean()
+    assert agreement > 0.95
+
+
+def test_intensity_is_an_affine_map_per_example_and_channel_within_the_configured_ranges():
+    images, labels = _batch()
+    config = AugmentationConfig(**(OFF | {"intensity_scale": 0.1, "intensity_shift": 0.2}))
+    out_images, out_labels = BatchAugmentation(config)(images, labels, torch.Generator().manual_seed(3), "dense")
+    assert torch.equal(out_labels, labels)
+    x, y = images.flatten(2), out_images.flatten(2)
+    gain = ((y - y.mean(-1, keepdim=True)) * (x - x.mean(-1, keepdim=True))).sum(-1) / (x - x.mean(-1, keepdim=True)).pow(2).sum(-1)
+    shift = y.mean(-1) - gain * x.mean(-1)
+    assert torch.allclose(y, gain[..., None] * x + shift[..., None], atol=1e-5)
+    assert gain.min() >= 0.9 - 1e-6 and gain.max() <= 1.1 + 1e-6 and shift.abs().max() <= 0.2 + 1e-6
+    assert gain.std() > 0.01  # differs between examples and channels
+
+
+def test_noise_has_the_configured_standard_deviation():
+    images = torch.zeros(8, 2, 64, 64)
+    out, _ = BatchAugmentation(AugmentationConfig(**(OFF | {"noise_std": 0.3})))(images, torch.zeros(8), torch.Generator().manual_seed(4), "invariant")
+    assert float(out.std()) == pytest.approx(0.3, rel=0.02)
+
+
+def test_class_label_targets_are_left_alone_and_batches_are_reproducible_per_seed():
+    images, _ = _batch()
+    classes = torch.arange(16)
+    augment = BatchAugmentation(AugmentationConfig())
+    state = torch.get_rng_state()
+    first = augment(images, classes, torch.Generator().manual_seed(5), "invariant")
+    again = augment(images, classes, torch.Generator().manual_seed(5), "invariant")
+    other = augment(images, classes, torch.Generator().manual_seed(6), "invariant")
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(first[1], classes)
+    assert torch.equal(first[0], again[0]) and not torch.equal(first[0], other[0])
+
+
+@pytest.mark.parametrize("change, message", [({"scale": 1.0}, "scale"), ({"noise_std": -0.1}, "noise_std"), ({"rotation_degrees": 200.0}, "rotation_degrees")])
+def test_bad_augmentation_settings_are_rejected(change, message):
+    with pytest.raises(ValueError, match=message):
+        RandomAugmentation(RandomAugmentation.Config(**change))
+
+
+def test_unknown_target_geometry_is_refused():
+    images, labels = _batch(2)
+    with pytest.raises(ValueError, match="target_geometry"):
+        BatchAugmentation(AugmentationConfig())(images, labels, torch.Generator(), "boxes")
+
+
+def test_random_augmentation_is_a_baseline_that_augments():
+    baseline = RandomAugmentation()
+    assert baseline.label == "RD+AG" and baseline.transfers == () and not baseline.requires_pretraining
+    assert isinstance(baseline.finetune_augmentation(), BatchAugmentation)

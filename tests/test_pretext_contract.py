@@ -1,0 +1,110 @@
+"""Every registered initialisation meets the contract of ``pretext_tasks.contract`` (built-ins and installed plugins alike)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pretext_tasks import PRETEXT_TASKS
+from pretext_tasks.base import PretextTask
+from pretext_tasks.contract import PRETEXT_CHECKS, check_builds_from_default_config, contract_images, ContractSetup
+
+PRETEXT_NAMES = [name for name in PRETEXT_TASKS.names() if issubclass(PRETEXT_TASKS.get(name), PretextTask)]
+BASELINE_NAMES = [name for name in PRETEXT_TASKS.names() if name not in PRETEXT_NAMES]
+
+
+def test_all_seven_initialisations_of_the_paper_are_registered():
+    paper = {"random", "random_augmentation", "autoencoder", "relative_position", "jigsaw", "context_prediction", "context_restoration"}
+    assert paper <= set(PRETEXT_TASKS.names())
+    labels = {PRETEXT_TASKS.get(name).label for name in paper}
+    assert labels == {"RD", "RD+AG", "AE", "RP", "JS", "CP", "CR"}
+
+
+@pytest.mark.parametrize("check", sorted(PRETEXT_CHECKS))
+@pytest.mark.parametrize("name", PRETEXT_NAMES)
+def test_pretext_task_meets_the_contract(name, check):
+    PRETEXT_CHECKS[check](PRETEXT_TASKS.get(name), ContractSetup())
+
+
+@pytest.mark.parametrize("name", BASELINE_NAMES)
+def test_baseline_builds_and_transfers_nothing(name):
+    check_builds_from_default_config(PRETEXT_TASKS.get(name))
+    baseline = PRETEXT_TASKS.get(name)()
+    assert baseline.transfers == () and not baseline.requires_pretraining
+
+
+@pytest.mark.parametrize(
+    "name, transfers",
+    [("autoencoder", ("encoder", "decoder")), ("context_prediction", ("encoder", "decoder")),
+     ("context_restoration", ("encoder", "decoder")), ("relative_position", ("encoder",)), ("jigsaw", ("encoder",))],
+)
+def test_what_each_paper_task_transfers(name, transfers):
+    """Chen et al. 2019, Section 2: RP and JS initialise only the analysis part; AE, CP and CR also the reconstruction part."""
+    assert PRETEXT_TASKS.get(name)().transfers == transfers
+
+
+@pytest.mark.parametrize("name", ["autoencoder", "context_prediction", "context_restoration"])
+def test_a_deconv_decoder_is_pretrained_but_not_transferred(name):
+    """Fig. 3, second row: for classification downstream tasks the reconstruction part is a few deconvolutions."""
+    cls = PRETEXT_TASKS.get(name)
+    task = cls(cls.Config(decoder="deconv"))
+    assert task.decoder == "deconv" and task.transfers == ("encoder",)
+    for check in PRETEXT_CHECKS.values():
+        check(cls, ContractSetup(task_config={"decoder": "deconv"}))
+
+
+def test_a_reconstruction_config_without_the_decoder_choice_is_refused_by_name():
+    from dataclasses import dataclass
+
+    from pretext_tasks.context_restoration import ContextRestoration
+
+    class Forgetful(ContextRestoration):
+        @dataclass(frozen=True)
+        class Config:
+            iterations: int = 1
+
+    with pytest.raises(TypeError, match="Forgetful.Config must subclass ReconstructionTask.Config"):
+        Forgetful()
+
+
+def test_contract_catches_a_task_that_uses_the_global_rng():
+    from tests.plugins.denoising import Denoising
+
+    class GlobalNoise(Denoising):
+        def make_batch(self, images, generator):
+            import torch
+
+            return images + torch.randn(images.shape), images
+
+    with pytest.raises(AssertionError, match="global RNG"):
+        PRETEXT_CHECKS["reproducible_per_seed"](GlobalNoise, ContractSetup())
+
+
+def test_contract_catches_a_batch_that_differs_from_its_spec():
+    from tests.plugins.denoising import Denoising
+
+    class Cropping(Denoising):
+        def make_batch(self, images, generator):
+            return images[..., 1:], images
+
+    with pytest.raises(AssertionError, match="shape"):
+        PRETEXT_CHECKS["batch_matches_spec"](Cropping, ContractSetup())
+
+
+def test_contract_catches_an_encoder_the_loss_does_not_reach():
+    from pretext_tasks.context_restoration import ContextRestoration
+
+    class IgnoresTheDeepestStage(ContextRestoration):
+        def forward(self, encoder, decoder, head, inputs):
+            features = encoder(inputs)
+            return head(decoder([features[0], *(f.detach() for f in features[1:])]))
+
+    with pytest.raises(AssertionError, match="gradient"):
+        PRETEXT_CHECKS["gradients_reach_encoder"](IgnoresTheDeepestStage, ContractSetup())
+
+
+def test_contract_images_are_structured_and_deterministic():
+    setup = ContractSetup()
+    images = contract_images(setup)
+    assert images.shape == setup.images_shape
+    assert images.equal(contract_images(setup))
+    assert (images[..., 0, 0] == 0).all() and images.abs().amax() > 0.1
