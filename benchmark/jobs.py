@@ -26,7 +26,6 @@ from datasets.base import Dataset, Volume
 from datasets.patches import PatchSampler
 from datasets.splits import labelled_subjects
 from downstream import DOWNSTREAM_TASKS
-from networks.decoders import build_decoder
 from networks.encoder import create_encoder
 from networks.weights import export_weights, import_weights
 from pretext_tasks import PRETEXT_TASKS
@@ -115,10 +114,7 @@ def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
         init_seed, sampling_seed, corruption_seed = job_seeds(job.seed)
         torch.manual_seed(init_seed)
         in_chans = len(dataset.channels)
-        encoder = create_encoder(grid.encoder, in_chans)
-        decoder = build_decoder(task.decoder, encoder) if task.decoder else None
-        head_channels = decoder.out_channels if decoder is not None else encoder.feature_info.channels()[-1]
-        network = PretextNetwork(task, encoder, decoder, task.build_head(head_channels, in_chans)).to(ctx.device)
+        network = PretextNetwork.for_task(task, create_encoder(grid.encoder, in_chans), in_chans).to(ctx.device)
         sampler = PatchSampler(ctx.load(job.dataset, dataset.split().train), grid.pretrain.patch_size)
         sampling = torch.Generator().manual_seed(sampling_seed)
         corruption = torch.Generator(device=ctx.device).manual_seed(corruption_seed)
@@ -133,7 +129,7 @@ def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
             description=job.name,
         )
         _log_pretext_outputs(task, network, sampler.sample(PREVIEW_EXAMPLES, torch.Generator().manual_seed(sampling_seed))[0], ctx.device)
-        parts = {name: module for name, module in (("encoder", encoder), ("decoder", decoder)) if name in task.transfers}
+        parts = {name: getattr(network, name) for name in task.transfers}
         with tempfile.TemporaryDirectory() as folder:
             metadata = {"pretext_task": job.initialisation, "pretext_config": asdict(task.config), "seed": job.seed, "job_key": job.key}
             export_weights(Path(folder), parts, grid.encoder, in_chans, metadata)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from networks.decoders import DECODERS
+from networks.decoders import DECODERS, build_decoder
 from pretext_tasks.heads import SiameseClassifier
 
 if TYPE_CHECKING:
@@ -228,6 +228,13 @@ class PretextNetwork(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
         self.head = head
+
+    @classmethod
+    def for_task(cls, task: PretextTask, encoder: nn.Module, image_channels: int) -> "PretextNetwork":
+        """``encoder`` + the decoder the task chose (if any) + the task's head."""
+        decoder = build_decoder(task.decoder, encoder) if task.decoder else None
+        head_channels = decoder.out_channels if decoder is not None else encoder.feature_info.channels()[-1]
+        return cls(task, encoder, decoder, task.build_head(head_channels, image_channels))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.task.forward(self.encoder, self.decoder, self.head, inputs)

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import torch
 
 from benchmark.config_parsing import parse_dataclass
-from networks.decoders import DECODERS, build_decoder
+from networks.decoders import DECODERS
 from networks.encoder import EncoderConfig, create_encoder
 from networks.weights import export_weights, import_weights
 from pretext_tasks.base import ENCODER, Initialisation, PretextNetwork, PretextTask
@@ -77,10 +77,7 @@ def contract_images(setup: ContractSetup) -> torch.Tensor:
 def _build(cls: type[PretextTask], setup: ContractSetup) -> tuple[PretextTask, PretextNetwork]:
     task = setup.task(cls)
     torch.manual_seed(setup.seed)
-    encoder = create_encoder(setup.encoder, setup.channels)
-    decoder = build_decoder(task.decoder, encoder) if task.decoder else None
-    head_channels = decoder.out_channels if decoder is not None else encoder.feature_info.channels()[-1]
-    return task, PretextNetwork(task, encoder, decoder, task.build_head(head_channels, setup.channels))
+    return task, PretextNetwork.for_task(task, create_encoder(setup.encoder, setup.channels), setup.channels)
 
 
 def check_builds_from_default_config(cls: type[Initialisation], setup: ContractSetup = ContractSetup()) -> None:
