@@ -64,6 +64,16 @@ class GridConfig:
         plugin = PRETEXT_TASKS.get(name)
         return parse_dataclass(plugin.Config, self.pretext.get(name, {}), f"pretext.{name}")
 
+    def pretext_config_for(self, name: str, dataset: str) -> Any:
+        """The config of pretext task ``name`` as pretrained on ``dataset``: ``decoder: auto`` becomes "unet"
+        if a downstream task on that dataset takes a decoder (segmentation), else "deconv" (Chen et al. 2019, Fig. 3)."""
+        config = self.pretext_config(name)
+        if getattr(config, "decoder", None) != "auto":
+            return config
+        tasks = [task for task in self.downstream_tasks if self.downstream_config(task).dataset == dataset]
+        takes_decoder = any("decoder" in DOWNSTREAM_TASKS.get(task).accepts for task in tasks)
+        return dataclasses.replace(config, decoder="unet" if takes_decoder else "deconv")
+
     def downstream_config(self, name: str) -> Any:
         plugin = DOWNSTREAM_TASKS.get(name)
         return parse_dataclass(plugin.Config, self.downstream.get(name, {}), f"downstream.{name}")

@@ -24,7 +24,6 @@ from benchmark.tracking import Tracker
 from benchmark.training import train
 from datasets.base import Dataset, Volume
 from datasets.patches import PatchSampler
-from datasets.splits import labelled_subjects
 from downstream import DOWNSTREAM_TASKS
 from networks.encoder import create_encoder
 from networks.weights import export_weights, import_weights
@@ -105,7 +104,7 @@ def _log_config(ctx: RunContext, sections: dict[str, Any]) -> None:
 def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
     """Pretrain ``job``'s pretext task on the training split's unlabeled images; returns the MLflow run id."""
     grid = ctx.grid
-    task = PRETEXT_TASKS.get(job.initialisation)(grid.pretext_config(job.initialisation))
+    task = PRETEXT_TASKS.get(job.initialisation)(grid.pretext_config_for(job.initialisation, job.dataset))
     assert isinstance(task, PretextTask)
     dataset = ctx.datasets[job.dataset]
     tags = _common_tags(ctx, "pretrain", job.key, job.initialisation, job.dataset, job.seed)
@@ -164,20 +163,20 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
     """Train the downstream task on the cell's label fraction, evaluate on the test split; returns the run id."""
     grid = ctx.grid
     dataset = ctx.datasets[cell.dataset]
-    task = DOWNSTREAM_TASKS.get(cell.downstream_task)(grid.downstream_config(cell.downstream_task), len(dataset.channels))
+    task = DOWNSTREAM_TASKS.get(cell.downstream_task)(grid.downstream_config(cell.downstream_task), len(dataset.channels), dataset.class_names)
     initialisation = PRETEXT_TASKS.get(cell.initialisation)(grid.pretext_config(cell.initialisation))
     augmentation = initialisation.finetune_augmentation()
     tags = _common_tags(ctx, "finetune", cell.key, cell.initialisation, cell.dataset, cell.seed)
     tags |= {"downstream_task": cell.downstream_task, "label_fraction": f"{cell.fraction:g}",
              "pretrain_key": cell.pretrain_key or "", "pretrain_run_id": pretrain_run_id or "",
-             "augmentation": "on" if augmentation is not None else "off"}
+             "augmentation": "on" if augmentation is not None else "off", "metric_units": json.dumps(task.metric_units)}
     with ctx.tracker.job_run(cell.name, tags) as run:
         if cell.pretrain_key and pretrain_run_id is None:
             raise RuntimeError(f"its pretrain job ({cell.initialisation}, seed {cell.seed}) did not finish")
         _log_config(ctx, {"initialisation": initialisation.config, "downstream": task.config, "finetune": grid.finetune,
                           "encoder": grid.encoder, "label_fraction": cell.fraction})
         split = dataset.split()
-        labelled = labelled_subjects(split.train, cell.fraction, cell.seed)
+        labelled = dataset.labelled_subjects(cell.fraction, cell.seed)
         mlflow.log_params({"labelled_subjects": len(labelled), "test_subjects": len(split.test)})
         init_seed, sampling_seed, augmentation_seed = job_seeds(cell.seed)
         torch.manual_seed(init_seed)
@@ -208,6 +207,7 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
             per_subject.to_csv(Path(folder) / "per_subject_metrics.csv", index=False)
             (Path(folder) / "labelled_subjects.txt").write_text("\n".join(labelled) + "\n")
             (Path(folder) / "test_subjects.txt").write_text("\n".join(split.test) + "\n")
+            task.write_artifacts(per_subject, Path(folder))
             mlflow.log_artifacts(folder)
         mlflow.log_metrics(task.summarise(per_subject))
         return run.info.run_id

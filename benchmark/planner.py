@@ -16,7 +16,6 @@ from typing import Any
 
 from benchmark.grid import GridConfig
 from datasets.base import Dataset
-from datasets.splits import labelled_subjects
 from pretext_tasks import PRETEXT_TASKS
 
 KEY_VERSION = 1
@@ -93,7 +92,7 @@ def plan_grid(grid: GridConfig, dataset_versions: dict[str, str]) -> Plan:
                     job = pretrain.get((init, dataset, seed))
                     if job is None:
                         key = job_key({
-                            "kind": "pretrain", "initialisation": init, "config": grid.pretext_config(init),
+                            "kind": "pretrain", "initialisation": init, "config": grid.pretext_config_for(init, dataset),
                             "dataset": dataset_versions[dataset], "encoder": grid.encoder, "schedule": grid.pretrain, "seed": seed,
                         })
                         job = pretrain[(init, dataset, seed)] = PretrainJob(key, init, dataset, seed)
@@ -112,6 +111,6 @@ def plan_grid(grid: GridConfig, dataset_versions: dict[str, str]) -> Plan:
 def check_label_fractions(grid: GridConfig, datasets: dict[str, Dataset]) -> None:
     """Raise ConfigError before any job runs if a label fraction leaves a downstream task without labelled subjects."""
     for task_name in grid.downstream_tasks:
-        train = datasets[grid.downstream_config(task_name).dataset].split().train
+        dataset = datasets[grid.downstream_config(task_name).dataset]
         for fraction in grid.fractions:
-            labelled_subjects(train, fraction, seed=grid.seeds[0])
+            dataset.labelled_subjects(fraction, seed=grid.seeds[0])

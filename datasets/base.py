@@ -9,7 +9,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from datasets.splits import Split
+from datasets.splits import Split, labelled_subjects
 
 
 @dataclass(frozen=True)
@@ -18,12 +18,15 @@ class Volume:
 
     ``images``: float32 (channels, x, y, z), normalised per subject; ``labels``: uint8 (x, y, z) in
     the dataset's canonical classes (0 = background); ``spacing``: mm per voxel along x, y, z.
+    2D image datasets stack one subject's images along z and give each image's class in
+    ``slice_classes`` (z,), with all-zero ``labels``.
     """
 
     subject_id: str
     images: np.ndarray
     labels: np.ndarray
     spacing: tuple[float, float, float]
+    slice_classes: np.ndarray | None = None
 
 
 class Dataset(ABC):
@@ -32,6 +35,12 @@ class Dataset(ABC):
     Config: ClassVar[type]
     #: Names of the image channels, in the order of ``Volume.images``.
     channels: ClassVar[tuple[str, ...]]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Names of the label classes a downstream task predicts: slice classes of 2D image datasets, or the
+        foreground labels 1, 2, ... of a label map; empty where the task defines its own (BraTS regions)."""
+        return ()
 
     def __init__(self, config, workdir: Path):
         self.config = config
@@ -56,3 +65,7 @@ class Dataset(ABC):
     @abstractmethod
     def split(self) -> Split:
         """The patient-level train/test split; the test set never depends on the grid's seed or fraction."""
+
+    def labelled_subjects(self, fraction: float, seed: int) -> list[str]:
+        """The training subjects whose labels a cell at ``fraction`` may use; nested across fractions."""
+        return labelled_subjects(self.split().train, fraction, seed)

@@ -19,18 +19,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
-from benchmark.atomic import atomic_path
 from benchmark.errors import DataError
 from benchmark.progress import progress_bar
-from datasets.base import Dataset, Volume
+from datasets.base import Volume
+from datasets.cached import CachedDataset, CachedVolume
 from datasets.file_hashes import FileHashes
+from datasets.nifti import check_same_grid, read_array
 from datasets.splits import Split, split_subjects
 
 CHANNELS = ("t1", "t1ce", "t2", "flair")
@@ -75,23 +74,6 @@ def find_subject_files(folder: Path) -> SubjectFiles:
     return SubjectFiles(subject_id=folder.name, naming=naming, files=files)
 
 
-def read_nifti(path: Path) -> nib.Nifti1Image:
-    try:
-        return nib.load(path)
-    except Exception as error:
-        raise DataError(f"{path}: not a readable NIfTI file ({type(error).__name__}: {error})") from None
-
-
-def read_array(path: Path, dtype: type = np.float32) -> np.ndarray:
-    """The image data reoriented to the closest canonical (RAS+) axes, so the last axis is axial whatever the storage order."""
-    try:
-        return np.asarray(nib.as_closest_canonical(read_nifti(path)).dataobj, dtype=dtype)
-    except DataError:
-        raise
-    except (OSError, EOFError, ValueError, zlib.error) as error:
-        raise DataError(f"{path}: cannot decode image data, the file may be truncated ({type(error).__name__}: {error})") from None
-
-
 def canonical_labels(seg: np.ndarray, enhancing_label: int, path: Path) -> np.ndarray:
     """Map stored labels to canonical classes; DataError naming the file on any other value."""
     allowed = (0, 1, 2, enhancing_label)
@@ -122,7 +104,7 @@ def region_masks(labels: np.ndarray) -> dict[str, np.ndarray]:
     return {name: np.isin(labels, classes) for name, classes in REGIONS.items()}
 
 
-class BratsFolder(Dataset):
+class BratsFolder(CachedDataset["_CachedSubject"]):
     """A folder of BraTS subjects; ``Config.root`` points at it."""
 
     channels = CHANNELS
@@ -132,11 +114,6 @@ class BratsFolder(Dataset):
         root: str = ""
         test_fraction: float = 0.2
         split_seed: int = 0
-
-    def __init__(self, config, workdir: Path):
-        super().__init__(config, workdir)
-        self._cached: dict[str, _CachedSubject] | None = None
-        self._hash: str | None = None
 
     @property
     def root(self) -> Path:
@@ -178,72 +155,27 @@ class BratsFolder(Dataset):
                     bar.update(1)
         finally:
             hashes.save()
-        self._cached = cached
-        self._hash = hashlib.sha256("\n".join(lines).encode()).hexdigest()
-
-    def _require_prepared(self) -> dict[str, "_CachedSubject"]:
-        if self._cached is None:
-            raise RuntimeError("call prepare() before using the dataset")
-        return self._cached
-
-    def subject_ids(self) -> list[str]:
-        return sorted(self._require_prepared())
-
-    def content_hash(self) -> str:
-        self._require_prepared()
-        assert self._hash is not None
-        return self._hash
+        self._prepared(cached, lines)
 
     def split(self) -> Split:
         return split_subjects(self.subject_ids(), self.config.test_fraction, self.config.split_seed)
 
     def load(self, subject_id: str) -> Volume:
-        entry = self._require_prepared()[subject_id]
-        return Volume(subject_id, np.load(entry.images, mmap_mode="r"), np.load(entry.labels, mmap_mode="r"), entry.spacing)
+        return self._require_prepared()[subject_id].volume(subject_id)
 
 
 def _check_geometry(subject: SubjectFiles) -> tuple[float, float, float]:
     """Every file readable, 3D, on the same grid as the T1 image; returns the canonical voxel spacing in mm."""
-    reference_path = subject.files["t1"]
-    reference = read_nifti(reference_path)
-    for path in subject.files.values():
-        image = read_nifti(path)
-        if image.shape[:3] != reference.shape[:3] or len(image.shape) != 3:
-            raise DataError(f"{path}: shape {image.shape} differs from {reference_path.name} {reference.shape}")
-        if not np.allclose(image.affine, reference.affine, atol=1e-3):
-            raise DataError(f"{path}: affine differs from {reference_path.name}; images and labels must share one grid")
-    return tuple(float(z) for z in nib.as_closest_canonical(reference).header.get_zooms()[:3])
+    return check_same_grid(subject.files["t1"], list(subject.files.values()))
 
 
 @dataclass(frozen=True)
-class _CachedSubject:
+class _CachedSubject(CachedVolume):
     """A subject's decoded, normalised arrays in the preprocessing cache (``<stem>_images.npy``, ``<stem>_labels.npy``)."""
-
-    stem: Path
-    spacing: tuple[float, float, float]
-
-    @property
-    def images(self) -> Path:
-        return self.stem.with_name(self.stem.name + "_images.npy")
-
-    @property
-    def labels(self) -> Path:
-        return self.stem.with_name(self.stem.name + "_labels.npy")
-
-    @property
-    def complete(self) -> bool:
-        return self.images.is_file() and self.labels.is_file()
 
     def write(self, subject: SubjectFiles) -> None:
         """Decode (DataError on truncated files or bad labels), normalise and save; each file written atomically."""
         images = normalise(np.stack([read_array(subject.files[channel]) for channel in CHANNELS]))
         seg_path = subject.files["seg"]
         labels = canonical_labels(read_array(seg_path, np.int16), subject.enhancing_label, seg_path)
-        self.stem.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_save(self.images, images)
-        _atomic_save(self.labels, labels)
-
-
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
-        np.save(handle, array)
+        self.save(images, labels)

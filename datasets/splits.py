@@ -42,12 +42,32 @@ def split_subjects(subject_ids: list[str], test_fraction: float, split_seed: int
 
 def labelled_subjects(train: tuple[str, ...], fraction: float, seed: int) -> list[str]:
     """The first ``floor(fraction * n)`` subjects of a permutation seeded by ``seed``: nested across fractions."""
-    if not 0 < fraction <= 1:
-        raise ConfigError(f"label fraction must lie in (0, 1], got {fraction}")
-    count = math.floor(fraction * len(train) + 1e-9)
-    if count == 0:
-        raise ConfigError(
-            f"label fraction {fraction} of {len(train)} training subjects leaves no labelled subject"
-        )
+    count = _labelled_count(len(train), fraction)
     permutation = np.random.default_rng(seed).permutation(len(train))
     return sorted(train[i] for i in permutation[:count])
+
+
+def _labelled_count(total: int, fraction: float) -> int:
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"label fraction must lie in (0, 1], got {fraction}")
+    count = math.floor(fraction * total + 1e-9)
+    if count == 0:
+        raise ConfigError(f"label fraction {fraction} of {total} training subjects leaves no labelled subject")
+    return count
+
+
+def stratified_labelled_subjects(train: tuple[str, ...], strata: dict[str, str], fraction: float, seed: int) -> list[str]:
+    """Like :func:`labelled_subjects`, with every prefix (hence every fraction) stratified by ``strata`` (subject -> class).
+
+    Each stratum is permuted from ``seed``; its k-th subject (of n) gets the rank (k + 0.5) / n, and the
+    subjects are taken in order of rank (ties in a seeded order). Every stratum thus contributes
+    in proportion to its size, and a smaller fraction stays nested in a larger one.
+    """
+    count = _labelled_count(len(train), fraction)
+    rng = np.random.default_rng(seed)
+    ranked = []
+    for stratum in sorted(set(strata[subject] for subject in train)):
+        members = sorted(subject for subject in train if strata[subject] == stratum)
+        for position, index in enumerate(rng.permutation(len(members))):
+            ranked.append(((position + 0.5) / len(members), float(rng.random()), members[index]))
+    return sorted(subject for _, _, subject in sorted(ranked)[:count])

@@ -13,6 +13,6 @@ def _check_downstream(name: str, obj: object) -> None:
 
 DOWNSTREAM_TASKS: Registry[type[DownstreamTask]] = Registry("downstream task", "ssl_medbench.downstream_tasks", validate=_check_downstream)
 
-from downstream import brats_segmentation  # noqa: E402,F401  (registers the built-in)
+from downstream import abdominal_organ_localisation, brats_segmentation, fetal_plane_classification  # noqa: E402,F401  (register the built-ins)
 
 __all__ = ["DOWNSTREAM_TASKS", "DownstreamTask"]

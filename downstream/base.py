@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Literal, Sequence
 
 import pandas as pd
@@ -38,9 +39,11 @@ class DownstreamTask(ABC):
     #: labels); None: not declared, and augmented training (random_augmentation) is refused.
     target_geometry: ClassVar[TargetGeometry | None] = None
 
-    def __init__(self, config: "DownstreamTask.Config", image_channels: int):
+    def __init__(self, config: "DownstreamTask.Config", image_channels: int, class_names: tuple[str, ...] = ()):
         self.config = config
         self.image_channels = image_channels
+        #: The dataset's ``class_names`` (classes or organs), for tasks whose outputs depend on them.
+        self.class_names = class_names
 
     @abstractmethod
     def build_model(self, encoder: nn.Module, decoder: nn.Module | None) -> nn.Module:
@@ -57,6 +60,9 @@ class DownstreamTask(ABC):
     @abstractmethod
     def evaluate(self, model: nn.Module, volumes: Sequence[Volume], device: torch.device) -> pd.DataFrame:
         """One row per test subject: ``subject_id`` and one column per metric in ``metric_directions``."""
+
+    def write_artifacts(self, per_subject: pd.DataFrame, folder: Path) -> None:
+        """Write extra evaluation files (e.g. a confusion matrix) into ``folder``; logged with the cell."""
 
     def summarise(self, per_subject: pd.DataFrame) -> dict[str, float]:
         """Summary metrics logged for the cell: the mean of each metric over subjects (NaN-skipping)."""

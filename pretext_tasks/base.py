@@ -136,19 +136,21 @@ class ReconstructionTask(PretextTask):
     @dataclass(frozen=True)
     class Config:
         #: "unet": the segmentation U-Net's decoder (transfers with the encoder; Fig. 3, first row);
-        #: "deconv": a few deconvolution layers, for classification downstream tasks (Fig. 3, second row; not transferred).
-        decoder: str = "unet"
+        #: "deconv": a few deconvolution layers, for classification downstream tasks (Fig. 3, second row; not transferred);
+        #: "auto": the paper's rule, resolved per pretrain job: "unet" if a downstream task on the same
+        #: dataset takes a decoder, else "deconv" (``benchmark.grid.GridConfig.pretext_config_for``); "unet" on its own.
+        decoder: str = "auto"
 
     def __init__(self, config: "ReconstructionTask.Config | None" = None):
         super().__init__(config)
         if not isinstance(self.config, ReconstructionTask.Config):
             raise TypeError(f"{type(self).__name__}.Config must subclass ReconstructionTask.Config (it holds the decoder choice)")
-        if self.config.decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.config.decoder!r}")
+        if self.config.decoder not in ("auto", *DECODERS):
+            raise ValueError(f"decoder must be one of auto, {', '.join(DECODERS)}, got {self.config.decoder!r}")
 
     @property
     def decoder(self) -> str:
-        return self.config.decoder
+        return "unet" if self.config.decoder == "auto" else self.config.decoder
 
     def batch_spec(self, images_shape: tuple[int, int, int, int]) -> BatchSpec:
         return BatchSpec(TensorSpec(tuple(images_shape), torch.float32), TensorSpec(tuple(images_shape), torch.float32))

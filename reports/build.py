@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from pathlib import Path
+
+import pandas as pd
 
 from downstream import DOWNSTREAM_TASKS
 from reports.runs import load_runs
 from reports.tables import summary_table, to_markdown
+
+
+def _metric_units(finetune: pd.DataFrame, task: str) -> dict[str, str]:
+    """The metrics a task's cells recorded (tag ``metric_units``: they can depend on the data, e.g. organs), else the plugin's."""
+    recorded = finetune.loc[finetune["downstream_task"] == task, "metric_units"].dropna() if "metric_units" in finetune else []
+    if len(recorded):
+        return json.loads(recorded.iloc[0])
+    return DOWNSTREAM_TASKS.get(task).metric_units
 
 
 def build_report(tracking_uri: str, experiment: str, out_dir: Path) -> Path:
@@ -25,8 +36,7 @@ def build_report(tracking_uri: str, experiment: str, out_dir: Path) -> Path:
     else:
         finetune = runs[runs["kind"] == "finetune"]
         for task in sorted(finetune["downstream_task"].dropna().unique()):
-            plugin = DOWNSTREAM_TASKS.get(task)
-            lines += [f"## {task}", "", to_markdown(summary_table(runs, task, plugin.metric_units)), ""]
+            lines += [f"## {task}", "", to_markdown(summary_table(runs, task, _metric_units(finetune, task))), ""]
         unfinished = runs[runs["status"] != "FINISHED"]
         if len(unfinished):
             lines += ["## Runs not finished", ""]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import signal
 import sqlite3
@@ -48,7 +49,7 @@ def test_list_prints_every_registry(capsys):
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert main(["run", "--grid", "smoke", "--dry-run", "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
-    assert "5 pretrain jobs + 14 finetune cells on cpu" in printed
+    assert "15 pretrain jobs + 42 finetune cells on cpu" in printed
     assert not (tmp_path / "out").exists()
 
 
@@ -137,6 +138,40 @@ def test_all_seven_initialisations_run_end_to_end_with_previews_and_the_right_we
     report = (out / "report" / "report.md").read_text()
     for label in ("RD", "RD+AG", "AE", "RP", "JS", "CP", "CR"):
         assert f"| 100% | {label} |" in report
+
+
+def test_plane_classification_and_organ_localisation_run_end_to_end_on_their_phantoms(write_grid, tmp_path, capsys):
+    grid = write_grid(
+        initialisations=["random", "random_augmentation", "context_restoration"], fractions=[1.0],
+        downstream_tasks=["fetal_plane_classification", "abdominal_organ_localisation"],
+        datasets={
+            "fetal": {"type": "fetal_planes_phantom", "n_patients": 6, "images_per_patient": 4, "height": 48, "image_size": 32, "test_fraction": 0.34},
+            "ct": {"type": "abdominal_ct_phantom", "n_subjects": 4, "spacing_xy_mm": 12.0, "spacing_z_mm": 15.0, "test_fraction": 0.25},
+        },
+        downstream={"fetal_plane_classification": {"dataset": "fetal"}, "abdominal_organ_localisation": {"dataset": "ct", "slice_size": 32}},
+    )
+    out = tmp_path / "out"
+    assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress"]) == 0
+    assert "8 jobs finished, 0 skipped" in capsys.readouterr().out
+    client, runs = _runs(out)
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for run in (r for r in runs if r.data.tags["kind"] == "pretrain"):
+        # Fig. 3: before classification-type tasks the reconstruction part is a few deconvolutions, not transferred
+        assert run.data.params["pretext.decoder"] == "deconv"
+        assert {a.path for a in client.list_artifacts(run.info.run_id, "weights")} == {"weights/manifest.json", "weights/encoder.pt"}
+    cells = {(r.data.tags["downstream_task"], r.data.tags["initialisation"]): r for r in runs if r.data.tags["kind"] == "finetune"}
+    fetal = cells[("fetal_plane_classification", "context_restoration")]
+    assert fetal.data.tags["transferred_parts"] == "encoder"
+    assert all(0 <= fetal.data.metrics[m] <= 1 for m in ("precision", "recall", "f1", "accuracy"))
+    artifacts = {a.path for a in client.list_artifacts(fetal.info.run_id)}
+    assert {"confusion_matrix.csv", "confusion_matrix.png", "classification_report.csv", "per_subject_metrics.csv"} <= artifacts
+    ct = cells[("abdominal_organ_localisation", "random")]
+    for organ in ("left_kidney", "right_kidney", "liver", "spleen", "pancreas"):
+        assert f"missed_{organ}" in ct.data.metrics and f"centroid_{organ}" in json.loads(ct.data.tags["metric_units"])
+    assert cells[("abdominal_organ_localisation", "random_augmentation")].data.tags["augmentation"] == "on"
+    report = (out / "report" / "report.md").read_text()
+    assert "## fetal_plane_classification" in report and "| precision | recall | f1 | accuracy |" in report
+    assert "## abdominal_organ_localisation" in report and "centroid_liver" in report
 
 
 def test_same_grid_twice_gives_identical_metrics_on_cpu(write_grid, tmp_path):

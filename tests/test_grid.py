@@ -16,7 +16,8 @@ def test_presets_load_and_plan(name):
     grid = load_grid(name)
     plan = plan_grid(grid, {dataset: "v" for dataset in grid.datasets})
     pretraining = [i for i in grid.initialisations if PRETEXT_TASKS.get(i)().requires_pretraining]
-    assert len(plan.pretrain_jobs) == len(pretraining) * len(grid.seeds)
+    datasets = {grid.downstream_config(task).dataset for task in grid.downstream_tasks}
+    assert len(plan.pretrain_jobs) == len(pretraining) * len(grid.seeds) * len(datasets)
     assert len(plan.finetune_cells) == len(grid.initialisations) * len(grid.fractions) * len(grid.seeds) * len(grid.downstream_tasks)
 
 
@@ -51,7 +52,7 @@ def test_overrides_are_typed_and_can_replace_a_dataset():
         (["datasets.brats_phantom.voxel_size_mm=big"], "datasets.brats_phantom.voxel_size_mm: expected a number"),
         (["datasets.brats_phantom.colour=1"], "datasets.brats_phantom: unknown key 'colour'"),
         (["pretext.context_restoration.iterations=-1"], "pretext.context_restoration: iterations must be >= 0"),
-        (["pretext.context_restoration.decoder=mlp"], "pretext.context_restoration: decoder must be one of unet, deconv, got 'mlp'"),
+        (["pretext.context_restoration.decoder=mlp"], "pretext.context_restoration: decoder must be one of auto, unet, deconv, got 'mlp'"),
         (["pretext.jigsaw.patch_fraction=0.3"], r"pretext.jigsaw: a 3x3 grid of 19-pixel patches .* \(pretrain.patch_size is 64\)"),
         (["pretext.relative_position.jitter_fraction=0.2"], "pretext.relative_position: jitter .* must not exceed the gap"),
         (["pretext.context_restoration.patch_size=40"], "pretext.context_restoration: two disjoint 40x40 patches do not fit"),
@@ -71,10 +72,23 @@ def test_augmented_baseline_needs_downstream_tasks_that_declare_their_target_geo
         load_grid("smoke")
 
 
+def test_auto_decoder_follows_the_paper_per_dataset():
+    """Fig. 3: the U-Net decoder where the downstream task segments, a few deconvolutions before classification."""
+    grid = load_grid("smoke")
+    assert grid.pretext_config_for("context_restoration", "brats_phantom").decoder == "unet"
+    assert grid.pretext_config_for("context_restoration", "fetal_phantom").decoder == "deconv"
+    assert grid.pretext_config_for("autoencoder", "ct_phantom").decoder == "deconv"
+    fixed = load_grid("smoke", ["pretext.context_restoration.decoder=unet"])
+    assert fixed.pretext_config_for("context_restoration", "fetal_phantom").decoder == "unet"
+    assert grid.pretext_config_for("jigsaw", "fetal_phantom") == grid.pretext_config("jigsaw")
+
+
 def test_every_preset_runs_all_seven_initialisations_of_the_paper():
     for name in ("smoke", "paper", "full"):
-        assert set(load_grid(name).initialisations) == {
+        grid = load_grid(name)
+        assert set(grid.initialisations) == {
             "random", "random_augmentation", "autoencoder", "relative_position", "jigsaw", "context_prediction", "context_restoration"}
+        assert set(grid.downstream_tasks) == {"brats_segmentation", "fetal_plane_classification", "abdominal_organ_localisation"}
 
 
 def test_unknown_grid_and_plugins():
@@ -90,18 +104,18 @@ def test_unknown_grid_and_plugins():
 
 def test_pretrain_jobs_are_shared_and_keys_track_every_setting():
     grid = load_grid("smoke", ["seeds=[0, 1]", "fractions=[1.0, 0.5, 0.25]"])
-    plan = plan_grid(grid, {"brats_phantom": "v1"})
-    assert len(plan.pretrain_jobs) == 10  # 5 pretext tasks x 2 seeds, each shared by 3 fractions
+    plan = plan_grid(grid, {"brats_phantom": "v1", "fetal_phantom": "f1", "ct_phantom": "c1"})
+    assert len(plan.pretrain_jobs) == 30  # 5 pretext tasks x 3 datasets x 2 seeds, each shared by 3 fractions
     cr_cells = [c for c in plan.finetune_cells if c.initialisation == "context_restoration"]
     cr_jobs = {j.key for j in plan.pretrain_jobs if j.initialisation == "context_restoration"}
-    assert len(cr_jobs) == 2 and {c.pretrain_key for c in cr_cells} == cr_jobs
+    assert len(cr_jobs) == 6 and {c.pretrain_key for c in cr_cells} == cr_jobs
     assert all(c.pretrain_key is None for c in plan.finetune_cells if c.initialisation in ("random", "random_augmentation"))
     assert len({c.key for c in plan.finetune_cells}) == len(plan.finetune_cells)
-    same = plan_grid(load_grid("smoke", ["seeds=[0, 1]", "fractions=[1.0, 0.5, 0.25]"]), {"brats_phantom": "v1"})
+    same = plan_grid(load_grid("smoke", ["seeds=[0, 1]", "fractions=[1.0, 0.5, 0.25]"]), {"brats_phantom": "v1", "fetal_phantom": "f1", "ct_phantom": "c1"})
     assert same == plan
-    changed_epochs = plan_grid(load_grid("smoke", ["seeds=[0, 1]", "fractions=[1.0, 0.5, 0.25]", "pretrain.epochs=3"]), {"brats_phantom": "v1"})
+    changed_epochs = plan_grid(load_grid("smoke", ["seeds=[0, 1]", "fractions=[1.0, 0.5, 0.25]", "pretrain.epochs=3"]), {"brats_phantom": "v1", "fetal_phantom": "f1", "ct_phantom": "c1"})
     assert {j.key for j in changed_epochs.pretrain_jobs}.isdisjoint(j.key for j in plan.pretrain_jobs)
     random_keys = lambda p: {c.key for c in p.finetune_cells if c.initialisation == "random"}  # noqa: E731
     assert random_keys(changed_epochs) == random_keys(plan)  # random cells do not depend on pretraining
-    new_data = plan_grid(grid, {"brats_phantom": "v2"})
+    new_data = plan_grid(grid, {"brats_phantom": "v2", "fetal_phantom": "f2", "ct_phantom": "c2"})
     assert {c.key for c in new_data.finetune_cells}.isdisjoint(c.key for c in plan.finetune_cells)

@@ -15,9 +15,6 @@ Per subject, deterministic from ``(seed, index)``:
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,6 +23,7 @@ import numpy as np
 from scipy import ndimage
 from benchmark.progress import progress_bar
 
+from datasets.phantoms.folder import build_once
 from datasets.phantoms.mni_template import load_tissue_maps
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
@@ -37,7 +35,6 @@ CONTRAST = {
     "t2": (1.00, 0.65, 0.45, 0.85, 0.60, 0.95),
     "flair": (0.15, 0.60, 0.50, 0.95, 0.70, 0.40),
 }
-MARKER = "phantom.json"
 
 
 @dataclass(frozen=True)
@@ -133,26 +130,18 @@ def generate_brats_phantoms(root: Path, spec: PhantomSpec) -> Path:
     The folder is built under a temporary name and renamed when complete, so an interrupted run never
     leaves a half-written dataset that a later run would take for finished.
     """
-    marker = root / MARKER
-    if marker.is_file() and json.loads(marker.read_text()) == asdict(spec):
-        return root
-    if root.exists():
-        shutil.rmtree(root)
-    partial = root.with_name(f"{root.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    template = load_tissue_maps(spec.voxel_size_mm)
     affine = np.diag([spec.voxel_size_mm] * 3 + [1.0])
-    with progress_bar(total=spec.n_subjects, desc="generating BraTS phantoms", unit="subject") as bar:
-        for index in range(spec.n_subjects):
-            subject = f"BraTS2021_{index:05d}"
-            folder = partial / subject
-            folder.mkdir()
-            images, labels = make_subject(template, spec, index)
-            for modality, image in images.items():
-                nib.save(nib.Nifti1Image(image, affine), folder / f"{subject}_{modality}.nii.gz")
-            nib.save(nib.Nifti1Image(labels, affine), folder / f"{subject}_seg.nii.gz")
-            bar.update(1)
-    (partial / MARKER).write_text(json.dumps(asdict(spec), indent=2))
-    os.replace(partial, root)
-    return root
+
+    def write(folder: Path) -> None:
+        template = load_tissue_maps(spec.voxel_size_mm)
+        with progress_bar(total=spec.n_subjects, desc="generating BraTS phantoms", unit="subject") as bar:
+            for index in range(spec.n_subjects):
+                subject = f"BraTS2021_{index:05d}"
+                (folder / subject).mkdir()
+                images, labels = make_subject(template, spec, index)
+                for modality, image in images.items():
+                    nib.save(nib.Nifti1Image(image, affine), folder / subject / f"{subject}_{modality}.nii.gz")
+                nib.save(nib.Nifti1Image(labels, affine), folder / subject / f"{subject}_seg.nii.gz")
+                bar.update(1)
+
+    return build_once(root, asdict(spec), write)

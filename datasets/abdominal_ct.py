@@ -1,0 +1,221 @@
+"""Abdominal CT with organ labels in two release layouts: the Medical Segmentation Decathlon and BTCV.
+
+* MSD (Antonelli et al. 2022): ``<root>/dataset.json`` whose ``training`` list holds
+  ``{"image": "./imagesTr/x.nii.gz", "label": "./labelsTr/x.nii.gz"}`` and whose ``labels`` names the
+  label ids; organ ids are looked up there by name (``label_ids`` overrides). macOS ``._*`` entries
+  are skipped.
+* BTCV (Landman et al. 2015, "Multi-Atlas Labeling Beyond the Cranial Vault"): ``<root>/img/img0001.nii.gz``
+  with ``<root>/label/label0001.nii.gz``; fixed ids (1 spleen, 2 right kidney, 3 left kidney, 6 liver,
+  11 pancreas, ...; :data:`BTCV_LABELS`).
+
+In memory: one channel, CT numbers clipped to the HU window [``window_min``, ``window_max``] and
+scaled to [0, 1] (air and everything below the window is 0); labels are the configured ``organs`` as
+canonical classes 1..K in that order (other labels 0); arrays in the closest canonical (RAS+) axes,
+so boxes are aligned with the patient's left-right, posterior-anterior and inferior-superior axes.
+Every subject is decoded once into the ``.npy`` cache; an organ absent from every training subject
+is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.errors import DataError
+from benchmark.progress import progress_bar
+from datasets.base import Volume
+from datasets.cached import CachedDataset, CachedVolume
+from datasets.file_hashes import FileHashes
+from datasets.nifti import check_same_grid, read_array
+from datasets.splits import Split, split_subjects
+
+ORGANS = ("left_kidney", "right_kidney", "liver", "spleen", "pancreas")
+BTCV_LABELS = {
+    "spleen": 1, "right_kidney": 2, "left_kidney": 3, "gallbladder": 4, "esophagus": 5, "liver": 6, "stomach": 7,
+    "aorta": 8, "inferior_vena_cava": 9, "portal_and_splenic_vein": 10, "pancreas": 11, "right_adrenal_gland": 12,
+    "left_adrenal_gland": 13,
+}
+_ALIASES = {"kidney_left": "left_kidney", "kidney_right": "right_kidney", "ivc": "inferior_vena_cava"}
+
+
+def organ_key(name: str) -> str:
+    """Normalised organ name: lower case, words joined by underscores, common aliases resolved."""
+    key = re.sub(r"[\s\-]+", "_", name.strip().lower())
+    return _ALIASES.get(key, key)
+
+
+@dataclass(frozen=True)
+class CasePaths:
+    subject_id: str
+    image: Path
+    label: Path
+
+
+class AbdominalCT(CachedDataset["_CachedCase"]):
+    """Shared decoding, caching and splitting of CT volumes with organ label maps; subclasses find the files."""
+
+    channels = ("ct",)
+    layout = ""
+
+    @dataclass(frozen=True)
+    class Config:
+        root: str = ""
+        organs: tuple[str, ...] = ORGANS
+        #: Organ name -> label id in the files (overrides the layout's own ids).
+        label_ids: dict[str, int] = field(default_factory=dict)
+        window_min: float = -160.0
+        window_max: float = 240.0
+        test_fraction: float = 0.2
+        split_seed: int = 0
+
+    @property
+    def root(self) -> Path:
+        if not self.config.root:
+            raise DataError(f"dataset '{self.layout}' needs 'root': the folder of the {self.layout.upper()} release")
+        return Path(self.config.root).expanduser()
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(organ_key(organ) for organ in self.config.organs)
+
+    @abstractmethod
+    def cases(self) -> list[CasePaths]:
+        """Every (image, label) pair of the release; DataError naming the file if one is missing."""
+
+    @abstractmethod
+    def layout_label_ids(self) -> dict[str, int]:
+        """Organ name (normalised) -> label id as the layout defines them."""
+
+    def organ_ids(self) -> list[int]:
+        known = {organ_key(name): value for name, value in self.layout_label_ids().items()}
+        known |= {organ_key(name): value for name, value in self.config.label_ids.items()}
+        missing = [organ for organ in self.class_names if organ not in known]
+        if missing:
+            raise DataError(f"{self.root}: no label id for organ(s) {', '.join(missing)} (known: {', '.join(sorted(known))}); set label_ids")
+        return [known[organ] for organ in self.class_names]
+
+    def prepare(self) -> None:
+        if not self.config.organs:
+            raise DataError(f"dataset '{self.layout}': organs must not be empty")
+        if self.config.window_max <= self.config.window_min:
+            raise DataError(f"dataset '{self.layout}': window_max must exceed window_min")
+        if not self.root.is_dir():
+            raise DataError(f"{self.root}: {self.layout.upper()} folder does not exist")
+        cases = self.cases()
+        if len(cases) < 2:
+            raise DataError(f"{self.root}: found {len(cases)} labelled case(s); need at least 2")
+        ids = self.organ_ids()
+        settings = json.dumps({"ids": ids, "window": [self.config.window_min, self.config.window_max]})
+        hashes = FileHashes(self.workdir / "cache" / "file_hashes.json")
+        cached, lines = {}, [settings]
+        try:
+            with progress_bar(total=len(cases), desc=f"checking {self.root.name}", unit="subject") as bar:
+                for case in cases:
+                    spacing = check_same_grid(case.image, [case.label])
+                    digests = [hashes.sha256(case.image), hashes.sha256(case.label)]
+                    lines.append(f"{case.subject_id}:{':'.join(digests)}")
+                    key = hashlib.sha256(json.dumps([settings, digests]).encode()).hexdigest()[:16]
+                    entry = _CachedCase(self.workdir / "cache" / "preprocessed" / self.layout / f"{case.subject_id}-{key}", spacing)
+                    if not entry.complete:
+                        entry.write(case, ids, self.config.window_min, self.config.window_max)
+                    cached[case.subject_id] = entry
+                    bar.update(1)
+        finally:
+            hashes.save()
+        self._prepared(cached, lines)
+        self._check_organs_present()
+
+    def _check_organs_present(self) -> None:
+        seen = np.zeros(len(self.class_names) + 1, bool)
+        for subject in self.split().train:
+            seen |= np.bincount(np.asarray(self.load(subject).labels).ravel(), minlength=len(seen))[: len(seen)] > 0
+        absent = [organ for organ, present in zip(self.class_names, seen[1:]) if not present]
+        if absent:
+            raise DataError(f"{self.root}: organ(s) {', '.join(absent)} absent from every training subject; check organs / label_ids")
+
+    def split(self) -> Split:
+        return split_subjects(self.subject_ids(), self.config.test_fraction, self.config.split_seed)
+
+    def load(self, subject_id: str) -> Volume:
+        return self._require_prepared()[subject_id].volume(subject_id)
+
+
+def _is_junk(path: Path) -> bool:
+    return path.name.startswith("._")
+
+
+class MSDFolder(AbdominalCT):
+    """A Medical Segmentation Decathlon task folder (``Config.root`` holds ``dataset.json``)."""
+
+    layout = "msd"
+
+    def _description(self) -> dict:
+        path = self.root / "dataset.json"
+        if not path.is_file():
+            raise DataError(f"{path}: not found (an MSD task folder holds dataset.json, imagesTr/ and labelsTr/)")
+        try:
+            description = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}: not valid JSON ({error})") from None
+        if not isinstance(description.get("training"), list) or not isinstance(description.get("labels"), dict):
+            raise DataError(f"{path}: expected a 'training' list and a 'labels' mapping")
+        return description
+
+    def layout_label_ids(self) -> dict[str, int]:
+        return {name: int(value) for value, name in self._description()["labels"].items() if int(value) > 0}
+
+    def cases(self) -> list[CasePaths]:
+        json_path = self.root / "dataset.json"
+        cases = []
+        for number, entry in enumerate(self._description()["training"]):
+            if not isinstance(entry, dict) or not {"image", "label"} <= set(entry):
+                raise DataError(f"{json_path}: training entry {number} needs 'image' and 'label'")
+            image, label = (self.root / entry[key] for key in ("image", "label"))
+            if _is_junk(image):
+                continue
+            for path in (image, label):
+                if not path.is_file():
+                    raise DataError(f"{path}: listed in {json_path} (training entry {number}) but missing")
+            cases.append(CasePaths(image.name.split(".nii")[0], image, label))
+        return cases
+
+
+class BTCVFolder(AbdominalCT):
+    """The BTCV abdomen release (``Config.root`` holds ``img/`` and ``label/``)."""
+
+    layout = "btcv"
+
+    def layout_label_ids(self) -> dict[str, int]:
+        return dict(BTCV_LABELS)
+
+    def cases(self) -> list[CasePaths]:
+        images = sorted(p for p in (self.root / "img").glob("img*.nii*") if not _is_junk(p)) if (self.root / "img").is_dir() else []
+        if not images:
+            raise DataError(f"{self.root}: no img/img*.nii.gz files (the BTCV layout is img/img0001.nii.gz + label/label0001.nii.gz)")
+        cases = []
+        for image in images:
+            label = self.root / "label" / image.name.replace("img", "label", 1)
+            if not label.is_file():
+                raise DataError(f"{image}: no label file {label}")
+            cases.append(CasePaths(image.name.split(".nii")[0], image, label))
+        return cases
+
+
+@dataclass(frozen=True)
+class _CachedCase(CachedVolume):
+    """A subject's windowed image (1, x, y, z) and canonical organ labels (x, y, z) in the preprocessing cache."""
+
+    def write(self, case: CasePaths, organ_ids: list[int], window_min: float, window_max: float) -> None:
+        hounsfield = read_array(case.image)
+        image = (np.clip(hounsfield, window_min, window_max) - window_min) / (window_max - window_min)
+        stored = read_array(case.label, np.int32)
+        labels = np.zeros(stored.shape, np.uint8)
+        for canonical, stored_id in enumerate(organ_ids, start=1):
+            labels[stored == stored_id] = canonical
+        self.save(image[None].astype(np.float32), labels)

@@ -1,0 +1,202 @@
+"""Fetal ultrasound standard-plane phantoms written in the FETAL_PLANES_DB layout (PNG images + the semicolon CSV).
+
+Each image is formed the way a B-mode image is: an echogenicity map of class-specific anatomy is
+sampled on the probe's polar (depth x beam angle) grid, bright bone casts an acoustic shadow down
+its beams, depth gain (time-gain compensation) and Rayleigh-distributed multiplicative speckle are
+applied, the envelope is log-compressed, and the polar image is scan-converted into a fan-shaped
+sector on a black background. Anatomy, with random pose, scale and position per image:
+
+* Fetal brain: bright elliptical skull (a weak shadow), hypoechoic brain, bright midline; per brain plane two dark
+  thalami (trans-thalamic), a dumbbell cerebellum with a dark cisterna magna (trans-cerebellum) or
+  dark lateral ventricles with bright choroid plexus (trans-ventricular).
+* Fetal abdomen: round outline, dark stomach bubble, bright spine with shadow.
+* Fetal femur: bright bar with an acoustic shadow.
+* Fetal thorax: ring with bright rib arcs, a heart with four dark chambers and a bright septum cross.
+* Maternal cervix: shallow elongated tissue with a bright canal line in a dark mucus band.
+* Other: a few random blobs and a bright segment.
+
+Global gain, base echogenicity and depth gain vary per image, so mean brightness alone does not give
+the class away. Image sizes vary, and a third of the PNGs are written as RGB, so loaders must resize
+and convert. ``Train`` marks a patient-disjoint split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from benchmark.progress import progress_bar
+from datasets.fetal_planes import BRAIN_PLANES, COLUMNS, CSV_NAME, IMAGES_FOLDER, PLANES
+from datasets.phantoms.folder import build_once
+
+OPERATORS = ("Op. 1", "Op. 2", "Op. 3")
+MACHINES = ("Voluson E6", "Voluson S10", "Aloka")
+
+
+@dataclass(frozen=True)
+class FetalPhantomSpec:
+    n_patients: int = 12
+    images_per_patient: int = 6
+    #: Share of patients marked Train = 0.
+    test_fraction: float = 0.25
+    #: Nominal image height in pixels (each image varies by up to 15 %; width is 1.25 x height).
+    height: int = 128
+    seed: int = 0
+
+
+def _ellipse(u: np.ndarray, v: np.ndarray, cu: float, cv: float, a: float, b: float) -> np.ndarray:
+    """Normalised radius: < 1 inside the ellipse centred (cu, cv) with semi-axes a (along u) and b (along v)."""
+    return np.sqrt(((u - cu) / a) ** 2 + ((v - cv) / b) ** 2)
+
+
+#: Share of the echo that passes below bone, per plane: thin skull and ribs let some through, femur and spine little.
+SHADOW_TRANSMISSION = {"Fetal brain": 0.7, "Fetal thorax": 0.5, "Fetal abdomen": 0.15, "Fetal femur": 0.15}
+
+
+def _anatomy(plane: str, brain_plane: str, u: np.ndarray, v: np.ndarray, rng: np.random.Generator, tissue: float) -> tuple[np.ndarray, np.ndarray]:
+    """Echogenicity (0..1) and bone mask on local coordinates (u, v) in units of the structure's radius."""
+    echo = np.full(u.shape, tissue, np.float32)
+    bone = np.zeros(u.shape, bool)
+    if plane == "Fetal brain":
+        radius = _ellipse(u, v, 0, 0, 1.0, 0.8)
+        echo[radius < 1] = 0.45 * tissue
+        bone = np.abs(radius - 1) < 0.06
+        echo[(np.abs(v) < 0.025) & (radius < 0.95)] = 0.8
+        if brain_plane == "Trans-thalamic":
+            for side in (-1, 1):
+                echo[_ellipse(u, v, 0.1, side * 0.17, 0.17, 0.1) < 1] = 0.08
+        elif brain_plane == "Trans-cerebellum":
+            for side in (-1, 1):
+                echo[_ellipse(u, v, -0.5, side * 0.14, 0.14, 0.14) < 1] = 0.6
+            echo[_ellipse(u, v, -0.74, 0, 0.1, 0.22) < 1] = 0.05
+        else:
+            for side in (-1, 1):
+                band = (np.abs(v - side * 0.26) < 0.06) & (np.abs(u) < 0.55)
+                echo[band] = 0.06
+                echo[band & (np.abs(u + 0.2) < 0.15)] = 0.75
+    elif plane == "Fetal abdomen":
+        radius = _ellipse(u, v, 0, 0, 1.0, 0.95)
+        echo[radius < 1] = 0.8 * tissue + 0.05
+        echo[np.abs(radius - 1) < 0.05] = 0.7
+        echo[_ellipse(u, v, 0.3, 0.35, 0.28, 0.22) < 1] = 0.04
+        bone = _ellipse(u, v, -0.72, 0, 0.13, 0.13) < 1
+    elif plane == "Fetal femur":
+        bone = (np.abs(v) < 0.07) & (np.abs(u) < 1.1)
+    elif plane == "Fetal thorax":
+        radius = _ellipse(u, v, 0, 0, 1.0, 1.0)
+        echo[radius < 1] = 0.9 * tissue + 0.1
+        angles = np.arctan2(v, u)
+        bone = (np.abs(radius - 1) < 0.06) & (np.cos(6 * angles) > 0.3)
+        heart = _ellipse(u, v, 0.2, 0.15, 0.45, 0.4)
+        echo[heart < 1] = 0.45
+        du, dv = u - 0.2, v - 0.15
+        for su in (-1, 1):
+            for sv in (-1, 1):
+                echo[_ellipse(du, dv, su * 0.18, sv * 0.16, 0.14, 0.12) < 1] = 0.05
+    elif plane == "Maternal cervix":
+        body = _ellipse(u, v, 0, 0, 1.3, 0.45)
+        echo[body < 1] = 1.2 * tissue + 0.1
+        echo[(body < 0.9) & (np.abs(v) < 0.09)] = 0.1
+        echo[(body < 0.85) & (np.abs(v) < 0.025)] = 0.9
+    else:
+        for _ in range(rng.integers(2, 5)):
+            cu, cv = rng.uniform(-1, 1, 2)
+            echo[_ellipse(u, v, cu, cv, *rng.uniform(0.1, 0.4, 2)) < 1] = rng.uniform(0.05, 0.8)
+        angle = rng.uniform(0, np.pi)
+        along = u * np.cos(angle) + v * np.sin(angle)
+        across = -u * np.sin(angle) + v * np.cos(angle)
+        echo[(np.abs(across) < 0.03) & (np.abs(along) < 0.5)] = 0.9
+    return echo, bone
+
+
+def _add_distractors(echo: np.ndarray, bone: np.ndarray, y: np.ndarray, x: np.ndarray, height: int, rng: np.random.Generator) -> None:
+    """Class-independent clutter in every image: dark and bright blobs, and sometimes a shadow-casting bright fleck
+    (maternal tissue, limbs, other fetal parts), so that histograms overlap between classes."""
+    for _ in range(rng.integers(1, 4)):
+        centre_y, centre_x = rng.uniform(0.2, 0.95) * height, rng.uniform(0.2, 1.05) * height
+        radius = rng.uniform(0.04, 0.15) * height
+        echo[np.hypot(y - centre_y, x - centre_x) < radius] = rng.choice([rng.uniform(0.02, 0.1), rng.uniform(0.6, 0.9)])
+    if rng.random() < 0.5:
+        centre_y, centre_x = rng.uniform(0.15, 0.6) * height, rng.uniform(0.3, 0.95) * height
+        bone |= np.hypot((y - centre_y) / 0.02, (x - centre_x) / rng.uniform(0.03, 0.12)) < height
+
+
+def make_image(plane: str, brain_plane: str, spec: FetalPhantomSpec, rng: np.random.Generator) -> np.ndarray:
+    """One uint8 B-mode image (height, width) of ``plane``."""
+    height = int(spec.height * rng.uniform(0.85, 1.15))
+    width = int(1.25 * height)
+    half_angle = np.radians(rng.uniform(35, 45))
+    depths = np.linspace(0, height - 1, height)
+    angles = np.linspace(-half_angle, half_angle, width)
+    r, theta = np.meshgrid(depths, angles, indexing="ij")  # polar grid: rows depth, columns beam angle
+    y, x = r * np.cos(theta), width / 2 + r * np.sin(theta)
+    centre_y = height * rng.uniform(0.3, 0.45) if plane == "Maternal cervix" else height * rng.uniform(0.45, 0.65)
+    centre_x = width / 2 + width * rng.uniform(-0.1, 0.1)
+    scale = height * rng.uniform(0.22, 0.32)
+    pose = rng.uniform(0, 2 * np.pi)
+    du, dv = (y - centre_y) / scale, (x - centre_x) / scale
+    u = du * np.cos(pose) + dv * np.sin(pose)
+    v = -du * np.sin(pose) + dv * np.cos(pose)
+    tissue = rng.uniform(0.2, 0.55)
+    echo, bone = _anatomy(plane, brain_plane, u, v, rng, tissue)
+    _add_distractors(echo, bone, y, x, height, rng)
+    echo = echo * (1 + 0.25 * ndimage.gaussian_filter(rng.standard_normal(echo.shape), 6) * 4)
+    echo[bone] = 1.0
+    shadow = np.maximum.accumulate(bone, axis=0) & ~bone
+    echo = np.where(shadow, SHADOW_TRANSMISSION.get(plane, 0.15) * echo, echo)
+    gain = np.exp(-rng.uniform(0.3, 1.8) * depths / height)[:, None] * rng.uniform(0.5, 1.6)
+    speckle = rng.rayleigh(1.0, echo.shape)
+    envelope = ndimage.gaussian_filter(np.clip(echo, 0.01, None) * gain * speckle, (0.7, 1.2))
+    dynamic_range = rng.uniform(10, 60)
+    compressed = np.log1p(dynamic_range * envelope) / np.log1p(dynamic_range * 1.5) + rng.uniform(-0.1, 0.1)
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
+    radius = np.hypot(rows, cols - width / 2)
+    angle = np.arctan2(cols - width / 2, rows)
+    inside = (radius > 0.04 * height) & (radius < height - 1) & (np.abs(angle) < half_angle)
+    polar_row = radius
+    polar_col = (angle + half_angle) / (2 * half_angle) * (width - 1)
+    image = ndimage.map_coordinates(compressed, [polar_row, polar_col], order=1, mode="constant")
+    return np.where(inside, np.clip(image * 255, 1, 255), 0).astype(np.uint8)
+
+
+def _plan(spec: FetalPhantomSpec) -> list[dict[str, str | int]]:
+    """One row per image: name, patient, plane, brain plane, operator, machine, train flag."""
+    rng = np.random.default_rng([spec.seed, 0])
+    n_test = min(max(1, round(spec.test_fraction * spec.n_patients)), spec.n_patients - 1)
+    test = set(rng.permutation(spec.n_patients)[:n_test].tolist())
+    rows = []
+    for patient in range(spec.n_patients):
+        planes = [PLANES[(patient + k) % len(PLANES)] for k in range(spec.images_per_patient)]
+        for index, plane in enumerate(rng.permutation(planes).tolist(), start=1):
+            brain = str(rng.choice(BRAIN_PLANES)) if plane == "Fetal brain" else "Not A Brain"
+            rows.append({
+                "Image_name": f"Patient{patient + 1:05d}_Plane{PLANES.index(plane) + 1}_{index}_of_{spec.images_per_patient}",
+                "Patient_num": patient + 1, "Plane": plane, "Brain_plane": brain,
+                "Operator": str(rng.choice(OPERATORS)), "US_Machine": str(rng.choice(MACHINES)),
+                "Train": 0 if patient in test else 1,
+            })
+    return rows
+
+
+def generate_fetal_phantoms(root: Path, spec: FetalPhantomSpec) -> Path:
+    """Write the phantom dataset under ``root`` in the FETAL_PLANES_DB layout; reuse a finished folder."""
+
+    def write(folder: Path) -> None:
+        (folder / IMAGES_FOLDER).mkdir()
+        rows = _plan(spec)
+        with progress_bar(total=len(rows), desc="generating fetal ultrasound phantoms", unit="image") as bar:
+            for number, row in enumerate(rows):
+                rng = np.random.default_rng([spec.seed, 1, number])
+                pixels = make_image(str(row["Plane"]), str(row["Brain_plane"]), spec, rng)
+                image = Image.fromarray(pixels, mode="L")
+                (image.convert("RGB") if number % 3 == 0 else image).save(folder / IMAGES_FOLDER / f"{row['Image_name']}.png")
+                bar.update(1)
+        header = ";".join(COLUMNS[:-1] + ("Train ",))
+        lines = [";".join(str(row[column]) for column in COLUMNS) for row in rows]
+        (folder / CSV_NAME).write_text("\n".join([header, *lines]) + "\n")
+
+    return build_once(root, asdict(spec), write)

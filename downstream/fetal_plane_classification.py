@@ -1,0 +1,105 @@
+"""``fetal_plane_classification``: standard scan planes of fetal ultrasound, as in Chen et al. (2019), Section 4.1.
+
+Network: SonoNet-64-like (Baumgartner et al. 2017, "SonoNet: real-time detection and localisation of
+fetal standard scan planes in freehand ultrasound"): the shared encoder as feature extractor, so
+pretext weights transfer, then adaptation layers and global average pooling
+(:class:`networks.classifier.SonoNetClassifier`). Trained on whole images of the dataset's
+``image_size`` with cross-entropy, classes drawn uniformly (``class_balanced``) or images uniformly.
+
+Metrics over all test images, with scikit-learn: precision, recall and F1 macro-averaged over the
+classes that occur in the test labels or predictions (the paper's Table 3), and accuracy; all are
+fractions (reports show %). A class never predicted has precision 0 (``zero_division=0``). The cell
+also logs the per-class report and the confusion matrix (rows true, columns predicted) as CSV and PNG.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, precision_recall_fscore_support
+from torch import nn
+
+from datasets.base import Volume
+from datasets.slice_samplers import SliceClassSampler
+from downstream import DOWNSTREAM_TASKS
+from downstream.base import DownstreamTask
+from networks.classifier import SonoNetClassifier
+
+
+@DOWNSTREAM_TASKS.register("fetal_plane_classification")
+class FetalPlaneClassification(DownstreamTask):
+    """Classify each image into its standard plane (the dataset's ``class_names``)."""
+
+    metric_directions = {"precision": "higher", "recall": "higher", "f1": "higher", "accuracy": "higher"}
+    metric_units = {name: "fraction" for name in metric_directions}
+    target_geometry = "invariant"
+
+    @dataclass(frozen=True)
+    class Config:
+        dataset: str = "fetal_planes_phantom"
+        class_balanced: bool = True
+        #: Images per forward pass at inference.
+        inference_batch: int = 64
+
+    def _check_classes(self) -> None:
+        if len(self.class_names) < 2:
+            raise ValueError(f"fetal_plane_classification needs a dataset with >= 2 classes, got {self.class_names!r}")
+
+    def build_model(self, encoder: nn.Module, decoder: nn.Module | None) -> nn.Module:
+        self._check_classes()
+        return SonoNetClassifier(encoder, len(self.class_names))
+
+    def make_sampler(self, volumes: Sequence[Volume]) -> SliceClassSampler:
+        return SliceClassSampler(volumes, self.config.class_balanced)
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss": F.cross_entropy(outputs, targets)}
+
+    @torch.inference_mode()
+    def evaluate(self, model: nn.Module, volumes: Sequence[Volume], device: torch.device) -> pd.DataFrame:
+        """One row per test image: ``subject_id`` (patient), ``image`` (its index), ``true_class``, ``predicted_class``."""
+        model.eval()
+        rows = []
+        for volume in volumes:
+            images = np.moveaxis(np.asarray(volume.images, dtype=np.float32), -1, 0)
+            for start in range(0, len(images), self.config.inference_batch):
+                batch = torch.from_numpy(np.ascontiguousarray(images[start:start + self.config.inference_batch])).to(device)
+                predicted = model(batch).argmax(dim=1).cpu().numpy()
+                for offset, label in enumerate(predicted):
+                    true = int(volume.slice_classes[start + offset])
+                    rows.append({"subject_id": volume.subject_id, "image": start + offset,
+                                 "true_class": self.class_names[true], "predicted_class": self.class_names[int(label)]})
+        return pd.DataFrame(rows)
+
+    def summarise(self, per_subject: pd.DataFrame) -> dict[str, float]:
+        true, predicted = per_subject["true_class"], per_subject["predicted_class"]
+        precision, recall, f1, _ = precision_recall_fscore_support(true, predicted, average="macro", zero_division=0)
+        return {"precision": float(precision), "recall": float(recall), "f1": float(f1), "accuracy": float(accuracy_score(true, predicted))}
+
+    def write_artifacts(self, per_subject: pd.DataFrame, folder: Path) -> None:
+        """``classification_report.csv`` (per class precision, recall, F1, support) and ``confusion_matrix.{csv,png}``."""
+        true, predicted = per_subject["true_class"], per_subject["predicted_class"]
+        report = classification_report(true, predicted, labels=list(self.class_names), output_dict=True, zero_division=0)
+        pd.DataFrame(report).transpose().to_csv(folder / "classification_report.csv")
+        matrix = pd.DataFrame(confusion_matrix(true, predicted, labels=list(self.class_names)),
+                              index=pd.Index(self.class_names, name="true"), columns=pd.Index(self.class_names, name="predicted"))
+        matrix.to_csv(folder / "confusion_matrix.csv")
+        _confusion_figure(matrix).savefig(folder / "confusion_matrix.png", dpi=110)
+
+
+def _confusion_figure(matrix: pd.DataFrame):
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(1.0 + 0.9 * len(matrix), 0.8 + 0.8 * len(matrix)), layout="constrained")
+    axis = figure.subplots()
+    sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", cbar=False, ax=axis)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    return figure
