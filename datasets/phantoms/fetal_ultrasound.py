@@ -16,8 +16,9 @@ sector on a black background. Anatomy, with random pose, scale and position per 
 * Other: a few random blobs and a bright segment.
 
 Global gain, base echogenicity and depth gain vary per image, so mean brightness alone does not give
-the class away. Image sizes vary, and a third of the PNGs are written as RGB, so loaders must resize
-and convert. ``Train`` marks a patient-disjoint split.
+the class away. Planes are drawn with the class shares of FETAL_PLANES_DB (imbalanced: "Other" is a
+third of the images, the abdomen 6 %). Image sizes vary, and a third of the PNGs are written as RGB,
+so loaders must resize and convert. ``Train`` marks a patient-disjoint split.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from datasets.fetal_planes import BRAIN_PLANES, COLUMNS, CSV_NAME, IMAGES_FOLDER
 from datasets.phantoms.folder import build_once
 
 OPERATORS = ("Op. 1", "Op. 2", "Op. 3")
+#: Share of each plane among FETAL_PLANES_DB's 12,400 images (Burgos-Artizzu et al. 2020), in :data:`PLANES` order:
+#: abdomen 711, brain 3092, femur 1040, thorax 1718, cervix 1626, other 4213.
+PLANE_SHARES = np.array([711, 3092, 1040, 1718, 1626, 4213]) / 12400
 MACHINES = ("Voluson E6", "Voluson S10", "Aloka")
 
 
@@ -170,8 +174,8 @@ def _plan(spec: FetalPhantomSpec) -> list[dict[str, str | int]]:
     test = set(rng.permutation(spec.n_patients)[:n_test].tolist())
     rows = []
     for patient in range(spec.n_patients):
-        planes = [PLANES[(patient + k) % len(PLANES)] for k in range(spec.images_per_patient)]
-        for index, plane in enumerate(rng.permutation(planes).tolist(), start=1):
+        planes = rng.choice(PLANES, size=spec.images_per_patient, p=PLANE_SHARES)
+        for index, plane in enumerate(planes.tolist(), start=1):
             brain = str(rng.choice(BRAIN_PLANES)) if plane == "Fetal brain" else "Not A Brain"
             rows.append({
                 "Image_name": f"Patient{patient + 1:05d}_Plane{PLANES.index(plane) + 1}_{index}_of_{spec.images_per_patient}",
