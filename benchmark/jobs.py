@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import platform
+import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -61,6 +63,20 @@ def suite_version() -> str:
         return "source"
 
 
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str:
+    """The commit of the source checkout the suite runs from (with "+dirty" if it has changes), or "unknown"."""
+    source = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if commit.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10)
+        return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def _common_tags(ctx: RunContext, kind: str, key: str, initialisation: str, dataset: str, seed: int) -> dict[str, str]:
     data = ctx.datasets[dataset]
     return {
@@ -76,6 +92,7 @@ def _common_tags(ctx: RunContext, kind: str, key: str, initialisation: str, data
         "seed": str(seed),
         "device": str(ctx.device),
         "suite_version": suite_version(),
+        "git_commit": git_commit(),
         "torch_version": torch.__version__,
         "timm_version": timm.__version__,
         "python_version": platform.python_version(),
@@ -169,7 +186,8 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
     tags = _common_tags(ctx, "finetune", cell.key, cell.initialisation, cell.dataset, cell.seed)
     tags |= {"downstream_task": cell.downstream_task, "label_fraction": f"{cell.fraction:g}",
              "pretrain_key": cell.pretrain_key or "", "pretrain_run_id": pretrain_run_id or "",
-             "augmentation": "on" if augmentation is not None else "off", "metric_units": json.dumps(task.metric_units)}
+             "augmentation": "on" if augmentation is not None else "off", "metric_units": json.dumps(task.metric_units),
+             "metric_directions": json.dumps(task.metric_directions)}
     with ctx.tracker.job_run(cell.name, tags) as run:
         if cell.pretrain_key and pretrain_run_id is None:
             raise RuntimeError(f"its pretrain job ({cell.initialisation}, seed {cell.seed}) did not finish")

@@ -61,6 +61,10 @@ class DownstreamTask(ABC):
     def evaluate(self, model: nn.Module, volumes: Sequence[Volume], device: torch.device) -> pd.DataFrame:
         """One row per test subject: ``subject_id`` and one column per metric in ``metric_directions``."""
 
+    def subject_scores(self, per_subject: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+        """One row per test subject with those of ``metrics`` that are defined per subject (for the report's paired statistics)."""
+        return per_subject.groupby("subject_id", as_index=False)[[m for m in metrics if m in per_subject]].mean()
+
     def write_artifacts(self, per_subject: pd.DataFrame, folder: Path) -> None:
         """Write extra evaluation files (e.g. a confusion matrix) into ``folder``; logged with the cell."""
 

@@ -82,6 +82,11 @@ class FetalPlaneClassification(DownstreamTask):
         precision, recall, f1, _ = precision_recall_fscore_support(true, predicted, average="macro", zero_division=0)
         return {"precision": float(precision), "recall": float(recall), "f1": float(f1), "accuracy": float(accuracy_score(true, predicted))}
 
+    def subject_scores(self, per_subject: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+        """Accuracy per test patient (precision, recall and F1 are defined over all images only)."""
+        correct = per_subject.assign(accuracy=(per_subject["true_class"] == per_subject["predicted_class"]).astype(float))
+        return correct.groupby("subject_id", as_index=False)[["accuracy"]].mean()
+
     def write_artifacts(self, per_subject: pd.DataFrame, folder: Path) -> None:
         """``classification_report.csv`` (per class precision, recall, F1, support) and ``confusion_matrix.{csv,png}``."""
         true, predicted = per_subject["true_class"], per_subject["predicted_class"]

@@ -1,48 +1,190 @@
-"""Write ``report.md`` for a grid: one table per downstream task, and the runs that failed."""
+"""Write a grid's report: ``report.md``, a self-contained ``report.html``, ``figures/*.png`` and ``tables/*.csv``.
+
+Everything is read back from MLflow (runs, tags, metrics, per-subject CSVs, preview images), so a
+report can be rebuilt at any time, also while a grid is still running or after some cells failed.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from downstream import DOWNSTREAM_TASKS
-from reports.runs import load_runs
-from reports.tables import summary_table, to_markdown
+from reports.document import Document
+from reports.paper import side_by_side
+from reports.plots import metric_vs_fraction, subject_distributions
+from reports.runs import download_artifact, finetune_runs, load_runs, subject_scores
+from reports.stats import BASELINE, BOOTSTRAP_SAMPLES, compare_to_baseline, rank_summary
+from reports.tables import cell_means, format_value, init_order, paper_table
 
 
-def _metric_units(finetune: pd.DataFrame, task: str) -> dict[str, str]:
-    """The metrics a task's cells recorded (tag ``metric_units``: they can depend on the data, e.g. organs), else the plugin's."""
-    recorded = finetune.loc[finetune["downstream_task"] == task, "metric_units"].dropna() if "metric_units" in finetune else []
-    if len(recorded):
-        return json.loads(recorded.iloc[0])
-    return DOWNSTREAM_TASKS.get(task).metric_units
+def _recorded(cells: pd.DataFrame, tag: str, task: str) -> dict[str, str]:
+    """A JSON mapping the cells recorded as a tag (metrics can depend on the data, e.g. organs), else the plugin's defaults."""
+    values = cells[tag].dropna() if tag in cells else []
+    if len(values):
+        return json.loads(values.iloc[0])
+    plugin = DOWNSTREAM_TASKS.get(task)
+    return dict(getattr(plugin(plugin.Config(), 1), tag))
+
+
+def _hours(runs: pd.DataFrame) -> pd.DataFrame:
+    """Summed run durations per job kind and device type (CPU or GPU hours)."""
+    timed = runs.dropna(subset=["start_time", "end_time"])
+    if timed.empty:
+        return pd.DataFrame(columns=["job kind", "device", "jobs", "hours"])
+    duration = (pd.to_datetime(timed["end_time"]) - pd.to_datetime(timed["start_time"])).dt.total_seconds() / 3600
+    device = timed["device"].fillna("cpu").map(lambda d: "GPU" if str(d).startswith("cuda") else "CPU")
+    table = pd.DataFrame({"job kind": timed["kind"], "device": device, "hours": duration})
+    return table.groupby(["job kind", "device"], as_index=False).agg(jobs=("hours", "size"), hours=("hours", "sum")).round({"hours": 4})
+
+
+def _provenance(document: Document, runs: pd.DataFrame, tracking_uri: str, scratch: Path) -> None:
+    document.heading("What produced these numbers")
+    grid = ", ".join(sorted(runs["grid"].dropna().unique())) if "grid" in runs else "unknown"
+    started, ended = pd.to_datetime(runs["start_time"]).min(), pd.to_datetime(runs["end_time"]).max()
+    versions = {key: ", ".join(sorted(runs[key].dropna().unique())) for key in
+                ("suite_version", "git_commit", "torch_version", "timm_version", "python_version", "device") if key in runs}
+    document.text(f"Grid {grid}; {len(runs)} runs from {started:%Y-%m-%d %H:%M} to {ended:%Y-%m-%d %H:%M} UTC "
+                  f"(wall time {(ended - started).total_seconds() / 60:.1f} min); MLflow store {tracking_uri}.")
+    document.text("; ".join(f"{key}: {value}" for key, value in versions.items()))
+    datasets = runs[["dataset", "dataset_type", "dataset_sha256", "test_subjects_sha256"]].dropna().drop_duplicates() if "dataset" in runs else pd.DataFrame()
+    document.table(datasets.reset_index(drop=True))
+    document.table(_hours(runs))
+    config = download_artifact(tracking_uri, runs.iloc[0]["run_id"], "resolved_config.yaml", scratch)
+    if config is not None:
+        document.code(config.read_text(), "resolved grid and job configuration (first run)")
+
+
+def _task_section(document: Document, task: str, cells: pd.DataFrame, tracking_uri: str, out: Path, scratch: Path) -> tuple[pd.DataFrame, dict[str, str]]:
+    units, directions = _recorded(cells, "metric_units", task), _recorded(cells, "metric_directions", task)
+    document.heading(task)
+    table, marks = paper_table(cells, units, directions)
+    table.to_csv(out / "tables" / f"{task}.csv", index=False)
+    finished = int((cells["status"] == "FINISHED").sum())
+    better = {d: sorted(m for m, dd in directions.items() if dd == d) for d in ("higher", "lower")}
+    rule = "; ".join(f"{d} is better for {', '.join(names)}" for d, names in better.items() if names)
+    document.text(f"{finished} of {len(cells)} cells FINISHED; mean ± std over seeds; bold: best per label fraction ({rule}); "
+                  "fractions in %, distances in mm.")
+    if finished < len(cells):
+        document.text(f"Not finished: {int((cells['status'] == 'FAILED').sum())} failed, {int((cells['status'] == 'RUNNING').sum())} running; "
+                      "their cells show 'missing' or fewer seeds.", note=True)
+    document.table(table, marks)
+    if finished:
+        document.image(metric_vs_fraction(cells, units, out / "figures" / f"{task}_vs_fraction.png"), f"{task}: metrics against label fraction (95 % CI over seeds)")
+    plugin_cls = DOWNSTREAM_TASKS.get(task)
+    plugin = plugin_cls(plugin_cls.Config(), 1)
+    scores = subject_scores(tracking_uri, cells, lambda table: plugin.subject_scores(table, list(units)), scratch)
+    if not scores.empty:
+        figure = subject_distributions(scores, {m: u for m, u in units.items() if m in scores}, out / "figures" / f"{task}_per_subject.png")
+        if figure is not None:
+            document.image(figure, f"{task}: per-subject scores (mean over seeds) per initialisation and label fraction")
+        _statistics(document, task, scores, [m for m in units if m in scores], out)
+    means = cell_means(cells, list(units)).assign(task=task)
+    return means, directions
+
+
+def _statistics(document: Document, task: str, scores: pd.DataFrame, metrics: list[str], out: Path) -> None:
+    comparison = compare_to_baseline(scores, metrics)
+    comparison.to_csv(out / "tables" / f"{task}_vs_random.csv", index=False)
+    document.heading(f"{task}: each initialisation against Random ({BASELINE})", 3)
+    subjects = scores["subject_id"].nunique()
+    document.text(f"Paired over {subjects} test subjects (each subject's score averaged over the seeds that finished); "
+                  f"mean difference with a percentile bootstrap 95 % CI ({BOOTSTRAP_SAMPLES} resamples); two-sided Wilcoxon "
+                  f"signed-rank test; Holm correction over the {len(comparison)} comparisons of this table.")
+    if comparison.empty:
+        document.text(f"No comparison: no {BASELINE} cell finished at a fraction where another initialisation did.", note=True)
+        return
+    shown = comparison.assign(fraction=comparison["fraction"].map(lambda f: f"{f * 100:g}%"))
+    shown = shown.round({"mean_difference": 4, "ci_low": 4, "ci_high": 4, "p_value": 4, "p_holm": 4})
+    document.table(shown.reset_index(drop=True))
+
+
+def _paper_section(document: Document, means: pd.DataFrame, units: dict[str, dict[str, str]]) -> None:
+    document.heading("Side by side with Chen et al. (2019)")
+    document.text("The paper's figures (Tables 3-5) were obtained on the paper's data: private fetal ultrasound and abdominal CT, "
+                  "and BraTS 2017. Numbers on other data, phantoms included, are not directly comparable; the rows below only "
+                  "put them next to each other where the grid ran the same task, label fraction, initialisation and metric. The paper's "
+                  "± is over test subjects (classification: none), this grid's over seeds.", note=True)
+    rows = []
+    for task, group in means.groupby("task"):
+        rows.append(side_by_side(group, units[task]))
+    table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    if table.empty:
+        document.text("This grid ran no task, fraction and metric that the paper reports.")
+        return
+    shown = pd.DataFrame({
+        "task": table["task"], "fraction": table["fraction"].map(lambda f: f"{f * 100:g}%"), "initialisation": table["initialisation"],
+        "metric": table["metric"], "unit": table["unit"],
+        "paper (its data)": [format_value(m, s, "") for m, s in zip(table["paper_mean"], table["paper_std"])],
+        "this grid": [format_value(m, s, "") for m, s in zip(table["our_mean"], table["our_std"])],
+        "note": table["note"],
+    })
+    document.table(shown)
+
+
+def _previews(document: Document, runs: pd.DataFrame, tracking_uri: str, out: Path, scratch: Path) -> None:
+    pretrain = runs[(runs["kind"] == "pretrain") & (runs["status"] == "FINISHED")] if "kind" in runs else runs.iloc[0:0]
+    if pretrain.empty:
+        return
+    document.heading("What pretraining learnt: preview images")
+    document.text("Logged by each pretrain job after training: inputs, their corruption and the network's output "
+                  "(restorations, or true and predicted classes for relative position and jigsaw).")
+    for _, run in pretrain.sort_values(["dataset", "initialisation"]).iterrows():
+        path = download_artifact(tracking_uri, run["run_id"], "pretext/preview.png", scratch)
+        if path is not None:
+            target = out / "figures" / f"preview_{run['initialisation']}_{run['dataset']}_seed{run['seed']}.png"
+            shutil.copyfile(path, target)
+            document.image(target, f"{run['initialisation']} on {run['dataset']} (seed {run['seed']})")
 
 
 def build_report(tracking_uri: str, experiment: str, out_dir: Path) -> Path:
+    """Write the report of ``experiment`` into ``out_dir``; returns the path of ``report.md``."""
     runs = load_runs(tracking_uri, experiment)
     out_dir.mkdir(parents=True, exist_ok=True)
-    lines = [
-        f"# Report: {experiment}",
-        "",
-        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from `{tracking_uri}`.",
-        "Cells: mean ± std over seeds (a single value when one seed finished); overlap metrics in %, distances in mm.",
-        "",
-    ]
-    if runs.empty or "kind" not in runs:
-        lines.append("No runs recorded yet.")
-    else:
-        finetune = runs[runs["kind"] == "finetune"]
-        for task in sorted(finetune["downstream_task"].dropna().unique()):
-            lines += [f"## {task}", "", to_markdown(summary_table(runs, task, _metric_units(finetune, task))), ""]
-        unfinished = runs[runs["status"] != "FINISHED"]
-        if len(unfinished):
-            lines += ["## Runs not finished", ""]
-            for _, run in unfinished.iterrows():
-                lines.append(f"- {run.get('mlflow.runName', run['run_id'])}: {run['status']} {run.get('error') or ''}".rstrip())
-            lines.append("")
+    for folder in ("figures", "tables"):
+        shutil.rmtree(out_dir / folder, ignore_errors=True)
+        (out_dir / folder).mkdir()
+    document = Document(f"Report: {experiment}")
+    document.text(f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.")
+    with tempfile.TemporaryDirectory() as scratch_folder:
+        scratch = Path(scratch_folder)
+        if runs.empty or "kind" not in runs:
+            document.text("No runs recorded yet.")
+        else:
+            _provenance(document, runs, tracking_uri, scratch)
+            all_means, units, directions = [], {}, {}
+            tasks = sorted(runs.loc[runs["kind"] == "finetune", "downstream_task"].dropna().unique())
+            for task in tasks:
+                cells = finetune_runs(runs, task)
+                means, directions[task] = _task_section(document, task, cells, tracking_uri, out_dir, scratch)
+                units[task] = _recorded(cells, "metric_units", task)
+                all_means.append(means)
+            if all_means:
+                means = pd.concat(all_means, ignore_index=True)
+                ranks = rank_summary(means, directions)
+                if not ranks.empty:
+                    document.heading("Rank summary across tasks")
+                    document.text("Mean rank of each initialisation (1 = best) over the metrics and label fractions of each task, by the mean over seeds.")
+                    ranks = ranks.reindex([label for label in init_order(ranks.index)]).round(2).reset_index()
+                    ranks.to_csv(out_dir / "tables" / "rank_summary.csv", index=False)
+                    document.table(ranks)
+                _paper_section(document, means, units)
+            _previews(document, runs, tracking_uri, out_dir, scratch)
+            _unfinished(document, runs)
+    (out_dir / "report.html").write_text(document.html())
     path = out_dir / "report.md"
-    path.write_text("\n".join(lines))
+    path.write_text(document.markdown(out_dir))
     return path
+
+
+def _unfinished(document: Document, runs: pd.DataFrame) -> None:
+    unfinished = runs[runs["status"] != "FINISHED"]
+    if len(unfinished):
+        document.heading("Runs not finished")
+        names = unfinished.get("tags.mlflow.runName", unfinished.get("mlflow.runName", unfinished["run_id"]))
+        document.table(pd.DataFrame({"run": names.values, "status": unfinished["status"].values}))

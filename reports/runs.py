@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Callable
+
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from benchmark.errors import UserError
 
@@ -31,3 +35,34 @@ def sole_grid_experiment(tracking_uri: str) -> str:
     if len(names) != 1:
         raise UserError(f"{tracking_uri} holds {len(names)} grid experiments ({', '.join(names) or 'none'}); choose one with --experiment")
     return names[0]
+
+
+def finetune_runs(runs: pd.DataFrame, task: str) -> pd.DataFrame:
+    """The finetune runs of ``task`` with ``fraction``, ``initialisation`` (table label) and integer ``seed`` columns."""
+    if runs.empty or "kind" not in runs:
+        return pd.DataFrame()
+    cells = runs[(runs["kind"] == "finetune") & (runs["downstream_task"] == task)].copy()
+    cells["fraction"] = cells["label_fraction"]
+    cells["initialisation"] = cells["initialisation_label"]
+    cells["seed"] = pd.to_numeric(cells["seed"], errors="coerce").astype("Int64")
+    return cells
+
+
+def download_artifact(tracking_uri: str, run_id: str, path: str, folder: Path) -> Path | None:
+    """A run's artifact file downloaded into ``folder``, or None if the run has no such artifact."""
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(folder / run_id), tracking_uri=tracking_uri))
+    except (MlflowException, OSError):
+        return None
+
+
+def subject_scores(tracking_uri: str, cells: pd.DataFrame, scorer: Callable[[pd.DataFrame], pd.DataFrame], folder: Path) -> pd.DataFrame:
+    """Per-subject scores (``scorer`` applied to each FINISHED cell's ``per_subject_metrics.csv``) with the cell's fraction, initialisation and seed."""
+    tables = []
+    for _, cell in cells[cells["status"] == "FINISHED"].iterrows():
+        path = download_artifact(tracking_uri, cell["run_id"], "per_subject_metrics.csv", folder)
+        if path is None:
+            continue
+        scores = scorer(pd.read_csv(path))
+        tables.append(scores.assign(fraction=cell["fraction"], initialisation=cell["initialisation"], seed=cell["seed"]))
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

@@ -1,50 +1,101 @@
-"""Tables in the shape of Chen et al. (2019)'s Tables 3-5: rows label fraction x initialisation, cells mean ± std over seeds."""
+"""Tables in the shape of Chen et al. (2019)'s Tables 3-5: rows label fraction x initialisation, cells mean ± std over seeds.
+
+The best mean per label fraction and metric is marked (higher or lower is better per the task's
+metric directions; ties all marked). A (fraction, initialisation) seen anywhere in the task but with
+no FINISHED run shows ``missing``; the ``failed`` and ``running`` columns count its other runs.
+"""
 
 from __future__ import annotations
 
+import html
+
+import numpy as np
 import pandas as pd
 
 #: The paper's row order; other initialisations follow alphabetically.
 PAPER_ORDER = ("RD", "RD+AG", "AE", "RP", "JS", "CP", "CR")
 
 
-def _init_order(labels: list[str]) -> list[str]:
+def init_order(labels) -> list[str]:
+    labels = set(labels)
     known = [label for label in PAPER_ORDER if label in labels]
-    return known + sorted(set(labels) - set(known))
+    return known + sorted(labels - set(known))
 
 
-def format_cell(values: pd.Series, unit: str) -> str:
-    """``mean ± std`` over seeds (``mean`` alone for one seed); fractions shown as %."""
-    values = values.dropna().astype(float) * (100.0 if unit == "fraction" else 1.0)
-    if values.empty:
-        return "n/a"
-    if len(values) == 1:
-        return f"{values.iloc[0]:.2f}"
-    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
-
-
-def summary_table(runs: pd.DataFrame, task: str, metric_units: dict[str, str]) -> pd.DataFrame:
-    """Rows (fraction, initialisation) from FINISHED finetune runs of ``task``; columns its metrics plus seed counts."""
-    cells = runs[(runs["kind"] == "finetune") & (runs["downstream_task"] == task)]
+def cell_means(cells: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Long table: fraction, initialisation, metric, mean, std (sample, over seeds), seeds; FINISHED runs only."""
+    finished = cells[cells["status"] == "FINISHED"]
     rows = []
-    for fraction in sorted(cells["label_fraction"].unique(), reverse=True):
-        at_fraction = cells[cells["label_fraction"] == fraction]
-        for label in _init_order(list(at_fraction["initialisation_label"].unique())):
-            group = at_fraction[at_fraction["initialisation_label"] == label]
-            finished = group[group["status"] == "FINISHED"]
-            failed = group[group["status"] == "FAILED"]
-            row = {"fraction": f"{fraction * 100:g}%", "initialisation": label, "seeds": len(finished)}
-            for metric, unit in metric_units.items():
-                column = f"metrics.{metric}"
-                row[metric] = format_cell(finished[column], unit) if column in finished else "n/a"
-            row["failed"] = len(failed)
+    for (fraction, label), group in finished.groupby(["fraction", "initialisation"]):
+        for metric in metrics:
+            column = f"metrics.{metric}"
+            values = group[column].dropna().astype(float) if column in group else pd.Series(dtype=float)
+            rows.append({"fraction": fraction, "initialisation": label, "metric": metric, "mean": values.mean() if len(values) else np.nan,
+                         "std": values.std(ddof=1) if len(values) > 1 else np.nan, "seeds": len(values)})
+    return pd.DataFrame(rows, columns=["fraction", "initialisation", "metric", "mean", "std", "seeds"])
+
+
+def format_value(mean: float, std: float, unit: str) -> str:
+    """``mean ± std`` (``mean`` alone for one seed); fractions shown as %."""
+    if np.isnan(mean):
+        return "n/a"
+    scale = 100.0 if unit == "fraction" else 1.0
+    return f"{mean * scale:.2f}" if np.isnan(std) else f"{mean * scale:.2f} ± {std * scale:.2f}"
+
+
+def paper_table(cells: pd.DataFrame, units: dict[str, str], directions: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(formatted table, same-shaped boolean table marking the best cell per fraction and metric)."""
+    metrics = list(units)
+    means = cell_means(cells, metrics).set_index(["fraction", "initialisation", "metric"])
+    rows, marks = [], []
+    for fraction in sorted(cells["fraction"].dropna().unique(), reverse=True):
+        at_fraction = means.xs(fraction, level="fraction") if fraction in means.index.get_level_values(0) else None
+        best = {}
+        if at_fraction is not None:
+            for metric in metrics:
+                values = at_fraction.xs(metric, level="metric")["mean"].dropna()
+                if len(values):
+                    best[metric] = values.min() if directions.get(metric) == "lower" else values.max()
+        for label in init_order(cells["initialisation"].dropna()):
+            group = cells[(cells["fraction"] == fraction) & (cells["initialisation"] == label)]
+            finished = int((group["status"] == "FINISHED").sum())
+            row = {"fraction": f"{fraction * 100:g}%", "initialisation": label, "seeds": finished}
+            mark = {"fraction": False, "initialisation": False, "seeds": False}
+            for metric in metrics:
+                key = (fraction, label, metric)
+                if finished == 0 or key not in means.index:
+                    row[metric], mark[metric] = "missing", False
+                    continue
+                mean, std = means.loc[key, ["mean", "std"]]
+                row[metric] = format_value(mean, std, units[metric])
+                mark[metric] = bool(metric in best and not np.isnan(mean) and np.isclose(mean, best[metric]))
+            row["failed"] = int((group["status"] == "FAILED").sum())
+            row["running"] = int((group["status"] == "RUNNING").sum())
+            mark["failed"] = mark["running"] = False
             rows.append(row)
-    return pd.DataFrame(rows)
+            marks.append(mark)
+    return pd.DataFrame(rows), pd.DataFrame(marks)
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    header = "| " + " | ".join(table.columns) + " |"
+def to_markdown(table: pd.DataFrame, marks: pd.DataFrame | None = None) -> str:
+    """A Markdown table; marked cells in bold."""
+    header = "| " + " | ".join(map(str, table.columns)) + " |"
     rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(str(value) for value in row) + " |" for row in table.itertuples(index=False)]
+    body = []
+    for index, row in table.iterrows():
+        cells = [f"**{value}**" if marks is not None and marks.loc[index, column] else str(value) for column, value in row.items()]
+        body.append("| " + " | ".join(cells) + " |")
     return "\n".join([header, rule, *body])
 
+
+def to_html(table: pd.DataFrame, marks: pd.DataFrame | None = None) -> str:
+    """An HTML table (escaped); marked cells in <b>."""
+    head = "".join(f"<th>{html.escape(str(column))}</th>" for column in table.columns)
+    rows = []
+    for index, row in table.iterrows():
+        cells = []
+        for column, value in row.items():
+            text = html.escape(str(value))
+            cells.append(f"<td><b>{text}</b></td>" if marks is not None and marks.loc[index, column] else f"<td>{text}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"

@@ -1,0 +1,78 @@
+"""The report's figures, drawn with seaborn on matplotlib's Agg canvas (no display needed).
+
+* metric against label fraction, one line per initialisation, with a 95 % confidence band over seeds;
+* per-subject distributions (box plot with the subjects as points) per initialisation at each fraction.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import seaborn as sns
+from matplotlib import MatplotlibDeprecationWarning
+from matplotlib.figure import Figure
+
+from reports.tables import init_order
+
+COLUMNS = 4
+
+
+def _scaled(values: pd.Series, unit: str) -> pd.Series:
+    return values.astype(float) * (100.0 if unit == "fraction" else 1.0)
+
+
+def _label(metric: str, unit: str) -> str:
+    return f"{metric} ({'%' if unit == 'fraction' else unit})"
+
+
+def metric_vs_fraction(cells: pd.DataFrame, units: dict[str, str], path: Path) -> Path:
+    """One panel per metric: mean over seeds against label fraction per initialisation, 95 % CI band (seaborn bootstrap)."""
+    finished = cells[cells["status"] == "FINISHED"]
+    metrics = [m for m in units if f"metrics.{m}" in finished]
+    rows = -(-len(metrics) // COLUMNS)
+    figure = Figure(figsize=(4.2 * min(COLUMNS, len(metrics)), 3.2 * rows), layout="constrained")
+    axes = figure.subplots(rows, min(COLUMNS, len(metrics)), squeeze=False).ravel()
+    order = init_order(finished["initialisation"])
+    for axis, metric in zip(axes, metrics):
+        data = finished.assign(value=_scaled(finished[f"metrics.{metric}"], units[metric]), fraction_pct=finished["fraction"] * 100)
+        sns.lineplot(data=data, x="fraction_pct", y="value", hue="initialisation", hue_order=order, marker="o",
+                     errorbar=("ci", 95), seed=0, ax=axis, legend=axis is axes[0])
+        axis.set_xlabel("label fraction (%)")
+        axis.set_ylabel(_label(metric, units[metric]))
+    for axis in axes[len(metrics):]:
+        axis.set_visible(False)
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def subject_distributions(scores: pd.DataFrame, units: dict[str, str], path: Path) -> Path | None:
+    """Per metric (rows) and fraction (columns): box plots of per-subject scores (mean over seeds) per initialisation."""
+    metrics = [m for m in units if m in scores]
+    if scores.empty or not metrics:
+        return None
+    per_subject = scores.groupby(["fraction", "initialisation", "subject_id"], as_index=False)[metrics].mean()
+    fractions = sorted(per_subject["fraction"].unique(), reverse=True)
+    labels = init_order(per_subject["initialisation"])
+    figure = Figure(figsize=(max(4.0, 0.6 * len(labels)) * len(fractions), 3.0 * len(metrics)), layout="constrained")
+    axes = figure.subplots(len(metrics), len(fractions), squeeze=False)
+    for row, metric in enumerate(metrics):
+        for column, fraction in enumerate(fractions):
+            data = per_subject[per_subject["fraction"] == fraction].assign(value=lambda d: _scaled(d[metric], units[metric])).dropna(subset=["value"])
+            axis = axes[row, column]
+            if data.empty:
+                axis.text(0.5, 0.5, "no values", ha="center", va="center", transform=axis.transAxes)
+                axis.set_axis_off()
+                continue
+            order = [label for label in init_order(per_subject["initialisation"]) if label in set(data["initialisation"])]
+            with warnings.catch_warnings():  # seaborn 0.13 still passes matplotlib's deprecated ``vert`` to boxplot
+                warnings.simplefilter("ignore", MatplotlibDeprecationWarning)
+                sns.boxplot(data=data, x="initialisation", y="value", order=order, color="#dbe6f1", fliersize=0, ax=axis)
+            sns.stripplot(data=data, x="initialisation", y="value", order=order, color="#1f4e79", size=3, jitter=0.15, ax=axis)
+            axis.set_title(f"{fraction * 100:g}% labels", fontsize=9)
+            axis.set_xlabel("")
+            axis.set_ylabel(_label(metric, units[metric]))
+            axis.tick_params(axis="x", labelrotation=45)
+    figure.savefig(path, dpi=100)
+    return path
