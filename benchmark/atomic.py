@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from benchmark.errors import StorageError
+
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path`` to write; it replaces ``path`` on success and is removed on error."""
+    """Yield a temporary sibling of ``path`` to write; it replaces ``path`` on success and is removed on error.
+
+    A full disk or a write without permission becomes a StorageError naming ``path`` (one line on the
+    command line); the temporary file is removed and ``path`` keeps its previous content, if any.
+    """
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield temporary
         os.replace(temporary, path)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
+            raise StorageError(f"{path}: could not write ({os.strerror(error.errno)}); nothing was left half-written") from None
+        raise
     finally:
         temporary.unlink(missing_ok=True)

@@ -25,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=Path("results"), help="run folder: MLflow store, artifacts, data, cache, report")
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite store in --out)")
     run.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+    run.add_argument("--deterministic", action="store_true",
+                     help="deterministic kernels only, so CUDA runs reproduce bit for bit (slower; CPU runs always do)")
     run.add_argument("--dry-run", action="store_true", help="print the plan and exit without running")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -94,7 +96,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from benchmark.device import choose_device
+    from benchmark.device import choose_device, set_deterministic
     from benchmark.grid import load_grid
     from benchmark.planner import check_label_fractions, plan_grid
     from benchmark.progress import enable_progress
@@ -104,6 +106,7 @@ def _run(args: argparse.Namespace) -> int:
     enable_progress(not args.no_progress)
     grid = load_grid(args.grid, args.overrides)
     device = choose_device(args.device)
+    set_deterministic(args.deterministic)
     out = args.out.resolve()
     datasets = {name: DATASETS.get(grid.dataset_type(name))(grid.dataset_config(name), out) for name in grid.datasets}
     if args.dry_run:
@@ -127,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(tracking_uri, experiment_name(grid.name), artifact_root=out / "mlartifacts")
     print(f"MLflow store: {tracking_uri} (experiment {experiment_name(grid.name)!r}); view with: mlflow ui --backend-store-uri {tracking_uri}")
-    ctx = RunContext(grid=grid, device=device, tracker=tracker, datasets=datasets)
+    ctx = RunContext(grid=grid, device=device, tracker=tracker, datasets=datasets, deterministic=args.deterministic)
     summary = execute_plan(plan, ctx)
     report = build_report(tracking_uri, experiment_name(grid.name), out / "report")
     for line in summary.lines():

@@ -18,3 +18,11 @@ class UnknownPluginError(UserError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+class StorageError(UserError):
+    """A file the suite writes could not be written (disk full, no permission): nothing half-written is left."""
+
+
+class TrackingUnavailable(UserError):
+    """The MLflow tracking store cannot be reached (at start, or lost in the middle of a grid)."""

@@ -1,4 +1,8 @@
-"""Run a plan's jobs in dependency order in this process, skipping finished ones and surviving failures."""
+"""Run a plan's jobs in dependency order in this process, skipping finished ones and surviving failures.
+
+A job that raises is recorded as FAILED and the grid goes on; a full disk or a lost tracking store
+ends the grid with one clear error instead, since every later job would fail the same way.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ from tqdm.auto import tqdm
 
 from benchmark.progress import progress_bar
 
+from benchmark.errors import StorageError, TrackingUnavailable
 from benchmark.jobs import RunContext, run_finetune, run_pretrain
+from benchmark.tracking import describe_error, is_tracking_outage
 from benchmark.planner import Plan
 
 
@@ -22,6 +28,15 @@ class Summary:
         lines = [f"{len(self.finished)} jobs finished, {len(self.skipped)} skipped (finished earlier), {len(self.failed)} failed"]
         lines += [f"  FAILED {name}: {reason}" for name, reason in self.failed]
         return lines
+
+
+def _storage_error(error: BaseException | None) -> StorageError | None:
+    """The StorageError (disk full, unwritable file) behind ``error``, if any: it ends the grid, every later job would fail too."""
+    while error is not None:
+        if isinstance(error, StorageError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def execute_plan(plan: Plan, ctx: RunContext) -> Summary:
@@ -46,6 +61,14 @@ def execute_plan(plan: Plan, ctx: RunContext) -> Summary:
             try:
                 run_id = work()
             except Exception as error:
+                storage = _storage_error(error)
+                if storage is not None:
+                    raise storage from None
+                if is_tracking_outage(error):
+                    raise TrackingUnavailable(
+                        f"lost the MLflow tracking store {tracker.tracking_uri} during {name}: {describe_error(error)}; "
+                        "finished jobs are kept, run the same command again when the store is back"
+                    ) from None
                 summary.failed.append((name, f"{type(error).__name__}: {error}"))
                 tqdm.write(f"FAILED {name}: {type(error).__name__}: {error}")
                 run_id = None

@@ -44,6 +44,7 @@ class RunContext:
     device: torch.device
     tracker: Tracker
     datasets: dict[str, Dataset]
+    deterministic: bool = False
 
     def load(self, dataset: str, subject_ids: list[str] | tuple[str, ...]) -> list[Volume]:
         return [self.datasets[dataset].load(subject) for subject in subject_ids]
@@ -91,6 +92,7 @@ def _common_tags(ctx: RunContext, kind: str, key: str, initialisation: str, data
         "test_subjects_sha256": data.split().test_hash(),
         "seed": str(seed),
         "device": str(ctx.device),
+        "deterministic": str(ctx.deterministic).lower(),
         "suite_version": suite_version(),
         "git_commit": git_commit(),
         "torch_version": torch.__version__,

@@ -15,11 +15,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from benchmark.errors import UserError
+from benchmark.errors import TrackingUnavailable
 
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+# A remote tracking server's transient failures are retried with exponential backoff (1, 2, 4, 8, 16 s);
+# set these variables to change it.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "5")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 logging.getLogger("alembic").setLevel(logging.WARNING)
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
 
 import mlflow  # noqa: E402
 from mlflow.entities import Run, RunStatus  # noqa: E402
@@ -34,6 +40,27 @@ def experiment_name(grid_name: str) -> str:
     return f"grid-{grid_name}"
 
 
+def describe_error(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
+
+
+#: Exception type names (anywhere in the cause chain) that mean the tracking store itself failed, not the job.
+_OUTAGE_TYPES = {"ConnectionError", "ConnectTimeout", "ReadTimeout", "MaxRetryError", "NewConnectionError", "OperationalError"}
+_OUTAGE_TEXT = ("Max retries exceeded", "Connection refused", "Failed to establish a new connection", "database is locked", "unable to open database")
+
+
+def is_tracking_outage(error: BaseException) -> bool:
+    """True when ``error`` (or what caused it) is the tracking store being unreachable rather than the job failing."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if type(error).__name__ in _OUTAGE_TYPES or any(text in str(error) for text in _OUTAGE_TEXT):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 class Tracker:
     """The grid's MLflow experiment, with helpers to find, start and close job runs."""
 
@@ -44,7 +71,7 @@ class Tracker:
         try:
             existing = self.client.get_experiment_by_name(experiment)
         except Exception as error:
-            raise UserError(f"cannot reach the MLflow tracking store {tracking_uri}: {type(error).__name__}: {error}") from None
+            raise TrackingUnavailable(f"cannot reach the MLflow tracking store {tracking_uri}: {describe_error(error)}") from None
         if existing is None:
             location = (artifact_root / experiment).resolve().as_uri() if artifact_root is not None else None
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)

@@ -32,6 +32,7 @@ from benchmark.progress import progress_bar
 from datasets.base import Volume
 from datasets.cached import CachedDataset, CachedVolume
 from datasets.file_hashes import FileHashes
+from datasets.brats import checked_image
 from datasets.nifti import check_same_grid, read_array
 from datasets.splits import Split, split_subjects
 
@@ -212,7 +213,7 @@ class _CachedCase(CachedVolume):
     """A subject's windowed image (1, x, y, z) and canonical organ labels (x, y, z) in the preprocessing cache."""
 
     def write(self, case: CasePaths, organ_ids: list[int], window_min: float, window_max: float) -> None:
-        hounsfield = read_array(case.image)
+        hounsfield = checked_image(read_array(case.image), case.image)
         image = (np.clip(hounsfield, window_min, window_max) - window_min) / (window_max - window_min)
         stored = read_array(case.label, np.int32)
         labels = np.zeros(stored.shape, np.uint8)

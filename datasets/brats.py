@@ -86,6 +86,15 @@ def canonical_labels(seg: np.ndarray, enhancing_label: int, path: Path) -> np.nd
     return labels
 
 
+def checked_image(image: np.ndarray, path: Path) -> np.ndarray:
+    """``image`` unchanged; DataError naming ``path`` if it holds NaN or infinite values or a single value everywhere."""
+    if not np.isfinite(image).all():
+        raise DataError(f"{path}: contains NaN or infinite values")
+    if image.size and image.min() == image.max():
+        raise DataError(f"{path}: every voxel is {image.flat[0]:g}; an image without contrast cannot be normalised")
+    return image
+
+
 def normalise(images: np.ndarray) -> np.ndarray:
     """Per-modality z-score inside the brain mask (any modality non-zero); 0 outside."""
     brain = np.any(images != 0, axis=0)
@@ -175,7 +184,7 @@ class _CachedSubject(CachedVolume):
 
     def write(self, subject: SubjectFiles) -> None:
         """Decode (DataError on truncated files or bad labels), normalise and save; each file written atomically."""
-        images = normalise(np.stack([read_array(subject.files[channel]) for channel in CHANNELS]))
+        images = normalise(np.stack([checked_image(read_array(subject.files[channel]), subject.files[channel]) for channel in CHANNELS]))
         seg_path = subject.files["seg"]
         labels = canonical_labels(read_array(seg_path, np.int16), subject.enhancing_label, seg_path)
         self.save(images, labels)

@@ -30,7 +30,7 @@ from benchmark.errors import DataError
 from benchmark.progress import progress_bar
 from datasets.base import Volume
 from datasets.cached import CachedDataset, npy_path
-from datasets.brats import normalise
+from datasets.brats import checked_image, normalise
 from datasets.file_hashes import FileHashes
 from datasets.nifti import save_npy
 from datasets.splits import Split, stratified_labelled_subjects
@@ -195,7 +195,7 @@ class _CachedPatient:
         return self.images.is_file() and self.classes.is_file()
 
     def write(self, paths: list[Path], classes: np.ndarray, size: int) -> None:
-        images = np.stack([normalise(read_png(path, size)[None])[0] for path in paths], axis=-1)[None]
+        images = np.stack([normalise(checked_image(read_png(path, size), path)[None])[0] for path in paths], axis=-1)[None]
         self.stem.parent.mkdir(parents=True, exist_ok=True)
         save_npy(self.images, images.astype(np.float32))
         save_npy(self.classes, classes.astype(np.int64))

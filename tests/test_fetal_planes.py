@@ -76,7 +76,7 @@ def test_brain_planes_can_refine_the_brain_class(tmp_path):
 def test_a_changed_image_changes_the_hash_and_recaches_only_that_patient(tmp_path):
     root = write_fetal_db(tmp_path / "db")
     first = _load(root, tmp_path)
-    Image.fromarray(np.full((30, 30), 7, np.uint8)).save(root / "Images" / f"{ROWS[3][0]}.png")
+    Image.fromarray(np.random.default_rng(9).integers(1, 255, (30, 30), dtype=np.uint8)).save(root / "Images" / f"{ROWS[3][0]}.png")
     second = _load(root, tmp_path)
     assert first.content_hash() != second.content_hash()
     assert np.array_equal(first.load("patient-1209").images, second.load("patient-1209").images)
