@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
     out = args.out.resolve()
     datasets = {name: DATASETS.get(grid.dataset_type(name))(grid.dataset_config(name), out) for name in grid.datasets}
     if args.dry_run:
-        plan = plan_grid(grid, {name: "not prepared (dry run)" for name in datasets})
+        plan = plan_grid(grid, {name: f"{name}: not prepared (dry run)" for name in datasets})
         print(plan.describe(grid, str(device)))
         return 0
 

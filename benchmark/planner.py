@@ -105,7 +105,9 @@ def plan_grid(grid: GridConfig, dataset_versions: dict[str, str]) -> Plan:
                         "fraction": fraction, "seed": seed,
                     })
                     cells.append(FinetuneCell(key, init, task_name, dataset, fraction, seed, pretrain_key))
-    return Plan(tuple(pretrain.values()), tuple(cells))
+    # Two grid datasets with the same content and split give the same key: pretrain once, share the result.
+    unique = {job.key: job for job in pretrain.values()}
+    return Plan(tuple(unique.values()), tuple(cells))
 
 
 def check_label_fractions(grid: GridConfig, datasets: dict[str, Dataset]) -> None:

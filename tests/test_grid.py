@@ -14,7 +14,7 @@ from pretext_tasks import PRETEXT_TASKS
 @pytest.mark.parametrize("name", ["smoke", "paper", "full"])
 def test_presets_load_and_plan(name):
     grid = load_grid(name)
-    plan = plan_grid(grid, {dataset: "v" for dataset in grid.datasets})
+    plan = plan_grid(grid, {dataset: f"v-{dataset}" for dataset in grid.datasets})
     pretraining = [i for i in grid.initialisations if PRETEXT_TASKS.get(i)().requires_pretraining]
     datasets = {grid.downstream_config(task).dataset for task in grid.downstream_tasks}
     assert len(plan.pretrain_jobs) == len(pretraining) * len(grid.seeds) * len(datasets)
@@ -70,6 +70,15 @@ def test_augmented_baseline_needs_downstream_tasks_that_declare_their_target_geo
     monkeypatch.setattr(BratsSegmentation, "target_geometry", None)
     with pytest.raises(ConfigError, match="random_augmentation augments training batches, but downstream task 'brats_segmentation'"):
         load_grid("smoke")
+
+
+def test_datasets_with_identical_content_share_their_pretrain_jobs():
+    grid = load_grid("smoke", ["downstream_tasks=[fetal_plane_classification, abdominal_organ_localisation]"])
+    same = plan_grid(grid, {"brats_phantom": "v", "fetal_phantom": "same", "ct_phantom": "same"})
+    different = plan_grid(grid, {"brats_phantom": "v", "fetal_phantom": "f", "ct_phantom": "c"})
+    assert len(different.pretrain_jobs) == 10 and len(same.pretrain_jobs) == 5  # both get deconv decoders: identical jobs
+    assert len({job.key for job in same.pretrain_jobs}) == 5
+    assert {c.pretrain_key for c in same.finetune_cells if c.pretrain_key} == {job.key for job in same.pretrain_jobs}
 
 
 def test_auto_decoder_follows_the_paper_per_dataset():
