@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.errors import ConfigError
 from datasets.brats import BratsFolder
 from datasets.phantoms.brats_phantom import PhantomSpec, generate_brats_phantoms
+from datasets.phantoms.generated import GeneratedData
 
 
-class BratsPhantom(BratsFolder):
+class BratsPhantom(GeneratedData, BratsFolder):
     """Phantoms from :mod:`datasets.phantoms.brats_phantom`, written to ``root`` (default: ``<out>/data/...``)."""
+
+    spec_class = PhantomSpec
+    phantom_name = "brats_phantom"
 
     @dataclass(frozen=True)
     class Config(PhantomSpec):
@@ -23,19 +25,9 @@ class BratsPhantom(BratsFolder):
         split_seed: int = 0
         root: str = ""
 
-    @property
-    def spec(self) -> PhantomSpec:
-        return PhantomSpec(**{f.name: getattr(self.config, f.name) for f in fields(PhantomSpec)})
-
-    @property
-    def root(self) -> Path:
-        if self.config.root:
-            return Path(self.config.root).expanduser()
-        digest = hashlib.sha256(json.dumps(asdict(self.spec), sort_keys=True).encode()).hexdigest()[:10]
-        return self.workdir / "data" / f"brats_phantom-{digest}"
-
-    def prepare(self) -> None:
+    def check_spec(self) -> None:
         if self.config.n_subjects < 2:
             raise ConfigError(f"brats_phantom.n_subjects must be >= 2, got {self.config.n_subjects}")
-        generate_brats_phantoms(self.root, self.spec)
-        super().prepare()
+
+    def generate(self, root: Path) -> None:
+        generate_brats_phantoms(root, self.spec)

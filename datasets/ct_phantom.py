@@ -2,36 +2,28 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.errors import ConfigError
 from datasets.abdominal_ct import MSDFolder
 from datasets.phantoms.abdominal_ct import CTPhantomSpec, generate_ct_phantoms
+from datasets.phantoms.generated import GeneratedData
 
 
-class AbdominalCTPhantom(MSDFolder):
+class AbdominalCTPhantom(GeneratedData, MSDFolder):
     """Phantoms from :mod:`datasets.phantoms.abdominal_ct`, written to ``root`` (default: ``<out>/data/...``)."""
+
+    spec_class = CTPhantomSpec
+    phantom_name = "abdominal_ct_phantom"
 
     @dataclass(frozen=True)
     class Config(CTPhantomSpec, MSDFolder.Config):
         """The generator's settings plus the loader's (organs, HU window, split, where to write)."""
 
-    @property
-    def spec(self) -> CTPhantomSpec:
-        return CTPhantomSpec(**{f.name: getattr(self.config, f.name) for f in fields(CTPhantomSpec)})
-
-    @property
-    def root(self) -> Path:
-        if self.config.root:
-            return Path(self.config.root).expanduser()
-        digest = hashlib.sha256(json.dumps(asdict(self.spec), sort_keys=True).encode()).hexdigest()[:10]
-        return self.workdir / "data" / f"abdominal_ct_phantom-{digest}"
-
-    def prepare(self) -> None:
+    def check_spec(self) -> None:
         if self.config.n_subjects < 2:
             raise ConfigError(f"abdominal_ct_phantom.n_subjects must be >= 2, got {self.config.n_subjects}")
-        generate_ct_phantoms(self.root, self.spec)
-        super().prepare()
+
+    def generate(self, root: Path) -> None:
+        generate_ct_phantoms(root, self.spec)
