@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.errors import DataError
-from datasets.base import Dataset, Volume
+from datasets.base import Volume
+from datasets.cached import CachedDataset
 from datasets.brats import normalise
 from datasets.file_hashes import file_sha256
 from datasets.splits import Split, stratified_labelled_subjects
@@ -34,7 +35,7 @@ def _grey(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32)
 
 
-class MedMNISTFile(Dataset):
+class MedMNISTFile(CachedDataset[Volume]):
     """One MedMNIST ``.npz`` file; ``Config.path`` points at it."""
 
     channels = ("image",)
@@ -49,10 +50,8 @@ class MedMNISTFile(Dataset):
 
     def __init__(self, config, workdir: Path):
         super().__init__(config, workdir)
-        self._volumes: dict[str, Volume] | None = None
         self._split: Split | None = None
         self._names: tuple[str, ...] = ()
-        self._hash = ""
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -96,21 +95,8 @@ class MedMNISTFile(Dataset):
         if self.config.class_names and len(self.config.class_names) < count:
             raise DataError(f"{path}: labels go up to {count - 1} but class_names lists {len(self.config.class_names)} names")
         self._names = tuple(self.config.class_names) or tuple(f"class_{k}" for k in range(count))
-        self._volumes = volumes
         self._split = Split(train=tuple(sorted(parts["train"])), test=tuple(sorted(parts["test"])))
-        self._hash = file_sha256(path)
-
-    def _require_prepared(self) -> dict[str, Volume]:
-        if self._volumes is None:
-            raise RuntimeError("call prepare() before using the dataset")
-        return self._volumes
-
-    def subject_ids(self) -> list[str]:
-        return sorted(self._require_prepared())
-
-    def content_hash(self) -> str:
-        self._require_prepared()
-        return self._hash
+        self._prepared(volumes, [f"{path.name}:{file_sha256(path)}", f"image_size:{self.config.image_size}"])
 
     def split(self) -> Split:
         self._require_prepared()
