@@ -10,6 +10,8 @@ from typing import Iterator
 
 from benchmark.errors import StorageError
 
+TEMPORARY_SUFFIX = ".tmp"
+
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
@@ -18,7 +20,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     A full disk or a write without permission becomes a StorageError naming ``path`` (one line on the
     command line); the temporary file is removed and ``path`` keeps its previous content, if any.
     """
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
     try:
         yield temporary
         os.replace(temporary, path)
@@ -27,4 +29,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
             raise StorageError(f"{path}: could not write ({os.strerror(error.errno)}); nothing was left half-written") from None
         raise
     finally:
+        temporary.unlink(missing_ok=True)
+
+
+def remove_temporaries(path: Path) -> None:
+    """Delete what killed writers of ``path`` left behind (``.<name>.<pid>.tmp``); call it when no writer can be active."""
+    for temporary in path.parent.glob(f".{path.name}.*{TEMPORARY_SUFFIX}"):
         temporary.unlink(missing_ok=True)

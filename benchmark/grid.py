@@ -19,6 +19,7 @@ import yaml
 
 from benchmark.config_parsing import parse_dataclass
 from benchmark.errors import ConfigError
+from benchmark.runtime import RuntimeConfig
 from datasets import DATASETS
 from downstream import DOWNSTREAM_TASKS
 from networks.encoder import EncoderConfig
@@ -55,6 +56,7 @@ class GridConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     finetune: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     #: per initialisation name: its Config values
     pretext: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: per downstream task name: its Config values
@@ -200,3 +202,7 @@ def validate_grid(config: GridConfig) -> None:
                 raise ConfigError(f"{section}.{key}: must be >= 1, got {getattr(schedule, key)}")
         if schedule.learning_rate <= 0:
             raise ConfigError(f"{section}.learning_rate: must be > 0, got {schedule.learning_rate}")
+    try:
+        config.runtime.check()
+    except ValueError as error:
+        raise ConfigError(f"runtime.{error}") from None

@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import mlflow
 import numpy as np
@@ -19,8 +19,10 @@ import torch
 import yaml
 from torch import nn
 
+from benchmark.batches import Batch, BatchSampler, StepBatches, host_batches, step_generator
+from benchmark.checkpoints import Checkpoint
 from benchmark.errors import DataError
-from benchmark.grid import GridConfig
+from benchmark.grid import GridConfig, TrainConfig
 from benchmark.planner import FinetuneCell, PretrainJob
 from benchmark.tracking import Tracker
 from benchmark.training import train
@@ -44,10 +46,30 @@ class RunContext:
     device: torch.device
     tracker: Tracker
     datasets: dict[str, Dataset]
+    #: Per-epoch checkpoints of running jobs go here (``<run folder>/checkpoints``); must be reachable by every worker.
+    checkpoint_dir: Path
     deterministic: bool = False
 
     def load(self, dataset: str, subject_ids: list[str] | tuple[str, ...]) -> list[Volume]:
         return [self.datasets[dataset].load(subject) for subject in subject_ids]
+
+    def checkpoint(self, key: str) -> Checkpoint:
+        return Checkpoint(self.checkpoint_dir / f"{key}.pt", self.grid.runtime.checkpoint_every)
+
+    def batches(
+        self, sampler: BatchSampler, schedule: TrainConfig, seed: int, to_device: Callable[[int, torch.Tensor, torch.Tensor], Batch]
+    ) -> Callable[[int], Iterator[Batch]]:
+        """The ``batches(start_step)`` stream of :func:`train`: host batches of ``sampler`` drawn per step from
+        ``seed`` (ahead, in ``runtime.loader_workers`` processes), then ``to_device(step, inputs, targets)``."""
+        runtime, device = self.grid.runtime, self.device
+        step_batches = StepBatches(sampler, schedule.batch_size, seed)
+        total = schedule.epochs * schedule.steps_per_epoch
+
+        def stream(start: int) -> Iterator[Batch]:
+            for step, (inputs, targets) in host_batches(step_batches, range(start, total), runtime.loader_workers, device.type == "cuda"):
+                yield to_device(step, runtime.to_device(inputs, device), runtime.to_device(targets, device))
+
+        return stream
 
 
 def job_seeds(seed: int) -> tuple[int, int, int]:
@@ -92,6 +114,8 @@ def _common_tags(ctx: RunContext, kind: str, key: str, initialisation: str, data
         "test_subjects_sha256": data.split().test_hash(),
         "seed": str(seed),
         "device": str(ctx.device),
+        "autocast": "bf16" if ctx.grid.runtime.uses_bf16(ctx.device) else "off",
+        "runtime_ignored": ",".join(ctx.grid.runtime.ignored_on(ctx.device)),
         "deterministic": str(ctx.deterministic).lower(),
         "suite_version": suite_version(),
         "git_commit": git_commit(),
@@ -127,24 +151,20 @@ def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
     assert isinstance(task, PretextTask)
     dataset = ctx.datasets[job.dataset]
     tags = _common_tags(ctx, "pretrain", job.key, job.initialisation, job.dataset, job.seed)
+    checkpoint = ctx.checkpoint(job.key)
     with ctx.tracker.job_run(job.name, tags) as run:
-        _log_config(ctx, {"pretext": task.config, "pretrain": grid.pretrain, "encoder": grid.encoder})
+        _log_config(ctx, {"pretext": task.config, "pretrain": grid.pretrain, "encoder": grid.encoder, "runtime": grid.runtime})
         init_seed, sampling_seed, corruption_seed = job_seeds(job.seed)
         torch.manual_seed(init_seed)
         in_chans = len(dataset.channels)
         network = PretextNetwork.for_task(task, create_encoder(grid.encoder, in_chans), in_chans).to(ctx.device)
         sampler = PatchSampler(ctx.load(job.dataset, dataset.split().train), grid.pretrain.patch_size)
-        sampling = torch.Generator().manual_seed(sampling_seed)
-        corruption = torch.Generator(device=ctx.device).manual_seed(corruption_seed)
-
-        def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
-            images, _ = sampler.sample(grid.pretrain.batch_size, sampling)
-            return task.make_batch(images.to(ctx.device, non_blocking=True), corruption)
-
+        batches = ctx.batches(sampler, grid.pretrain, sampling_seed,
+                              lambda step, images, _: task.make_batch(images, step_generator(corruption_seed, step, ctx.device)))
         train(
-            network, next_batch, task.loss, grid.pretrain,
+            network, batches, task.loss, grid.pretrain,
             on_epoch=lambda epoch, losses: mlflow.log_metrics({f"pretrain_{k}": v for k, v in losses.items()}, step=epoch),
-            description=job.name,
+            description=job.name, runtime=grid.runtime, device=ctx.device, checkpoint=checkpoint,
         )
         _log_pretext_outputs(task, network, sampler.sample(PREVIEW_EXAMPLES, torch.Generator().manual_seed(sampling_seed))[0], ctx.device)
         parts = {name: getattr(network, name) for name in task.transfers}
@@ -152,7 +172,8 @@ def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
             metadata = {"pretext_task": job.initialisation, "pretext_config": asdict(task.config), "seed": job.seed, "job_key": job.key}
             export_weights(Path(folder), parts, grid.encoder, in_chans, metadata)
             mlflow.log_artifacts(folder, "weights")
-        return run.info.run_id
+    checkpoint.discard()
+    return run.info.run_id
 
 
 def _log_pretext_outputs(task: PretextTask, network: PretextNetwork, images: torch.Tensor, device: torch.device) -> None:
@@ -190,11 +211,12 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
              "pretrain_key": cell.pretrain_key or "", "pretrain_run_id": pretrain_run_id or "",
              "augmentation": "on" if augmentation is not None else "off", "metric_units": json.dumps(task.metric_units),
              "metric_directions": json.dumps(task.metric_directions)}
+    checkpoint = ctx.checkpoint(cell.key)
     with ctx.tracker.job_run(cell.name, tags) as run:
         if cell.pretrain_key and pretrain_run_id is None:
             raise RuntimeError(f"its pretrain job ({cell.initialisation}, seed {cell.seed}) did not finish")
         _log_config(ctx, {"initialisation": initialisation.config, "downstream": task.config, "finetune": grid.finetune,
-                          "encoder": grid.encoder, "label_fraction": cell.fraction})
+                          "encoder": grid.encoder, "label_fraction": cell.fraction, "runtime": grid.runtime})
         split = dataset.split()
         labelled = dataset.labelled_subjects(cell.fraction, cell.seed)
         mlflow.log_params({"labelled_subjects": len(labelled), "test_subjects": len(split.test)})
@@ -207,20 +229,16 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
             mlflow.set_tag("transferred_parts", "encoder,decoder" if decoder is not None else "encoder")
         model = task.build_model(encoder, decoder).to(ctx.device)
         sampler = task.make_sampler(ctx.load(cell.dataset, labelled))
-        sampling = torch.Generator().manual_seed(sampling_seed)
-        augmenting = torch.Generator(device=ctx.device).manual_seed(augmentation_seed)
 
-        def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
-            inputs, targets = sampler.sample(grid.finetune.batch_size, sampling)
-            inputs, targets = inputs.to(ctx.device, non_blocking=True), targets.to(ctx.device, non_blocking=True)
-            if augmentation is not None:
-                inputs, targets = augmentation(inputs, targets, augmenting, task.target_geometry)
-            return inputs, targets
+        def augmented(step: int, inputs: torch.Tensor, targets: torch.Tensor) -> Batch:
+            if augmentation is None:
+                return inputs, targets
+            return augmentation(inputs, targets, step_generator(augmentation_seed, step, ctx.device), task.target_geometry)
 
         train(
-            model, next_batch, task.loss, grid.finetune,
+            model, ctx.batches(sampler, grid.finetune, sampling_seed, augmented), task.loss, grid.finetune,
             on_epoch=lambda epoch, losses: mlflow.log_metrics({f"train_{k}": v for k, v in losses.items()}, step=epoch),
-            description=cell.name,
+            description=cell.name, runtime=grid.runtime, device=ctx.device, checkpoint=checkpoint,
         )
         per_subject = task.evaluate(model, ctx.load(cell.dataset, split.test), ctx.device)
         with tempfile.TemporaryDirectory() as folder:
@@ -230,4 +248,5 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
             task.write_artifacts(per_subject, Path(folder))
             mlflow.log_artifacts(folder)
         mlflow.log_metrics(task.summarise(per_subject))
-        return run.info.run_id
+    checkpoint.discard()
+    return run.info.run_id

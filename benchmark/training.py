@@ -3,40 +3,51 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
-from benchmark.progress import progress_bar
 
+from benchmark.batches import Batch
+from benchmark.checkpoints import Checkpoint
 from benchmark.grid import TrainConfig
-
-Batch = tuple[torch.Tensor, torch.Tensor]
+from benchmark.progress import progress_bar
+from benchmark.runtime import RuntimeConfig
 
 
 def train(
     model: nn.Module,
-    next_batch: Callable[[], Batch],
+    batches: Callable[[int], Iterator[Batch]],
     loss_fn: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]],
     schedule: TrainConfig,
     on_epoch: Callable[[int, dict[str, float]], None],
     description: str,
+    runtime: RuntimeConfig = RuntimeConfig(),
+    device: torch.device = torch.device("cpu"),
+    checkpoint: Checkpoint | None = None,
 ) -> list[dict[str, float]]:
     """Train for ``schedule.epochs`` x ``steps_per_epoch`` steps; returns the per-epoch mean of each loss term.
 
-    ``on_epoch(epoch, means)`` is called after each epoch (the runner logs to MLflow there).
-    A non-finite loss stops training with FloatingPointError: the job is recorded as failed.
+    ``batches(step)`` yields the device batches from ``step`` on. After each epoch the checkpoint (if
+    any) is saved, then ``on_epoch(epoch, means)`` is called (the runner logs to MLflow there); a job
+    resumed from a checkpoint calls it again for the epochs done before. A non-finite loss stops
+    training with FloatingPointError: the job is recorded as failed.
     """
     optimiser = torch.optim.Adam(model.parameters(), lr=schedule.learning_rate, weight_decay=schedule.weight_decay)
-    model.train()
-    history = []
-    total = schedule.epochs * schedule.steps_per_epoch
-    with progress_bar(total=total, desc=description, unit="step", leave=False, position=1) as bar:
-        for epoch in range(schedule.epochs):
-            sums: dict[str, float] = defaultdict(float)
-            for _ in range(schedule.steps_per_epoch):
-                inputs, targets = next_batch()
-                losses = loss_fn(model(inputs), targets)
+    history = checkpoint.restore(model, optimiser) if checkpoint is not None else []
+    for epoch, means in enumerate(history):
+        on_epoch(epoch, means)
+    runnable = runtime.training_model(model, device)
+    runnable.train()
+    steps = schedule.steps_per_epoch
+    with progress_bar(total=schedule.epochs * steps, initial=len(history) * steps, desc=description, unit="step", leave=False, position=1) as bar:
+        stream = batches(len(history) * steps)
+        for epoch in range(len(history), schedule.epochs):
+            sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=device))
+            for _ in range(steps):
+                inputs, targets = next(stream)
+                with runtime.autocast(device):
+                    losses = loss_fn(runnable(inputs), targets)
                 loss = losses["loss"]
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"{description}: loss became {loss.item()} at epoch {epoch}")
@@ -44,10 +55,12 @@ def train(
                 loss.backward()
                 optimiser.step()
                 for name, value in losses.items():
-                    sums[name] += float(value.detach())
+                    sums[name] += value.detach().float()
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{float(loss.detach()):.4f}")
-            means = {name: total_value / schedule.steps_per_epoch for name, total_value in sums.items()}
+            means = {name: float(total) / steps for name, total in sums.items()}
+            bar.set_postfix(epoch=epoch, loss=f"{means['loss']:.4f}")
             history.append(means)
+            if checkpoint is not None:
+                checkpoint.save(model, optimiser, history, last_epoch=epoch == schedule.epochs - 1)
             on_epoch(epoch, means)
     return history

@@ -183,8 +183,13 @@ class _CachedSubject(CachedVolume):
     """A subject's decoded, normalised arrays in the preprocessing cache (``<stem>_images.npy``, ``<stem>_labels.npy``)."""
 
     def write(self, subject: SubjectFiles) -> None:
-        """Decode (DataError on truncated files or bad labels), normalise and save; each file written atomically."""
-        images = normalise(np.stack([checked_image(read_array(subject.files[channel]), subject.files[channel]) for channel in CHANNELS]))
-        seg_path = subject.files["seg"]
-        labels = canonical_labels(read_array(seg_path, np.int16), subject.enhancing_label, seg_path)
-        self.save(images, labels)
+        """Decode, normalise and save; each file written atomically."""
+        self.save(*decode_subject(subject))
+
+
+def decode_subject(subject: SubjectFiles) -> tuple[np.ndarray, np.ndarray]:
+    """The subject's normalised images (4, x, y, z) and canonical labels from its NIfTI files: the work the cache
+    does once per subject. DataError on truncated files or bad labels."""
+    images = normalise(np.stack([checked_image(read_array(subject.files[channel]), subject.files[channel]) for channel in CHANNELS]))
+    seg_path = subject.files["seg"]
+    return images, canonical_labels(read_array(seg_path, np.int16), subject.enhancing_label, seg_path)

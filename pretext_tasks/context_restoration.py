@@ -9,12 +9,14 @@ segmentation U-Net's decoder (paper Fig. 3, first row); with ``decoder: deconv``
 row, for classification downstream tasks) only the encoder transfers.
 
 Defaults: T = 10 swaps of 8x8 patches on 64x64 images (the paper tunes both per dataset; both are
-configurable). Every image of the batch gets its own patches, drawn at once for the whole batch.
+configurable). Every image of the batch gets its own patches; all T x B pairs are drawn at once and the
+swaps applied to an index map, so a batch costs one gather of its pixels.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
@@ -53,23 +55,37 @@ def sample_disjoint_patch_pairs(
     raise RuntimeError(f"could not place disjoint {patch}x{patch} patches in {height}x{width} images")
 
 
+def disordered_pixels(
+    batch: int, height: int, width: int, swaps: Sequence[tuple[torch.Tensor, torch.Tensor]], patch: int, device: torch.device
+) -> torch.Tensor:
+    """Which pixel of the original image each pixel of the disordered one shows, as flat indices (batch, H*W),
+    after the ``swaps`` (pairs of top-left corners (batch, 2)) applied in order."""
+    offsets = torch.arange(patch, device=device)
+    source = torch.arange(height * width, device=device).repeat(batch, 1)
+
+    def pixels(corner: torch.Tensor) -> torch.Tensor:
+        rows, cols = corner[:, 0, None] + offsets, corner[:, 1, None] + offsets
+        return (rows[:, :, None] * width + cols[:, None, :]).reshape(batch, -1)
+
+    for first, second in swaps:
+        a, b = pixels(first), pixels(second)
+        shown_at_a = source.gather(1, a)
+        source.scatter_(1, a, source.gather(1, b))
+        source.scatter_(1, b, shown_at_a)
+    return source
+
+
+def gather_pixels(images: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """``images`` (B, C, H, W) rearranged by ``source`` (B, H*W); every channel of a pixel moves together."""
+    batch, channels, height, width = images.shape
+    flat = images.reshape(batch, channels, height * width)
+    return flat.gather(2, source[:, None, :].expand(batch, channels, height * width)).view(batch, channels, height, width)
+
+
 def swap_patches(images: torch.Tensor, first: torch.Tensor, second: torch.Tensor, patch: int) -> torch.Tensor:
     """A copy of ``images`` (B, C, H, W) with the patch at ``first[b]`` swapped with the one at ``second[b]``."""
-    batch = images.shape[0]
-    offsets = torch.arange(patch, device=images.device)
-    b = torch.arange(batch, device=images.device)[:, None, None]
-
-    def index(corner: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        rows = (corner[:, 0, None] + offsets)[:, :, None]
-        cols = (corner[:, 1, None] + offsets)[:, None, :]
-        return b, rows, cols
-
-    out = images.clone()
-    channels_last = images.permute(0, 2, 3, 1)
-    swapped = out.permute(0, 2, 3, 1)
-    swapped[index(first)] = channels_last[index(second)]
-    swapped[index(second)] = channels_last[index(first)]
-    return out
+    batch, _, height, width = images.shape
+    return gather_pixels(images, disordered_pixels(batch, height, width, [(first, second)], patch, images.device))
 
 
 @PRETEXT_TASKS.register("context_restoration")
@@ -96,10 +112,12 @@ class ContextRestoration(ReconstructionTask):
         check_patch_pairs_fit(self.config.patch_size, height, width)
 
     def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        corrupted = images
         batch, _, height, width = images.shape
-        for _ in range(self.config.iterations):
-            first, second = sample_disjoint_patch_pairs(batch, height, width, self.config.patch_size, generator, images.device)
-            corrupted = swap_patches(corrupted, first, second, self.config.patch_size)
-        return corrupted, images
+        iterations, patch = self.config.iterations, self.config.patch_size
+        if iterations == 0:
+            return images.clone(), images
+        # All T pairs drawn at once, applied in order to an index map, then one gather moves the pixels.
+        first, second = sample_disjoint_patch_pairs(iterations * batch, height, width, patch, generator, images.device)
+        swaps = list(zip(first.view(iterations, batch, 2), second.view(iterations, batch, 2)))
+        return gather_pixels(images, disordered_pixels(batch, height, width, swaps, patch, images.device)), images
 

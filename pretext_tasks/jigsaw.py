@@ -37,9 +37,10 @@ _NORMALISATION_EPS = 1e-5
 
 def normalise_tiles(tiles: torch.Tensor) -> torch.Tensor:
     """Zero mean and unit standard deviation per tile and channel over (h, w); constant tiles become zero."""
-    mean = tiles.mean(dim=(-2, -1), keepdim=True)
-    std = tiles.std(dim=(-2, -1), keepdim=True, unbiased=False)
-    return (tiles - mean) / (std + _NORMALISATION_EPS)
+    pixels = tiles.reshape(*tiles.shape[:-2], -1)
+    centred = pixels - pixels.mean(dim=-1, keepdim=True)
+    std = (centred * centred).mean(dim=-1, keepdim=True).sqrt()  # two plain reductions: several times faster than torch.std on CPU
+    return (centred / (std + _NORMALISATION_EPS)).view(tiles.shape)
 
 
 @PRETEXT_TASKS.register("jigsaw")

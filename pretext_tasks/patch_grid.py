@@ -62,11 +62,13 @@ class PatchGrid:
 
 def crop_patches(images: torch.Tensor, corners: torch.Tensor, size: int) -> torch.Tensor:
     """Square crops (B, K, C, size, size) of ``images`` (B, C, H, W) at top-left ``corners`` (B, K, 2), gathered at once."""
+    batch, channels, height, width = images.shape
     offsets = torch.arange(size, device=images.device)
-    rows = (corners[..., 0, None] + offsets)[..., :, None]  # (B, K, size, 1)
-    cols = (corners[..., 1, None] + offsets)[..., None, :]  # (B, K, 1, size)
-    b = torch.arange(images.shape[0], device=images.device)[:, None, None, None]
-    return images.permute(0, 2, 3, 1)[b, rows, cols].permute(0, 1, 4, 2, 3)
+    rows = corners[..., 0, None] + offsets  # (B, K, size)
+    cols = corners[..., 1, None] + offsets
+    pixels = (rows[..., :, None] * width + cols[..., None, :]).reshape(batch, 1, -1)  # flat pixel index of every crop pixel
+    crops = images.reshape(batch, channels, height * width).gather(2, pixels.expand(batch, channels, pixels.shape[-1]))
+    return crops.view(batch, channels, corners.shape[1], size, size).transpose(1, 2)
 
 
 class PatchGridTask(ClassificationTask):

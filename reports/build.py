@@ -43,6 +43,20 @@ def _hours(runs: pd.DataFrame) -> pd.DataFrame:
     return table.groupby(["job kind", "device"], as_index=False).agg(jobs=("hours", "size"), hours=("hours", "sum")).round({"hours": 4})
 
 
+def pretrain_sharing(runs: pd.DataFrame) -> str | None:
+    """How many pretrain jobs finished, against initialisations-with-pretraining x datasets x seeds, and how many
+    finetune cells started from them (None if no pretrain job finished)."""
+    finished = runs[runs["status"] == "FINISHED"]
+    pretrain = finished[finished["kind"] == "pretrain"]
+    if pretrain.empty:
+        return None
+    inits, datasets, seeds = (pretrain[column].nunique() for column in ("initialisation", "dataset", "seed"))
+    jobs = pretrain["job_key"].nunique()
+    cells = int(finished[finished["kind"] == "finetune"]["pretrain_key"].isin(set(pretrain["job_key"])).sum())
+    return (f"{jobs} pretrain jobs ({inits} initialisations with pretraining x {datasets} datasets x {seeds} seeds = "
+            f"{inits * datasets * seeds}), each shared by the finetune cells on its dataset: {cells} cells started from them.")
+
+
 def _provenance(document: Document, runs: pd.DataFrame, tracking_uri: str, scratch: Path) -> None:
     document.heading("What produced these numbers")
     grid = ", ".join(sorted(runs["grid"].dropna().unique())) if "grid" in runs else "unknown"
@@ -55,6 +69,9 @@ def _provenance(document: Document, runs: pd.DataFrame, tracking_uri: str, scrat
     datasets = runs[["dataset", "dataset_type", "dataset_sha256", "test_subjects_sha256"]].dropna().drop_duplicates() if "dataset" in runs else pd.DataFrame()
     document.table(datasets.reset_index(drop=True))
     document.table(_hours(runs))
+    sharing = pretrain_sharing(runs)
+    if sharing is not None:
+        document.text(sharing)
     config = download_artifact(tracking_uri, runs.iloc[0]["run_id"], "resolved_config.yaml", scratch)
     if config is not None:
         document.code(config.read_text(), "resolved grid and job configuration (first run)")

@@ -16,3 +16,15 @@ def test_replaces_the_file_on_success_and_leaves_it_untouched_on_error(tmp_path)
             raise OSError("disk full")
     assert target.read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["weights.pt"]
+
+
+def test_remove_temporaries_deletes_only_what_killed_writers_of_that_file_left(tmp_path):
+    from benchmark.atomic import remove_temporaries
+
+    target = tmp_path / "job.pt"
+    left = [tmp_path / ".job.pt.123.tmp", tmp_path / ".job.pt.456.tmp"]
+    kept = [tmp_path / ".other.pt.123.tmp", tmp_path / "job.pt", tmp_path / ".job.pt.keep"]
+    for path in left + kept:
+        path.write_bytes(b"x")
+    remove_temporaries(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)

@@ -62,6 +62,7 @@ CATALOGUE: dict[str, tuple[Callable, str]] = {
     "task on an undefined dataset": (lambda g, t: g["downstream"]["brats_segmentation"].update(dataset="nowhere"),
                                      "downstream.brats_segmentation.dataset: 'nowhere' is not defined under datasets"),
     "unknown pretext task": (lambda g, t: g.update(initialisations=["random", "jigsw"]), "unknown pretext task 'jigsw'"),
+    "unknown precision": (lambda g, t: g.update(runtime={"precision": "fp16"}), "runtime.precision: expected one of fp32, bf16, got 'fp16'"),
     "empty data folder": (lambda g, t: (t / "empty").mkdir() or {"data": {"type": "brats", "root": str(t / "empty")}},
                           "no subject folders with NIfTI files"),
     "missing modality": (lambda g, t: _brats(t, lambda f: (f / "S1_t1ce.nii.gz").unlink()), "S1: missing t1ce"),

@@ -74,27 +74,41 @@ KILL_POINTS = {
         import torch
         real = torch.save
         def save(obj, path, *args, **kwargs):
+            if "checkpoints" in str(path):
+                return real(obj, path, *args, **kwargs)
             open(path, "wb").write(b"partial"); os.kill(os.getpid(), signal.SIGKILL)
+        torch.save = save
+    """,
+    # SIGKILL while the second epoch's checkpoint of the pretrain job is written (the first one stays)
+    "while writing a checkpoint": """
+        import torch
+        real, calls = torch.save, [0]
+        def save(obj, path, *args, **kwargs):
+            if "checkpoints" in str(path):
+                calls[0] += 1
+                if calls[0] == 2:
+                    open(path, "wb").write(b"partial"); os.kill(os.getpid(), signal.SIGKILL)
+            return real(obj, path, *args, **kwargs)
         torch.save = save
     """,
     # SIGKILL after the first epoch of the second finetune cell
     "during finetuning": """
         import benchmark.jobs as jobs
         real, calls = jobs.train, [0]
-        def train(model, next_batch, loss_fn, schedule, on_epoch, description):
+        def train(model, batches, loss_fn, schedule, on_epoch, description, **options):
             calls[0] += 1
             if calls[0] == 3:
                 def killing(epoch, losses):
                     on_epoch(epoch, losses); os.kill(os.getpid(), signal.SIGKILL)
-                return real(model, next_batch, loss_fn, schedule, killing, description)
-            return real(model, next_batch, loss_fn, schedule, on_epoch, description)
+                return real(model, batches, loss_fn, schedule, killing, description, **options)
+            return real(model, batches, loss_fn, schedule, on_epoch, description, **options)
         jobs.train = train
     """,
 }
 
 
 @pytest.mark.parametrize("point", list(KILL_POINTS))
-def test_sigkill_then_rerun_completes_with_the_uninterrupted_metrics(point, uninterrupted, write_grid, tmp_path):
+def test_sigkill_then_rerun_completes_with_the_uninterrupted_metrics(point, uninterrupted, write_grid, tmp_path, capsys):
     grid, out = write_grid(**GRID), tmp_path / "out"
     script = "import os, signal, sys\n" + textwrap.dedent(KILL_POINTS[point]) + textwrap.dedent(f"""
         from benchmark.cli import main
@@ -103,8 +117,12 @@ def test_sigkill_then_rerun_completes_with_the_uninterrupted_metrics(point, unin
     killed = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             capture_output=True, text=True, timeout=600)
     assert killed.returncode == -9, killed.stderr[-2000:]
+    capsys.readouterr()
     assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress"]) == 0
     assert _finished_metrics(out) == uninterrupted
+    if point in ("during finetuning", "while writing a checkpoint"):  # the killed job went on from its first epoch's checkpoint
+        assert "after epoch 1" in capsys.readouterr().out
+    assert list((out / "checkpoints").glob("*")) == []  # removed once their jobs FINISHED
 
 
 def test_a_changed_setting_reruns_exactly_the_jobs_whose_key_changed(write_grid, tmp_path, capsys):
@@ -169,7 +187,8 @@ def test_disk_full_while_caching_is_one_line_and_leaves_no_file(write_grid, tmp_
 
 def test_disk_full_while_exporting_weights_ends_the_grid_with_the_job_failed(write_grid, tmp_path, capsys, monkeypatch):
     grid, out = write_grid(**GRID), tmp_path / "out"
-    monkeypatch.setattr(torch, "save", _disk_full)
+    real_save = torch.save
+    monkeypatch.setattr(torch, "save", lambda obj, path, *a, **k: real_save(obj, path, *a, **k) if "checkpoints" in str(path) else _disk_full())
     assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "encoder.pt: could not write (No space left on device)" in err
@@ -190,9 +209,9 @@ def test_no_leakage_and_every_run_records_what_reproduces_it(write_grid, tmp_pat
             return real(job, ctx, *args)
         return run
 
-    import benchmark.executor as executor
-    monkeypatch.setattr(executor, "run_pretrain", tracked("pretrain", real_pretrain))
-    monkeypatch.setattr(executor, "run_finetune", tracked("finetune", real_finetune))
+    import benchmark.worker as worker
+    monkeypatch.setattr(worker, "run_pretrain", tracked("pretrain", real_pretrain))
+    monkeypatch.setattr(worker, "run_finetune", tracked("finetune", real_finetune))
     out = tmp_path / "out"
     assert main(["run", "--grid", str(write_grid(**GRID)), "--out", str(out), "--no-progress", "--deterministic"]) == 0
     client, runs = _runs(out)

@@ -33,3 +33,16 @@ class NanLoss(Denoising):
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"loss": F.mse_loss(outputs, targets) * float("nan")}
+
+
+class KillsWorker(Denoising):
+    """Its first batch SIGKILLs the process that runs it, as the out-of-memory killer would."""
+
+    label = "KILL"
+
+    def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable")

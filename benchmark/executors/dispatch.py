@@ -1,0 +1,84 @@
+"""Driver-side bookkeeping shared by every executor: which jobs still have to run, in which order, and what came back.
+
+Jobs whose run is FINISHED in MLflow are skipped. Pretrain jobs go first; a finetune cell is ready
+when it needs no pretraining or its pretrain job has come back (finished or failed: a cell whose
+pretrain job failed runs and fails with that reason, so the report shows it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
+
+from benchmark.planner import FinetuneCell, Plan, PretrainJob
+from benchmark.progress import progress_bar
+from benchmark.tracking import Tracker
+from benchmark.worker import Job, JobOutcome
+
+#: A job and the run id of the pretrain job it starts from (None: none, or let the worker look it up).
+Dispatchable = tuple[Job, str | None]
+
+
+@dataclass
+class Summary:
+    finished: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        lines = [f"{len(self.finished)} jobs finished, {len(self.skipped)} skipped (finished earlier), {len(self.failed)} failed"]
+        lines += [f"  FAILED {name}: {reason}" for name, reason in self.failed]
+        return lines
+
+
+class Dispatch:
+    """Use as a context manager (it owns the grid's progress bar)."""
+
+    def __init__(self, plan: Plan, tracker: Tracker, grid_name: str):
+        jobs: list[Job] = [*plan.pretrain_jobs, *plan.finetune_cells]
+        finished = {job.key: run.info.run_id for job in jobs if (run := tracker.finished_run(job.key)) is not None}
+        if finished:
+            print(f"resuming: {len(finished)} of {len(jobs)} jobs already FINISHED will be skipped")
+        self.summary = Summary()
+        self.bar = progress_bar(total=len(jobs), desc=f"grid {grid_name}", unit="job", position=0)
+        self.pretrain_jobs: list[PretrainJob] = [job for job in plan.pretrain_jobs if job.key not in finished]
+        pending = {job.key for job in self.pretrain_jobs}
+        #: cells waiting for a pretrain job of this run, by its key
+        self.waiting: dict[str, list[FinetuneCell]] = {}
+        self.ready_cells: list[Dispatchable] = []
+        for job in jobs:
+            if job.key in finished:
+                self.summary.skipped.append(job.name)
+                tqdm.write(f"skip {job.name}: FINISHED earlier (run {finished[job.key]})")
+                self.bar.update(1)
+            elif isinstance(job, FinetuneCell):
+                if job.pretrain_key in pending:
+                    self.waiting.setdefault(job.pretrain_key, []).append(job)
+                else:
+                    self.ready_cells.append((job, finished.get(job.pretrain_key) if job.pretrain_key else None))
+        self.remaining = len(jobs) - len(finished)
+
+    def __enter__(self) -> "Dispatch":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.bar.close()
+
+    def first_wave(self) -> list[Dispatchable]:
+        """Pretrain jobs to run, then the cells that wait for none of them."""
+        return [*((job, None) for job in self.pretrain_jobs), *self.ready_cells]
+
+    def record(self, outcome: JobOutcome) -> list[Dispatchable]:
+        """Count ``outcome``; returns the cells it made ready. Raises the grid-ending error of a fatal outcome."""
+        if outcome.status == "fatal":
+            assert outcome.fatal_error is not None
+            raise outcome.fatal_error
+        if outcome.status == "finished":
+            self.summary.finished.append(outcome.name)
+        else:
+            self.summary.failed.append((outcome.name, outcome.message))
+            tqdm.write(f"FAILED {outcome.name}: {outcome.message}")
+        self.remaining -= 1
+        self.bar.update(1)
+        return [(cell, outcome.run_id) for cell in self.waiting.pop(outcome.key, [])]

@@ -1,0 +1,105 @@
+"""The preprocessing cache: every voxel of a cached BraTS-size subject is read at least 10x faster than its
+``.nii.gz`` files are decoded (medians, same run), and a segmentation job's peak memory does not grow with the dataset
+(40 phantom subjects vs 10)."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+
+from datasets import DATASETS
+from datasets.brats import CHANNELS, decode_subject, find_subject_files
+from datasets.phantoms.brats_phantom import PhantomSpec, generate_brats_phantoms
+from tests.benchmarks.ratios import paired_medians
+
+ROOT = Path(__file__).resolve().parents[2]
+MIN_SPEEDUP = 10.0
+
+
+def _prepared_brats(root: Path, workdir: Path):
+    dataset = DATASETS.get("brats")(DATASETS.get("brats").Config(root=str(root)), workdir)
+    dataset.prepare()
+    return dataset
+
+
+def test_cached_subject_loads_at_least_10x_faster_than_decoding_its_nifti_files(benchmark, tmp_path):
+    """Every voxel of a cached 1-mm phantom subject read into memory, against the decode the cache replaces
+    (nibabel reading the four images and the label map, checks, normalisation). Plain nibabel decoding of the
+    four images alone is timed too and reported in extra_info."""
+    root = generate_brats_phantoms(tmp_path / "brats", PhantomSpec(n_subjects=1, voxel_size_mm=1.0, seed=0))
+    dataset = _prepared_brats(root, tmp_path / "run")
+    subject = dataset.subject_ids()[0]
+    files = find_subject_files(root / subject)
+    shape = nib.load(files.files["t1"]).shape
+    assert np.prod(shape) >= 0.75 * 240 * 240 * 155, f"phantom {shape} is smaller than a BraTS subject"
+
+    def cached() -> tuple[np.ndarray, np.ndarray]:
+        volume = dataset.load(subject)
+        return np.array(volume.images), np.array(volume.labels)  # every voxel read from the memory-mapped cache
+
+    images, labels = cached()
+    decoded_images, decoded_labels = decode_subject(files)
+    assert np.array_equal(images, decoded_images) and np.array_equal(labels, decoded_labels)
+    benchmark.group = f"cached subject vs NIfTI decode, {shape}"
+    ours, decoding = paired_medians(benchmark, cached, lambda: decode_subject(files), rounds=5)
+    nibabel_only = statistics.median(_seconds(lambda: [np.asanyarray(nib.load(files.files[m]).dataobj, np.float32) for m in CHANNELS])
+                                     for _ in range(3))
+    benchmark.extra_info.update(nibabel_four_images_median_s=nibabel_only, nibabel_four_images_ratio=nibabel_only / ours)
+    assert decoding / ours >= MIN_SPEEDUP, f"cache {ours * 1e3:.0f} ms vs decode {decoding * 1e3:.0f} ms: {decoding / ours:.1f}x"
+
+
+def _seconds(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def _peak_memory_of_a_segmentation_job(root: Path, folder: Path) -> tuple[int, int]:
+    """Peak RssAnon of a segmentation job (the grid's one finetune cell, on the BraTS folder ``root``, run as a
+    worker runs it, after a first run filled the cache), and the cache's size in bytes."""
+    grid = {
+        "name": "memory", "seeds": [0], "fractions": [1.0], "initialisations": ["random"], "downstream_tasks": ["brats_segmentation"],
+        "datasets": {"brats": {"type": "brats", "root": str(root), "test_fraction": 0.1}},
+        "encoder": {"name": "chen_vgg", "kwargs": {"channels": [16, 32, 64, 128]}},
+        "finetune": {"epochs": 1, "steps_per_epoch": 10, "batch_size": 16},
+        "downstream": {"brats_segmentation": {"dataset": "brats", "patch_size": 64}},
+    }
+    folder.mkdir()
+    (folder / "grid.yaml").write_text(yaml.safe_dump(grid))
+    run = ["run", "--grid", str(folder / "grid.yaml"), "--out", str(folder / "out"), "--no-progress", "--cpus-per-job", "1"]
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-m", "benchmark", *run], cwd=ROOT, env=environment, check=True, capture_output=True)  # fills the cache
+    (folder / "grid_seed1.yaml").write_text(yaml.safe_dump({**grid, "seeds": [1]}))
+    measured = subprocess.run([sys.executable, "-m", "tests.benchmarks.peak_memory", str(folder / "grid_seed1.yaml"), str(folder / "out")],
+                              cwd=ROOT, env=environment, check=True, capture_output=True, text=True)
+    cache_bytes = sum(path.stat().st_size for path in (folder / "out" / "cache").rglob("*.npy"))
+    return int(measured.stdout.strip().splitlines()[-1]), cache_bytes
+
+
+@pytest.mark.slow
+def test_peak_memory_of_a_segmentation_job_is_bounded_by_the_cache_not_the_dataset_size(tmp_path, record_property):
+    everything = generate_brats_phantoms(tmp_path / "brats40", PhantomSpec(n_subjects=40, voxel_size_mm=2.0, seed=0))
+    some = tmp_path / "brats10"
+    some.mkdir()
+    for subject in sorted(p for p in everything.iterdir() if p.is_dir())[:10]:
+        (some / subject.name).symlink_to(subject)
+    peak_10, bytes_10 = _peak_memory_of_a_segmentation_job(some, tmp_path / "run10")
+    peak_40, bytes_40 = _peak_memory_of_a_segmentation_job(everything, tmp_path / "run40")
+    assert bytes_40 > 3.5 * bytes_10
+    growth = peak_40 - peak_10
+    for name, value in {"peak_rss_anon_10": peak_10, "peak_rss_anon_40": peak_40, "cache_bytes_10": bytes_10, "cache_bytes_40": bytes_40}.items():
+        record_property(name, value)
+    print(f"peak RssAnon {peak_10 / 2**20:.0f} MiB (10 subjects, {bytes_10 / 2**20:.0f} MiB cached) vs "
+          f"{peak_40 / 2**20:.0f} MiB (40 subjects, {bytes_40 / 2**20:.0f} MiB cached)")
+    assert growth < 0.25 * (bytes_40 - bytes_10), (
+        f"peak memory {peak_10 / 2**20:.0f} MiB with 10 subjects, {peak_40 / 2**20:.0f} MiB with 40: grew by {growth / 2**20:.0f} MiB "
+        f"for {(bytes_40 - bytes_10) / 2**20:.0f} MiB more cached data")

@@ -1,0 +1,46 @@
+"""Pretext corruption (CR, JS, RP, CP) of a batch of 64 patches costs under 5 % of one training step of the smoke
+network (medians, same run): making batches never starves the model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmark.grid import load_grid
+from networks.encoder import create_encoder
+from pretext_tasks import PRETEXT_TASKS
+from pretext_tasks.base import PretextNetwork
+from tests.benchmarks.ratios import paired_medians
+
+MAX_SHARE = 0.05
+GRID = load_grid("smoke")
+DATASET = "brats_phantom"
+
+
+@pytest.fixture(scope="module")
+def smoke_step():
+    """One optimiser step of the smoke grid's context-restoration network (U-Net decoder) at its batch size."""
+    torch.manual_seed(0)
+    task = PRETEXT_TASKS.get("context_restoration")(GRID.pretext_config_for("context_restoration", DATASET))
+    network = PretextNetwork.for_task(task, create_encoder(GRID.encoder, 4), 4)
+    optimiser = torch.optim.Adam(network.parameters())
+    size = GRID.pretrain.patch_size
+    inputs, targets = task.make_batch(torch.randn(GRID.pretrain.batch_size, 4, size, size), torch.Generator().manual_seed(0))
+
+    def step() -> None:
+        loss = task.loss(network(inputs), targets)["loss"]
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+
+    return step
+
+
+@pytest.mark.parametrize("name", ["context_restoration", "jigsaw", "relative_position", "context_prediction"])
+def test_corrupting_64_patches_costs_under_5_percent_of_a_training_step(benchmark, smoke_step, name):
+    task = PRETEXT_TASKS.get(name)(GRID.pretext_config_for(name, DATASET))
+    size = GRID.pretrain.patch_size
+    images, generator = torch.randn(64, 4, size, size), torch.Generator().manual_seed(0)
+    benchmark.group = "pretext corruption vs smoke training step"
+    corruption, step = paired_medians(benchmark, lambda: task.make_batch(images, generator), smoke_step, rounds=9)
+    assert corruption / step < MAX_SHARE, f"{name}: {corruption * 1e3:.1f} ms per batch of 64 = {corruption / step:.1%} of a {step * 1e3:.0f} ms step"
