@@ -96,26 +96,30 @@ def test_a_missing_engine_names_the_extra_to_install(write_grid, tmp_path, capsy
 real_import_module = importlib.import_module
 
 
+FAULTY_PLUGINS = {"kill_test": "tests.plugins.denoising:KillsWorker", "disk_full_test": "tests.plugins.denoising:FillsTheDisk"}
+
+
 @pytest.fixture
-def killing_plugin(monkeypatch, tmp_path):
-    """``kill_test``, a pretext task whose job SIGKILLs its process, installed as a distribution on sys.path
-    (spawned workers start with this process's sys.path and find its entry point) and registered in this process."""
+def faulty_plugins(monkeypatch, tmp_path):
+    """``kill_test`` (its job SIGKILLs its process) and ``disk_full_test`` (its job meets a full disk), installed as a
+    distribution on sys.path (spawned workers start with this process's sys.path and find the entry points) and
+    registered in this process."""
+    group = "ssl_medbench.pretext_tasks"
     site = tmp_path / "site"
-    info = site / "kill_test_plugin-0.0.dist-info"
+    info = site / "faulty_test_plugins-0.0.dist-info"
     info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: kill-test-plugin\nVersion: 0.0\n")
-    (info / "entry_points.txt").write_text("[ssl_medbench.pretext_tasks]\nkill_test = tests.plugins.denoising:KillsWorker\n")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: faulty-test-plugins\nVersion: 0.0\n")
+    (info / "entry_points.txt").write_text(f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in FAULTY_PLUGINS.items()))
     monkeypatch.syspath_prepend(str(ROOT))
     monkeypatch.syspath_prepend(str(site))
-    point = importlib.metadata.EntryPoint("kill_test", "tests.plugins.denoising:KillsWorker", "ssl_medbench.pretext_tasks")
+    points = [importlib.metadata.EntryPoint(name, target, group) for name, target in FAULTY_PLUGINS.items()]
     real = importlib.metadata.entry_points
-    monkeypatch.setattr(importlib.metadata, "entry_points",
-                        lambda **kw: [point] if kw.get("group") == point.group else real(**kw))
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: points if kw.get("group") == group else real(**kw))
     monkeypatch.setattr(PRETEXT_TASKS, "_entry_points_loaded", False)
     monkeypatch.setattr(PRETEXT_TASKS, "_items", dict(PRETEXT_TASKS._items))
 
 
-def test_a_dead_worker_fails_only_its_job_and_is_replaced(killing_plugin, write_grid, tmp_path, capsys):
+def test_a_dead_worker_fails_only_its_job_and_is_replaced(faulty_plugins, write_grid, tmp_path, capsys):
     out = tmp_path / "out"
     grid = write_grid(initialisations=["random", "kill_test", "context_restoration"], fractions=[1.0])
     assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress", "--workers", "2", *ONE_THREAD]) == 1
@@ -163,3 +167,16 @@ def test_an_option_of_another_executor_is_refused_not_ignored(write_grid, tmp_pa
     assert capsys.readouterr().err.strip() == "error: --workers applies to --executor local, not to --executor slurm"
     assert main(["run", "--grid", grid, "--out", str(tmp_path / "out"), "--ray-address", "auto"]) == 2
     assert capsys.readouterr().err.strip() == "error: --ray-address applies to --executor ray, not to --executor local"
+
+
+def test_a_full_disk_in_a_pool_worker_ends_the_grid_in_one_line_and_a_rerun_resumes(faulty_plugins, write_grid, tmp_path, capsys):
+    out = tmp_path / "out"
+    grid = write_grid(initialisations=["random", "disk_full_test"], fractions=[1.0])
+    assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress", "--workers", "2", *ONE_THREAD]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: /shared/out/checkpoints/x.pt: could not write (No space left on device); nothing was left half-written"
+    status = {r.info.run_name: r.info.status for r in _runs(out)}
+    assert status["pretrain/disk_full_test/phantom/seed0"] == "FAILED"
+    assert "RUNNING" not in status.values()  # a job the ended grid interrupted is closed as KILLED
+    assert main(["run", "--grid", str(write_grid(initialisations=["random"], fractions=[1.0])), "--out", str(out), "--no-progress",
+                 "--workers", "2", *ONE_THREAD]) == 0

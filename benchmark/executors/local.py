@@ -145,7 +145,18 @@ def _run_in_pool(dispatch: Dispatch, setup: WorkerSetup, workers: int, gpus: lis
                 queue.extend(dispatch.record(outcome))
     finally:
         for worker in pool:
+            interrupted = worker.job
             worker.stop()
+            if interrupted is not None:  # the grid ended (a fatal error, Ctrl-C) while this job ran
+                _close_quietly(tracker, interrupted[0].key)
+
+
+def _close_quietly(tracker: Tracker, key: str) -> None:
+    """Mark the killed job's run KILLED; if the store is what failed, the next run of the grid does it instead."""
+    try:
+        tracker.close_interrupted(key)
+    except Exception:
+        pass
 
 
 def _answer(worker: _Worker) -> JobOutcome | None:

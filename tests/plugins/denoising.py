@@ -46,3 +46,14 @@ class KillsWorker(Denoising):
 
         os.kill(os.getpid(), signal.SIGKILL)
         raise AssertionError("unreachable")
+
+
+class FillsTheDisk(Denoising):
+    """Its first batch meets a full disk, as writing a checkpoint or an artifact would: the grid must end."""
+
+    label = "FULL"
+
+    def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        from benchmark.errors import StorageError
+
+        raise StorageError("/shared/out/checkpoints/x.pt: could not write (No space left on device); nothing was left half-written")
