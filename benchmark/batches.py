@@ -7,12 +7,15 @@ uninterrupted job would have seen from ``s`` on.
 
 from __future__ import annotations
 
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
+
+from benchmark.grid import TrainConfig
+from benchmark.runtime import RuntimeConfig
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -52,3 +55,20 @@ def host_batches(batches: StepBatches, steps: range, workers: int = 0, pin_memor
         return
     loader = DataLoader(batches, batch_size=None, sampler=steps, num_workers=workers, pin_memory=pin_memory, prefetch_factor=4)
     yield from zip(steps, loader)
+
+
+def device_batches(
+    sampler: BatchSampler, schedule: TrainConfig, seed: int, runtime: RuntimeConfig, device: torch.device,
+    to_batch: Callable[[int, torch.Tensor, torch.Tensor], Batch],
+) -> Callable[[int], Iterator[Batch]]:
+    """The ``batches(start_step)`` stream the training loop takes: host batches of ``sampler`` drawn per step from
+    ``seed`` (ahead, in ``runtime.loader_workers`` processes), copied to ``device``, then ``to_batch(step, inputs, targets)``
+    (corruption or augmentation on the device)."""
+    step_batches = StepBatches(sampler, schedule.batch_size, seed)
+    total = schedule.epochs * schedule.steps_per_epoch
+
+    def stream(start: int) -> Iterator[Batch]:
+        for step, (inputs, targets) in host_batches(step_batches, range(start, total), runtime.loader_workers, device.type == "cuda"):
+            yield to_batch(step, runtime.to_device(inputs, device), runtime.to_device(targets, device))
+
+    return stream

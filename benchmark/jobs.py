@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -19,10 +19,10 @@ import torch
 import yaml
 from torch import nn
 
-from benchmark.batches import Batch, BatchSampler, StepBatches, host_batches, step_generator
+from benchmark.batches import Batch, device_batches, step_generator
 from benchmark.checkpoints import Checkpoint
 from benchmark.errors import DataError
-from benchmark.grid import GridConfig, TrainConfig
+from benchmark.grid import GridConfig
 from benchmark.planner import FinetuneCell, PretrainJob
 from benchmark.tracking import Tracker
 from benchmark.training import train
@@ -55,21 +55,6 @@ class RunContext:
 
     def checkpoint(self, key: str) -> Checkpoint:
         return Checkpoint(self.checkpoint_dir / f"{key}.pt", self.grid.runtime.checkpoint_every)
-
-    def batches(
-        self, sampler: BatchSampler, schedule: TrainConfig, seed: int, to_device: Callable[[int, torch.Tensor, torch.Tensor], Batch]
-    ) -> Callable[[int], Iterator[Batch]]:
-        """The ``batches(start_step)`` stream of :func:`train`: host batches of ``sampler`` drawn per step from
-        ``seed`` (ahead, in ``runtime.loader_workers`` processes), then ``to_device(step, inputs, targets)``."""
-        runtime, device = self.grid.runtime, self.device
-        step_batches = StepBatches(sampler, schedule.batch_size, seed)
-        total = schedule.epochs * schedule.steps_per_epoch
-
-        def stream(start: int) -> Iterator[Batch]:
-            for step, (inputs, targets) in host_batches(step_batches, range(start, total), runtime.loader_workers, device.type == "cuda"):
-                yield to_device(step, runtime.to_device(inputs, device), runtime.to_device(targets, device))
-
-        return stream
 
 
 def job_seeds(seed: int) -> tuple[int, int, int]:
@@ -159,8 +144,8 @@ def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
         in_chans = len(dataset.channels)
         network = PretextNetwork.for_task(task, create_encoder(grid.encoder, in_chans), in_chans).to(ctx.device)
         sampler = PatchSampler(ctx.load(job.dataset, dataset.split().train), grid.pretrain.patch_size)
-        batches = ctx.batches(sampler, grid.pretrain, sampling_seed,
-                              lambda step, images, _: task.make_batch(images, step_generator(corruption_seed, step, ctx.device)))
+        batches = device_batches(sampler, grid.pretrain, sampling_seed, grid.runtime, ctx.device,
+                                 lambda step, images, _: task.make_batch(images, step_generator(corruption_seed, step, ctx.device)))
         train(
             network, batches, task.loss, grid.pretrain,
             on_epoch=lambda epoch, losses: mlflow.log_metrics({f"pretrain_{k}": v for k, v in losses.items()}, step=epoch),
@@ -236,7 +221,7 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
             return augmentation(inputs, targets, step_generator(augmentation_seed, step, ctx.device), task.target_geometry)
 
         train(
-            model, ctx.batches(sampler, grid.finetune, sampling_seed, augmented), task.loss, grid.finetune,
+            model, device_batches(sampler, grid.finetune, sampling_seed, grid.runtime, ctx.device, augmented), task.loss, grid.finetune,
             on_epoch=lambda epoch, losses: mlflow.log_metrics({f"train_{k}": v for k, v in losses.items()}, step=epoch),
             description=cell.name, runtime=grid.runtime, device=ctx.device, checkpoint=checkpoint,
         )

@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from benchmark.batches import StepBatches, host_batches, step_generator
+from benchmark.batches import device_batches, step_generator
 from benchmark.device import choose_device, set_deterministic
 from benchmark.grid import GridConfig, TrainConfig, load_grid
 from benchmark.progress import enable_progress
@@ -94,18 +94,6 @@ def _timed_training(model: torch.nn.Module, batches: Callable, loss, schedule: T
     return schedule.steps_per_epoch * schedule.batch_size / seconds, gpu.mean()
 
 
-def _stream(sampler: PatchSampler, schedule: TrainConfig, runtime: RuntimeConfig, device: torch.device,
-            to_batch: Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]) -> Callable:
-    step_batches = StepBatches(sampler, schedule.batch_size, seed=0)
-    total = schedule.epochs * schedule.steps_per_epoch
-
-    def batches(start: int):
-        for step, (inputs, targets) in host_batches(step_batches, range(start, total), runtime.loader_workers, device.type == "cuda"):
-            yield to_batch(step, runtime.to_device(inputs, device), runtime.to_device(targets, device))
-
-    return batches
-
-
 def measure(grid: GridConfig, sampler: PatchSampler, runtime: RuntimeConfig, steps: int, device: torch.device,
             gpu: GpuUtilisation) -> dict[str, float | None]:
     """Pretraining (CR, the grid's pretrain schedule) and finetuning (BraTS segmentation) images/s under ``runtime``."""
@@ -114,13 +102,13 @@ def measure(grid: GridConfig, sampler: PatchSampler, runtime: RuntimeConfig, ste
     schedule = TrainConfig(epochs=2, steps_per_epoch=steps, batch_size=grid.pretrain.batch_size, learning_rate=grid.pretrain.learning_rate)
     torch.manual_seed(0)
     network = PretextNetwork.for_task(pretext, create_encoder(grid.encoder, 4), 4).to(device)
-    batches = _stream(sampler, schedule, runtime, device, lambda step, images, _: pretext.make_batch(images, step_generator(0, step, device)))
+    batches = device_batches(sampler, schedule, 0, runtime, device, lambda step, images, _: pretext.make_batch(images, step_generator(0, step, device)))
     results["pretrain_images_per_s"], results["pretrain_gpu_util_percent"] = _timed_training(
         network, batches, pretext.loss, schedule, runtime, device, gpu)
     task = DOWNSTREAM_TASKS.get("brats_segmentation")(grid.downstream_config("brats_segmentation"), 4)
     schedule = dataclasses.replace(schedule, batch_size=grid.finetune.batch_size, learning_rate=grid.finetune.learning_rate)
     model = task.build_model(create_encoder(grid.encoder, 4), None).to(device)
-    batches = _stream(sampler, schedule, runtime, device, lambda step, inputs, targets: (inputs, targets))
+    batches = device_batches(sampler, schedule, 0, runtime, device, lambda step, inputs, targets: (inputs, targets))
     results["finetune_images_per_s"], results["finetune_gpu_util_percent"] = _timed_training(
         model, batches, task.loss, schedule, runtime, device, gpu)
     return results
