@@ -32,6 +32,13 @@ class Summary:
         return lines
 
 
+def lost_job(job: Job, tracker: Tracker, message: str) -> JobOutcome:
+    """The failed outcome of a job whose process died without answering; its run, left RUNNING, is closed as KILLED."""
+    if tracker.close_interrupted(job.key):
+        tqdm.write(f"{job.name}: its run was left RUNNING by the dead process; closed as KILLED")
+    return JobOutcome(job.name, job.key, "failed", message=message)
+
+
 class Dispatch:
     """Use as a context manager (it owns the grid's progress bar)."""
 

@@ -17,11 +17,10 @@ from multiprocessing.connection import Connection, wait
 from typing import Iterator
 
 import torch
-from tqdm.auto import tqdm
 
 from benchmark.errors import ConfigError
 from benchmark.executors import ExecutorOptions
-from benchmark.executors.dispatch import Dispatch, Dispatchable, Summary
+from benchmark.executors.dispatch import Dispatch, Dispatchable, Summary, lost_job
 from benchmark.planner import Plan
 from benchmark.tracking import Tracker
 from benchmark.worker import JobOutcome, WorkerSetup, run_job, run_job_in_worker, worker_context
@@ -173,6 +172,4 @@ def _died(worker: _Worker, tracker: Tracker) -> JobOutcome:
     job, _ = worker.job
     code = worker.process.exitcode
     cause = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-    if tracker.close_interrupted(job.key):
-        tqdm.write(f"{job.name}: its run was left RUNNING by the dead worker; closed as KILLED")
-    return JobOutcome(job.name, job.key, "failed", message=f"worker process died ({cause}; killed, or out of memory)")
+    return lost_job(job, tracker, f"worker process died ({cause}; killed, or out of memory)")

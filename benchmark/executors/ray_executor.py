@@ -13,9 +13,9 @@ import dataclasses
 import ray
 
 from benchmark.executors import ExecutorOptions
-from benchmark.executors.dispatch import Dispatch, Summary
+from benchmark.executors.dispatch import Dispatch, Summary, lost_job
 from benchmark.planner import Plan, PretrainJob
-from benchmark.tracking import Tracker
+from benchmark.tracking import Tracker, describe_error
 from benchmark.worker import Job, JobOutcome, WorkerSetup, run_job_in_worker
 
 
@@ -63,6 +63,4 @@ def _outcome(ref: ray.ObjectRef, job: Job, tracker: Tracker) -> JobOutcome:
     try:
         return ray.get(ref)
     except ray.exceptions.RayError as error:
-        tracker.close_interrupted(job.key)
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        return JobOutcome(job.name, job.key, "failed", message=f"Ray task died: {type(error).__name__}: {first_line[:200]}")
+        return lost_job(job, tracker, f"Ray task died: {describe_error(error)}")

@@ -17,9 +17,9 @@ from submitit.helpers import Checkpointable
 from tqdm.auto import tqdm
 
 from benchmark.executors import ExecutorOptions
-from benchmark.executors.dispatch import Dispatch, Dispatchable, Summary
+from benchmark.executors.dispatch import Dispatch, Dispatchable, Summary, lost_job
 from benchmark.planner import Plan
-from benchmark.tracking import Tracker
+from benchmark.tracking import Tracker, describe_error
 from benchmark.worker import Job, JobOutcome, WorkerSetup, run_job_in_worker
 
 #: Seconds between two looks at the state of a wave's tasks.
@@ -74,11 +74,8 @@ def _outcome(submitted: submitit.Job, job: Job, tracker: Tracker) -> JobOutcome:
     try:
         return submitted.result()
     except Exception as error:
-        tracker.close_interrupted(job.key)
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        return JobOutcome(job.name, job.key, "failed",
-                          message=f"{executor_state(submitted)} task {submitted.job_id} died: {type(error).__name__}: {first_line[:200]} "
-                                  f"(log: {submitted.paths.stderr})")
+        return lost_job(job, tracker, f"{executor_state(submitted)} task {submitted.job_id} died: {describe_error(error)} "
+                                      f"(log: {submitted.paths.stderr})")
 
 
 def executor_state(submitted: submitit.Job) -> str:
