@@ -7,7 +7,7 @@ uninterrupted job would have seen from ``s`` on.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -16,12 +16,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from benchmark.grid import TrainConfig
 from benchmark.runtime import RuntimeConfig
-
-Batch = tuple[torch.Tensor, torch.Tensor]
-
-
-class BatchSampler(Protocol):
-    def sample(self, batch_size: int, generator: torch.Generator) -> Batch: ...
+from ssl_medbench.core.sampling import Batch, BatchSampler
 
 
 def step_seed(seed: int, step: int) -> int:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from benchmark.atomic import atomic_path, remove_temporaries
+from ssl_medbench.core.atomic import atomic_path, remove_temporaries
 
 
 class Checkpoint:

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmark.errors import UserError
+from ssl_medbench.core.errors import UserError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _list() -> int:
     from benchmark.grid import preset_names
-    from datasets import DATASETS
-    from downstream import DOWNSTREAM_TASKS
-    from pretext_tasks import PRETEXT_TASKS
+    from ssl_medbench.datasets import DATASETS
+    from ssl_medbench.downstream import DOWNSTREAM_TASKS
+    from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 
     print("pretext tasks (initialisations):")
     for name in PRETEXT_TASKS.names():
@@ -98,8 +98,8 @@ def _list() -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from benchmark.tracking import default_tracking_uri
-    from reports.build import build_report
-    from reports.runs import sole_grid_experiment
+    from ssl_medbench.reports.build import build_report
+    from ssl_medbench.reports.runs import sole_grid_experiment
 
     tracking_uri = args.tracking_uri or default_tracking_uri(args.out)
     if not args.tracking_uri and not (args.out / "mlflow.db").is_file():
@@ -127,8 +127,8 @@ def _run(args: argparse.Namespace) -> int:
     from benchmark.device import choose_device, set_deterministic
     from benchmark.grid import load_grid
     from benchmark.planner import check_label_fractions, plan_grid
-    from benchmark.progress import enable_progress
-    from datasets import DATASETS
+    from ssl_medbench.core.progress import enable_progress
+    from ssl_medbench.datasets import DATASETS
 
     started = time.perf_counter()
     enable_progress(not args.no_progress)
@@ -145,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
     from benchmark.executors import ExecutorOptions, get_executor
     from benchmark.tracking import Tracker, default_tracking_uri, experiment_name
     from benchmark.worker import WorkerSetup
-    from reports.build import build_report
+    from ssl_medbench.reports.build import build_report
 
     _check_executor_options(args)
     execute = get_executor(args.executor)

@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from benchmark.errors import UserError
+from ssl_medbench.core.errors import UserError
 
 
 def choose_device(requested: str = "auto") -> torch.device:

@@ -17,13 +17,13 @@ from typing import Any
 
 import yaml
 
-from benchmark.config_parsing import parse_dataclass
-from benchmark.errors import ConfigError
+from ssl_medbench.core.config_parsing import parse_dataclass
+from ssl_medbench.core.errors import ConfigError
 from benchmark.runtime import RuntimeConfig
-from datasets import DATASETS
-from downstream import DOWNSTREAM_TASKS
-from networks.encoder import EncoderConfig
-from pretext_tasks import PRETEXT_TASKS
+from ssl_medbench.datasets import DATASETS
+from ssl_medbench.downstream import DOWNSTREAM_TASKS
+from ssl_medbench.networks.encoder import EncoderConfig
+from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 
 
 @dataclass(frozen=True)

@@ -19,20 +19,21 @@ import torch
 import yaml
 from torch import nn
 
-from benchmark.batches import Batch, device_batches, step_generator
+from benchmark.batches import device_batches, step_generator
+from ssl_medbench.core.sampling import Batch
 from benchmark.checkpoints import Checkpoint
-from benchmark.errors import DataError
+from ssl_medbench.core.errors import DataError
 from benchmark.grid import GridConfig
 from benchmark.planner import FinetuneCell, PretrainJob
 from benchmark.tracking import Tracker
 from benchmark.training import train
-from datasets.base import Dataset, Volume
-from datasets.patches import PatchSampler
-from downstream import DOWNSTREAM_TASKS
-from networks.encoder import create_encoder
-from networks.weights import export_weights, import_weights
-from pretext_tasks import PRETEXT_TASKS
-from pretext_tasks.base import PretextNetwork, PretextTask
+from ssl_medbench.datasets.base import Dataset, Volume
+from ssl_medbench.datasets.patches import PatchSampler
+from ssl_medbench.downstream import DOWNSTREAM_TASKS
+from ssl_medbench.networks.encoder import create_encoder
+from ssl_medbench.networks.weights import export_weights, import_weights
+from ssl_medbench.pretext_tasks import PRETEXT_TASKS
+from ssl_medbench.pretext_tasks.base import PretextNetwork, PretextTask
 
 #: Examples shown in each pretrain job's preview figure.
 PREVIEW_EXAMPLES = 4

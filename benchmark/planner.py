@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
 from benchmark.grid import GridConfig
-from datasets.base import Dataset
-from pretext_tasks import PRETEXT_TASKS
+from ssl_medbench.datasets.base import Dataset
+from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 
 #: 2: batches drawn per step from seeds derived from (job seed, step); precision in the key.
 KEY_VERSION = 2

@@ -25,15 +25,15 @@ import torch
 from benchmark.batches import device_batches, step_generator
 from benchmark.device import choose_device, set_deterministic
 from benchmark.grid import GridConfig, TrainConfig, load_grid
-from benchmark.progress import enable_progress
+from ssl_medbench.core.progress import enable_progress
 from benchmark.runtime import RuntimeConfig
 from benchmark.training import train
-from datasets.patches import PatchSampler
-from datasets.phantoms.brats_phantom import PhantomSpec, generate_brats_phantoms
-from downstream import DOWNSTREAM_TASKS
-from networks.encoder import create_encoder
-from pretext_tasks import PRETEXT_TASKS
-from pretext_tasks.base import PretextNetwork
+from ssl_medbench.datasets.patches import PatchSampler
+from ssl_medbench.datasets.phantoms.brats_phantom import PhantomSpec, generate_brats_phantoms
+from ssl_medbench.downstream import DOWNSTREAM_TASKS
+from ssl_medbench.networks.encoder import create_encoder
+from ssl_medbench.pretext_tasks import PRETEXT_TASKS
+from ssl_medbench.pretext_tasks.base import PretextNetwork
 
 VARIANTS = {
     "fp32": RuntimeConfig(),
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     grid = load_grid(args.grid)
     with tempfile.TemporaryDirectory() as folder:
         root = generate_brats_phantoms(Path(folder) / "brats", PhantomSpec(n_subjects=4, voxel_size_mm=2.0, seed=0))
-        from datasets import DATASETS
+        from ssl_medbench.datasets import DATASETS
 
         dataset = DATASETS.get("brats")(DATASETS.get("brats").Config(root=str(root)), Path(folder) / "run")
         dataset.prepare()

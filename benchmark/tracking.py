@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from benchmark.errors import TrackingUnavailable
+from ssl_medbench.core.errors import TrackingUnavailable
 
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 # A remote tracking server's transient failures are retried with exponential backoff (1, 2, 4, 8, 16 s);

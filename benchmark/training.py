@@ -8,10 +8,10 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from benchmark.batches import Batch
+from ssl_medbench.core.sampling import Batch
 from benchmark.checkpoints import Checkpoint
 from benchmark.grid import TrainConfig
-from benchmark.progress import progress_bar
+from ssl_medbench.core.progress import progress_bar
 from benchmark.runtime import RuntimeConfig
 
 

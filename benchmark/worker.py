@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from benchmark.errors import StorageError, TrackingUnavailable, UserError
+from ssl_medbench.core.errors import StorageError, TrackingUnavailable, UserError
 from benchmark.grid import GridConfig
 from benchmark.jobs import RunContext, run_finetune, run_pretrain
 from benchmark.planner import FinetuneCell, PretrainJob
@@ -92,9 +92,9 @@ def worker_context(setup: WorkerSetup) -> RunContext:
     if _context is not None and _context[0] == setup:
         return _context[1]
     from benchmark.device import choose_device, set_deterministic
-    from benchmark.progress import enable_progress
+    from ssl_medbench.core.progress import enable_progress
     from benchmark.tracking import Tracker, experiment_name
-    from datasets import DATASETS
+    from ssl_medbench.datasets import DATASETS
 
     enable_progress(setup.progress)
     set_deterministic(setup.deterministic)

@@ -27,14 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.errors import DataError
-from benchmark.progress import progress_bar
-from datasets.base import Volume
-from datasets.cached import CachedDataset, CachedVolume
-from datasets.file_hashes import FileHashes
-from datasets.brats import checked_image
-from datasets.nifti import check_same_grid, read_array
-from datasets.splits import Split, split_subjects
+from ssl_medbench.core.errors import DataError
+from ssl_medbench.core.progress import progress_bar
+from ssl_medbench.datasets.base import Volume
+from ssl_medbench.datasets.cached import CachedDataset, CachedVolume
+from ssl_medbench.datasets.file_hashes import FileHashes
+from ssl_medbench.datasets.brats import checked_image
+from ssl_medbench.datasets.nifti import check_same_grid, read_array
+from ssl_medbench.datasets.splits import Split, split_subjects
+from ssl_medbench.datasets import DATASETS
 
 ORGANS = ("left_kidney", "right_kidney", "liver", "spleen", "pancreas")
 BTCV_LABELS = {
@@ -151,6 +152,7 @@ def _is_junk(path: Path) -> bool:
     return path.name.startswith("._")
 
 
+@DATASETS.register("msd")
 class MSDFolder(AbdominalCT):
     """A Medical Segmentation Decathlon task folder (``Config.root`` holds ``dataset.json``)."""
 
@@ -187,6 +189,7 @@ class MSDFolder(AbdominalCT):
         return cases
 
 
+@DATASETS.register("btcv")
 class BTCVFolder(AbdominalCT):
     """The BTCV abdomen release (``Config.root`` holds ``img/`` and ``label/``)."""
 

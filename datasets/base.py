@@ -9,7 +9,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from datasets.splits import Split, labelled_subjects
+from ssl_medbench.datasets.splits import Split, labelled_subjects
 
 
 @dataclass(frozen=True)

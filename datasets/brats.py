@@ -24,13 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.errors import DataError
-from benchmark.progress import progress_bar
-from datasets.base import Volume
-from datasets.cached import CachedDataset, CachedVolume
-from datasets.file_hashes import FileHashes
-from datasets.nifti import check_same_grid, read_array
-from datasets.splits import Split, split_subjects
+from ssl_medbench.core.errors import DataError
+from ssl_medbench.core.progress import progress_bar
+from ssl_medbench.datasets.base import Volume
+from ssl_medbench.datasets.cached import CachedDataset, CachedVolume
+from ssl_medbench.datasets.file_hashes import FileHashes
+from ssl_medbench.datasets.nifti import check_same_grid, read_array
+from ssl_medbench.datasets.splits import Split, split_subjects
+from ssl_medbench.datasets import DATASETS
 
 CHANNELS = ("t1", "t1ce", "t2", "flair")
 CLASSES = ("background", "necrotic_core", "edema", "enhancing")
@@ -113,6 +114,7 @@ def region_masks(labels: np.ndarray) -> dict[str, np.ndarray]:
     return {name: np.isin(labels, classes) for name, classes in REGIONS.items()}
 
 
+@DATASETS.register("brats")
 class BratsFolder(CachedDataset["_CachedSubject"]):
     """A folder of BraTS subjects; ``Config.root`` points at it."""
 

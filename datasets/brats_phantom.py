@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.errors import ConfigError
-from datasets.brats import BratsFolder
-from datasets.phantoms.brats_phantom import PhantomSpec, generate_brats_phantoms
-from datasets.phantoms.generated import GeneratedData
+from ssl_medbench.core.errors import ConfigError
+from ssl_medbench.datasets.brats import BratsFolder
+from ssl_medbench.datasets.phantoms.brats_phantom import PhantomSpec, generate_brats_phantoms
+from ssl_medbench.datasets.phantoms.generated import GeneratedData
+from ssl_medbench.datasets import DATASETS
 
 
+@DATASETS.register("brats_phantom")
 class BratsPhantom(GeneratedData, BratsFolder):
     """Phantoms from :mod:`datasets.phantoms.brats_phantom`, written to ``root`` (default: ``<out>/data/...``)."""
 

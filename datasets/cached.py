@@ -10,8 +10,8 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from datasets.base import Dataset, Volume
-from datasets.nifti import save_npy
+from ssl_medbench.datasets.base import Dataset, Volume
+from ssl_medbench.datasets.nifti import save_npy
 
 Entry = TypeVar("Entry")
 

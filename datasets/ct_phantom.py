@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.errors import ConfigError
-from datasets.abdominal_ct import MSDFolder
-from datasets.phantoms.abdominal_ct import CTPhantomSpec, generate_ct_phantoms
-from datasets.phantoms.generated import GeneratedData
+from ssl_medbench.core.errors import ConfigError
+from ssl_medbench.datasets.abdominal_ct import MSDFolder
+from ssl_medbench.datasets.phantoms.abdominal_ct import CTPhantomSpec, generate_ct_phantoms
+from ssl_medbench.datasets.phantoms.generated import GeneratedData
+from ssl_medbench.datasets import DATASETS
 
 
+@DATASETS.register("abdominal_ct_phantom")
 class AbdominalCTPhantom(GeneratedData, MSDFolder):
     """Phantoms from :mod:`datasets.phantoms.abdominal_ct`, written to ``root`` (default: ``<out>/data/...``)."""
 

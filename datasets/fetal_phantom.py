@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.errors import ConfigError
-from datasets.fetal_planes import FetalPlanesFolder
-from datasets.phantoms.fetal_ultrasound import FetalPhantomSpec, generate_fetal_phantoms
-from datasets.phantoms.generated import GeneratedData
+from ssl_medbench.core.errors import ConfigError
+from ssl_medbench.datasets.fetal_planes import FetalPlanesFolder
+from ssl_medbench.datasets.phantoms.fetal_ultrasound import FetalPhantomSpec, generate_fetal_phantoms
+from ssl_medbench.datasets.phantoms.generated import GeneratedData
+from ssl_medbench.datasets import DATASETS
 
 
+@DATASETS.register("fetal_planes_phantom")
 class FetalPlanesPhantom(GeneratedData, FetalPlanesFolder):
     """Phantoms from :mod:`datasets.phantoms.fetal_ultrasound`, written to ``root`` (default: ``<out>/data/...``)."""
 

@@ -26,14 +26,15 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from benchmark.errors import DataError
-from benchmark.progress import progress_bar
-from datasets.base import Volume
-from datasets.cached import CachedDataset, npy_path
-from datasets.brats import checked_image, normalise
-from datasets.file_hashes import FileHashes
-from datasets.nifti import save_npy
-from datasets.splits import Split, stratified_labelled_subjects
+from ssl_medbench.core.errors import DataError
+from ssl_medbench.core.progress import progress_bar
+from ssl_medbench.datasets.base import Volume
+from ssl_medbench.datasets.cached import CachedDataset, npy_path
+from ssl_medbench.datasets.brats import checked_image, normalise
+from ssl_medbench.datasets.file_hashes import FileHashes
+from ssl_medbench.datasets.nifti import save_npy
+from ssl_medbench.datasets.splits import Split, stratified_labelled_subjects
+from ssl_medbench.datasets import DATASETS
 
 CSV_NAME = "FETAL_PLANES_DB_data.csv"
 IMAGES_FOLDER = "Images"
@@ -88,6 +89,7 @@ def read_png(path: Path, size: int) -> np.ndarray:
         raise DataError(f"{path}: not a readable PNG image ({type(error).__name__}: {error})") from None
 
 
+@DATASETS.register("fetal_planes_db")
 class FetalPlanesFolder(CachedDataset["_CachedPatient"]):
     """A FETAL_PLANES_DB folder; ``Config.root`` points at the folder holding the CSV and ``Images/``."""
 

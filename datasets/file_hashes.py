@@ -10,7 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from benchmark.atomic import atomic_path
+from ssl_medbench.core.atomic import atomic_path
 
 
 def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:

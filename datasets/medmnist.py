@@ -17,12 +17,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.errors import DataError
-from datasets.base import Volume
-from datasets.cached import CachedDataset
-from datasets.brats import normalise
-from datasets.file_hashes import file_sha256
-from datasets.splits import Split, stratified_labelled_subjects
+from ssl_medbench.core.errors import DataError
+from ssl_medbench.datasets.base import Volume
+from ssl_medbench.datasets.cached import CachedDataset
+from ssl_medbench.datasets.brats import normalise
+from ssl_medbench.datasets.file_hashes import file_sha256
+from ssl_medbench.datasets.splits import Split, stratified_labelled_subjects
+from ssl_medbench.datasets import DATASETS
 
 SPLITS = {"train": "train", "val": "train", "test": "test"}
 
@@ -35,6 +36,7 @@ def _grey(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32)
 
 
+@DATASETS.register("medmnist")
 class MedMNISTFile(CachedDataset[Volume]):
     """One MedMNIST ``.npz`` file; ``Config.path`` points at it."""
 

@@ -9,8 +9,8 @@ from typing import Sequence
 import nibabel as nib
 import numpy as np
 
-from benchmark.atomic import atomic_path
-from benchmark.errors import DataError
+from ssl_medbench.core.atomic import atomic_path
+from ssl_medbench.core.errors import DataError
 
 
 def read_nifti(path: Path) -> nib.Nifti1Image:

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from datasets.base import Volume
+from ssl_medbench.datasets.base import Volume
 
 _MAX_FOREGROUND_POINTS = 50_000
 

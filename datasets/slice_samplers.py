@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from datasets.base import Volume
+from ssl_medbench.datasets.base import Volume
 
 
 class SliceClassSampler:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark.errors import ConfigError, DataError
+from ssl_medbench.core.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)

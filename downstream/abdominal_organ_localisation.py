@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datasets.base import Volume
-from datasets.slice_samplers import OrthogonalSliceSampler, axis_slices
-from downstream import DOWNSTREAM_TASKS
-from downstream.base import DownstreamTask
-from downstream.boxes import box_from_mask, centroid_distance_mm, largest_run, wall_distance_mm
-from networks.classifier import SonoNetClassifier
-from datasets.abdominal_ct import ORGANS
+from ssl_medbench.datasets.base import Volume
+from ssl_medbench.datasets.slice_samplers import OrthogonalSliceSampler, axis_slices
+from ssl_medbench.downstream import DOWNSTREAM_TASKS
+from ssl_medbench.downstream.base import DownstreamTask
+from ssl_medbench.downstream.boxes import box_from_mask, centroid_distance_mm, largest_run, wall_distance_mm
+from ssl_medbench.networks.classifier import SonoNetClassifier
+from ssl_medbench.datasets.abdominal_ct import ORGANS
 
 METRICS = ("centroid", "wall")
 

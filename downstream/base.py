@@ -16,8 +16,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from datasets.augmentation import TargetGeometry
-from datasets.base import Volume
+from ssl_medbench.core.sampling import BatchSampler
+from ssl_medbench.datasets.augmentation import TargetGeometry
+from ssl_medbench.datasets.base import Volume
 
 Direction = Literal["higher", "lower"]
 
@@ -50,8 +51,8 @@ class DownstreamTask(ABC):
         """The full downstream network around ``encoder`` (and ``decoder`` if the task uses one)."""
 
     @abstractmethod
-    def make_sampler(self, volumes: Sequence[Volume]) -> object:
-        """An object whose ``sample(batch_size, generator)`` gives (inputs, targets) CPU tensors."""
+    def make_sampler(self, volumes: Sequence[Volume]) -> BatchSampler:
+        """The labelled training batches of ``volumes``: ``sample(batch_size, generator)`` gives (inputs, targets) CPU tensors."""
 
     @abstractmethod
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:

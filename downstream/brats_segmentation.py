@@ -19,13 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datasets.brats import CLASSES, REGIONS, region_masks
-from datasets.base import Volume
-from datasets.patches import PatchSampler
-from downstream import DOWNSTREAM_TASKS
-from downstream.base import DownstreamTask
-from downstream.metrics import dice, empty_case, hd95, sensitivity, specificity
-from networks.unet_decoder import UNetDecoder
+from ssl_medbench.datasets.brats import CLASSES, REGIONS, region_masks
+from ssl_medbench.datasets.base import Volume
+from ssl_medbench.datasets.patches import PatchSampler
+from ssl_medbench.downstream import DOWNSTREAM_TASKS
+from ssl_medbench.downstream.base import DownstreamTask
+from ssl_medbench.downstream.metrics import dice, empty_case, hd95, sensitivity, specificity
+from ssl_medbench.networks.unet_decoder import UNetDecoder
 
 METRICS = {"dice": dice, "sensitivity": sensitivity, "specificity": specificity}
 

@@ -25,11 +25,11 @@ import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, precision_recall_fscore_support
 from torch import nn
 
-from datasets.base import Volume
-from datasets.slice_samplers import SliceClassSampler
-from downstream import DOWNSTREAM_TASKS
-from downstream.base import DownstreamTask
-from networks.classifier import SonoNetClassifier
+from ssl_medbench.datasets.base import Volume
+from ssl_medbench.datasets.slice_samplers import SliceClassSampler
+from ssl_medbench.downstream import DOWNSTREAM_TASKS
+from ssl_medbench.downstream.base import DownstreamTask
+from ssl_medbench.networks.classifier import SonoNetClassifier
 
 
 @DOWNSTREAM_TASKS.register("fetal_plane_classification")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from networks.vgg_encoder import _conv_unit
+from ssl_medbench.networks.vgg_encoder import _conv_unit
 
 
 class SonoNetClassifier(nn.Module):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from networks.deconv_decoder import DeconvDecoder
-from networks.unet_decoder import UNetDecoder
+from ssl_medbench.networks.deconv_decoder import DeconvDecoder
+from ssl_medbench.networks.unet_decoder import UNetDecoder
 
 DECODERS = {"unet": UNetDecoder.for_encoder, "deconv": DeconvDecoder.for_encoder}
 

@@ -12,7 +12,7 @@ from typing import Any
 import timm
 from torch import nn
 
-from benchmark.errors import ConfigError
+from ssl_medbench.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

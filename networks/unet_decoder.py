@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from networks.vgg_encoder import _conv_unit
+from ssl_medbench.networks.vgg_encoder import _conv_unit
 
 
 class UpBlock(nn.Module):

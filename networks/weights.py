@@ -17,10 +17,10 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from benchmark.atomic import atomic_path
-from benchmark.errors import DataError
-from networks.encoder import EncoderConfig, create_encoder
-from networks.unet_decoder import UNetDecoder
+from ssl_medbench.core.atomic import atomic_path
+from ssl_medbench.core.errors import DataError
+from ssl_medbench.networks.encoder import EncoderConfig, create_encoder
+from ssl_medbench.networks.unet_decoder import UNetDecoder
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1

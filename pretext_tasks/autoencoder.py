@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from pretext_tasks import PRETEXT_TASKS
-from pretext_tasks.base import ReconstructionTask
+from ssl_medbench.pretext_tasks import PRETEXT_TASKS
+from ssl_medbench.pretext_tasks.base import ReconstructionTask
 
 
 @PRETEXT_TASKS.register("autoencoder")

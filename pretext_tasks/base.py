@@ -23,13 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from networks.decoders import DECODERS, build_decoder
-from pretext_tasks.heads import SiameseClassifier
+from ssl_medbench.networks.decoders import DECODERS, build_decoder
+from ssl_medbench.pretext_tasks.heads import SiameseClassifier
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from datasets.augmentation import BatchAugmentation
+    from ssl_medbench.datasets.augmentation import BatchAugmentation
 
 ENCODER = "encoder"
 DECODER = "decoder"
@@ -162,7 +162,7 @@ class ReconstructionTask(PretextTask):
         return {"loss": F.mse_loss(outputs, targets)}
 
     def preview(self, inputs: torch.Tensor, targets: torch.Tensor, outputs: torch.Tensor) -> "Figure":
-        from pretext_tasks.preview import reconstruction_figure
+        from ssl_medbench.pretext_tasks.preview import reconstruction_figure
 
         return reconstruction_figure(targets, inputs, outputs)
 
@@ -214,7 +214,7 @@ class ClassificationTask(PretextTask):
         return {"loss": F.cross_entropy(outputs, targets), "accuracy": accuracy}
 
     def preview(self, inputs: torch.Tensor, targets: torch.Tensor, outputs: torch.Tensor) -> "Figure":
-        from pretext_tasks.preview import classification_figure
+        from ssl_medbench.pretext_tasks.preview import classification_figure
 
         predicted = outputs.argmax(dim=1).tolist()
         titles = [f"true {self.class_name(t)} / predicted {self.class_name(p)}" for t, p in zip(targets.tolist(), predicted)]

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from pretext_tasks import PRETEXT_TASKS
-from pretext_tasks.base import BatchSpec, ReconstructionTask, TensorSpec
+from ssl_medbench.pretext_tasks import PRETEXT_TASKS
+from ssl_medbench.pretext_tasks.base import BatchSpec, ReconstructionTask, TensorSpec
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -20,8 +20,8 @@ from typing import Sequence
 
 import torch
 
-from pretext_tasks import PRETEXT_TASKS
-from pretext_tasks.base import ReconstructionTask
+from ssl_medbench.pretext_tasks import PRETEXT_TASKS
+from ssl_medbench.pretext_tasks.base import ReconstructionTask
 
 _MAX_REJECTION_ROUNDS = 1000
 

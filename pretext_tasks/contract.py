@@ -2,7 +2,7 @@
 
 The suite's own tests run every check on every registered initialisation; a plugin's tests do::
 
-    from pretext_tasks.contract import PRETEXT_CHECKS, check_pretext_task
+    from ssl_medbench.pretext_tasks.contract import PRETEXT_CHECKS, check_pretext_task
 
     def test_my_task_meets_the_contract():
         check_pretext_task(MyTask)
@@ -24,11 +24,11 @@ from typing import Any, Callable
 
 import torch
 
-from benchmark.config_parsing import parse_dataclass
-from networks.decoders import DECODERS
-from networks.encoder import EncoderConfig, create_encoder
-from networks.weights import export_weights, import_weights
-from pretext_tasks.base import ENCODER, Initialisation, PretextNetwork, PretextTask
+from ssl_medbench.core.config_parsing import parse_dataclass
+from ssl_medbench.networks.decoders import DECODERS
+from ssl_medbench.networks.encoder import EncoderConfig, create_encoder
+from ssl_medbench.networks.weights import export_weights, import_weights
+from ssl_medbench.pretext_tasks.base import ENCODER, Initialisation, PretextNetwork, PretextTask
 
 #: Optimiser steps of the loss-falls check, and by how much the loss must fall (final < ratio x initial).
 LOSS_STEPS = 20
@@ -155,7 +155,7 @@ def check_loss_falls_on_a_fixed_batch(cls: type[PretextTask], setup: ContractSet
 
 def check_weights_transfer_exactly(cls: type[PretextTask], setup: ContractSetup = ContractSetup()) -> None:
     """Exported parts reload with ``strict=True`` into the segmentation U-Net and compute exactly what they computed."""
-    from downstream import DOWNSTREAM_TASKS
+    from ssl_medbench.downstream import DOWNSTREAM_TASKS
 
     task, network = _build(cls, setup)
     inputs, targets = task.make_batch(contract_images(setup), torch.Generator().manual_seed(0))

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from pretext_tasks import PRETEXT_TASKS
-from pretext_tasks.patch_grid import PatchGridTask, crop_patches
-from pretext_tasks.permutations import TILES, maximal_hamming_permutations
+from ssl_medbench.pretext_tasks import PRETEXT_TASKS
+from ssl_medbench.pretext_tasks.patch_grid import PatchGridTask, crop_patches
+from ssl_medbench.pretext_tasks.permutations import TILES, maximal_hamming_permutations
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -95,7 +95,7 @@ class Jigsaw(PatchGridTask):
 
     def preview(self, inputs: torch.Tensor, targets: torch.Tensor, outputs: torch.Tensor) -> "Figure":
         """Per example: the tiles in input order, put back by the true permutation, and by the predicted one."""
-        from pretext_tasks.preview import tile_grid_figure
+        from ssl_medbench.pretext_tasks.preview import tile_grid_figure
 
         predicted = outputs.argmax(dim=1)
         first_channel = inputs[:, :, 0]

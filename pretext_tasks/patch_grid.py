@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pretext_tasks.base import ClassificationTask
+from ssl_medbench.pretext_tasks.base import ClassificationTask
 
 #: (row, column) of the nine cells in row-major order; cell 4 is the centre.
 CELLS = tuple((row, col) for row in range(3) for col in range(3))

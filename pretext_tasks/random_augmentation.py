@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from datasets.augmentation import AugmentationConfig, BatchAugmentation
-from pretext_tasks import PRETEXT_TASKS
-from pretext_tasks.base import Initialisation
+from ssl_medbench.datasets.augmentation import AugmentationConfig, BatchAugmentation
+from ssl_medbench.pretext_tasks import PRETEXT_TASKS
+from ssl_medbench.pretext_tasks.base import Initialisation
 
 
 @PRETEXT_TASKS.register("random_augmentation")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pretext_tasks import PRETEXT_TASKS
-from pretext_tasks.base import Initialisation
+from ssl_medbench.pretext_tasks import PRETEXT_TASKS
+from ssl_medbench.pretext_tasks.base import Initialisation
 
 
 @PRETEXT_TASKS.register("random")

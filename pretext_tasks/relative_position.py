@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from pretext_tasks import PRETEXT_TASKS
-from pretext_tasks.patch_grid import CELLS, PatchGrid, PatchGridTask, crop_patches
+from ssl_medbench.pretext_tasks import PRETEXT_TASKS
+from ssl_medbench.pretext_tasks.patch_grid import CELLS, PatchGrid, PatchGridTask, crop_patches
 
 CENTRE_CELL = 4
 #: Label -> grid cell of the neighbour (the eight cells around the centre, row-major).

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from downstream import DOWNSTREAM_TASKS
-from reports.document import Document
-from reports.paper import side_by_side
-from reports.plots import metric_vs_fraction, subject_distributions
-from reports.runs import download_artifact, finetune_runs, load_runs, subject_scores
-from reports.stats import BASELINE, BOOTSTRAP_SAMPLES, compare_to_baseline, rank_summary
-from reports.tables import cell_means, format_value, init_order, paper_table
+from ssl_medbench.downstream import DOWNSTREAM_TASKS
+from ssl_medbench.reports.document import Document
+from ssl_medbench.reports.paper import side_by_side
+from ssl_medbench.reports.plots import metric_vs_fraction, subject_distributions
+from ssl_medbench.reports.runs import download_artifact, finetune_runs, load_runs, subject_scores
+from ssl_medbench.reports.stats import BASELINE, BOOTSTRAP_SAMPLES, compare_to_baseline, rank_summary
+from ssl_medbench.reports.tables import cell_means, format_value, init_order, paper_table
 
 
 def _recorded(cells: pd.DataFrame, tag: str, task: str) -> dict[str, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports.tables import to_html, to_markdown
+from ssl_medbench.reports.tables import to_html, to_markdown
 
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px; color: #1b1b1b; }

@@ -14,7 +14,7 @@ import seaborn as sns
 from matplotlib import MatplotlibDeprecationWarning
 from matplotlib.figure import Figure
 
-from reports.tables import init_order
+from ssl_medbench.reports.tables import init_order
 
 COLUMNS = 4
 

@@ -9,7 +9,7 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from benchmark.errors import UserError
+from ssl_medbench.core.errors import UserError
 
 
 def load_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from datasets.phantoms.brats_phantom import PhantomSpec, generate_brats_phantoms
+from ssl_medbench.datasets.phantoms.brats_phantom import PhantomSpec, generate_brats_phantoms
 
 TINY_PHANTOM = PhantomSpec(n_subjects=4, voxel_size_mm=4.0, seed=0)
 
@@ -49,7 +49,7 @@ def write_grid(tmp_path: Path, tiny_phantom_root: Path):
 @pytest.fixture(autouse=True)
 def _progress_bars_back_on():
     """``--no-progress`` switches bars off process-wide; each test starts with them on, as a fresh process does."""
-    from benchmark.progress import enable_progress
+    from ssl_medbench.core.progress import enable_progress
 
     enable_progress(True)
     yield

@@ -9,9 +9,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from benchmark.errors import DataError
-from datasets.abdominal_ct import BTCV_LABELS, BTCVFolder, MSDFolder
-from datasets.phantoms.abdominal_ct import CTPhantomSpec, generate_ct_phantoms, make_subject
+from ssl_medbench.core.errors import DataError
+from ssl_medbench.datasets.abdominal_ct import BTCV_LABELS, BTCVFolder, MSDFolder
+from ssl_medbench.datasets.phantoms.abdominal_ct import CTPhantomSpec, generate_ct_phantoms, make_subject
 
 SPACING = (0.8, 0.8, 2.5)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.atomic import atomic_path
+from ssl_medbench.core.atomic import atomic_path
 
 
 def test_replaces_the_file_on_success_and_leaves_it_untouched_on_error(tmp_path):
@@ -19,7 +19,7 @@ def test_replaces_the_file_on_success_and_leaves_it_untouched_on_error(tmp_path)
 
 
 def test_remove_temporaries_deletes_only_what_killed_writers_of_that_file_left(tmp_path):
-    from benchmark.atomic import remove_temporaries
+    from ssl_medbench.core.atomic import remove_temporaries
 
     target = tmp_path / "job.pt"
     left = [tmp_path / ".job.pt.123.tmp", tmp_path / ".job.pt.456.tmp"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from datasets.augmentation import AugmentationConfig, BatchAugmentation
-from pretext_tasks.random_augmentation import RandomAugmentation
+from ssl_medbench.datasets.augmentation import AugmentationConfig, BatchAugmentation
+from ssl_medbench.pretext_tasks.random_augmentation import RandomAugmentation
 
 OFF = dict(flip=False, rotation_degrees=0.0, scale=0.0, intensity_scale=0.0, intensity_shift=0.0, noise_std=0.0)
 

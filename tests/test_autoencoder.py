@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from pretext_tasks.autoencoder import AutoEncoder
+from ssl_medbench.pretext_tasks.autoencoder import AutoEncoder
 
 
 def test_input_equals_target_and_is_the_uncorrupted_image():

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from downstream.boxes import box_from_mask, centroid_distance_mm, largest_run, wall_distance_mm, walls_mm
+from ssl_medbench.downstream.boxes import box_from_mask, centroid_distance_mm, largest_run, wall_distance_mm, walls_mm
 
 SPACING = (0.5, 2.0, 3.0)
 

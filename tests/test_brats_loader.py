@@ -9,8 +9,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from benchmark.errors import DataError
-from datasets.brats import BratsFolder, normalise, region_masks
+from ssl_medbench.core.errors import DataError
+from ssl_medbench.datasets.brats import BratsFolder, normalise, region_masks
 from tests.brats_files import write_subject
 
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from datasets.base import Volume
-from downstream import DOWNSTREAM_TASKS
-from downstream.brats_segmentation import BratsSegmentation, soft_dice_loss
-from downstream.metrics import dice, hd95
+from ssl_medbench.datasets.base import Volume
+from ssl_medbench.downstream import DOWNSTREAM_TASKS
+from ssl_medbench.downstream.brats_segmentation import BratsSegmentation, soft_dice_loss
+from ssl_medbench.downstream.metrics import dice, hd95
 
 
 class OracleModel(nn.Module):

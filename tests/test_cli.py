@@ -19,7 +19,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from benchmark.cli import main
-from pretext_tasks import PRETEXT_TASKS
+from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 from tests.brats_files import write_subject
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pretext_tasks.context_prediction import ContextPrediction
+from ssl_medbench.pretext_tasks.context_prediction import ContextPrediction
 
 
 def _images(batch: int = 6) -> torch.Tensor:

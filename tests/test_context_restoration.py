@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from datasets.brats import BratsFolder
-from datasets.patches import PatchSampler
-from networks import EncoderConfig, UNetDecoder, create_encoder
-from pretext_tasks import PRETEXT_TASKS
-from pretext_tasks.base import PretextNetwork
-from pretext_tasks.context_restoration import ContextRestoration, sample_disjoint_patch_pairs, swap_patches
+from ssl_medbench.datasets.brats import BratsFolder
+from ssl_medbench.datasets.patches import PatchSampler
+from ssl_medbench.networks import EncoderConfig, UNetDecoder, create_encoder
+from ssl_medbench.pretext_tasks import PRETEXT_TASKS
+from ssl_medbench.pretext_tasks.base import PretextNetwork
+from ssl_medbench.pretext_tasks.context_restoration import ContextRestoration, sample_disjoint_patch_pairs, swap_patches
 
 
 def _images(batch: int = 6, channels: int = 3, size: int = 32) -> torch.Tensor:

@@ -9,9 +9,9 @@ import torch
 from sklearn.metrics import f1_score, precision_score, recall_score
 from torch import nn
 
-from datasets.base import Volume
-from downstream.abdominal_organ_localisation import AbdominalOrganLocalisation
-from downstream.fetal_plane_classification import FetalPlaneClassification
+from ssl_medbench.datasets.base import Volume
+from ssl_medbench.downstream.abdominal_organ_localisation import AbdominalOrganLocalisation
+from ssl_medbench.downstream.fetal_plane_classification import FetalPlaneClassification
 
 CLASSES = ("cat", "dog", "eel")
 

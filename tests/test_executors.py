@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from benchmark.cli import main
-from pretext_tasks import PRETEXT_TASKS
+from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.errors import ConfigError, UnknownPluginError
+from ssl_medbench.core.errors import ConfigError, UnknownPluginError
 from benchmark.grid import load_grid, preset_names
 from benchmark.planner import plan_grid
-from downstream.brats_segmentation import BratsSegmentation
-from pretext_tasks import PRETEXT_TASKS
+from ssl_medbench.downstream.brats_segmentation import BratsSegmentation
+from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 
 
 @pytest.mark.parametrize("name", ["smoke", "paper", "full"])

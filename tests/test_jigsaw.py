@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from pretext_tasks.jigsaw import Jigsaw, normalise_tiles
-from pretext_tasks.patch_grid import CELLS
-from pretext_tasks.permutations import maximal_hamming_permutations, min_hamming_distance
+from ssl_medbench.pretext_tasks.jigsaw import Jigsaw, normalise_tiles
+from ssl_medbench.pretext_tasks.patch_grid import CELLS
+from ssl_medbench.pretext_tasks.permutations import maximal_hamming_permutations, min_hamming_distance
 
 
 def test_default_permutation_set_is_100_distinct_permutations_with_documented_minimum_distance_6():

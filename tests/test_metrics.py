@@ -9,7 +9,7 @@ import pytest
 from medpy.metric import binary as medpy_binary
 from scipy import ndimage
 
-from downstream.metrics import (
+from ssl_medbench.downstream.metrics import (
     dice,
     empty_case,
     hd95,

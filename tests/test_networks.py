@@ -6,12 +6,12 @@ import pytest
 import timm
 import torch
 
-from benchmark.errors import DataError
-from downstream.brats_segmentation import SegmentationUNet
-from networks import EncoderConfig, UNetDecoder, create_encoder
-from networks.decoders import build_decoder
-from networks.deconv_decoder import DeconvDecoder
-from networks.weights import export_weights, import_weights, load_part, read_manifest, state_dict_sha256
+from ssl_medbench.core.errors import DataError
+from ssl_medbench.downstream.brats_segmentation import SegmentationUNet
+from ssl_medbench.networks import EncoderConfig, UNetDecoder, create_encoder
+from ssl_medbench.networks.decoders import build_decoder
+from ssl_medbench.networks.deconv_decoder import DeconvDecoder
+from ssl_medbench.networks.weights import export_weights, import_weights, load_part, read_manifest, state_dict_sha256
 
 SMALL = EncoderConfig(kwargs={"channels": [8, 16, 32, 64]})
 
@@ -56,7 +56,7 @@ def test_unknown_decoder_and_odd_strides_are_refused():
 
 
 def test_unknown_encoder_is_a_config_error():
-    from benchmark.errors import ConfigError
+    from ssl_medbench.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="not a timm model"):
         create_encoder(EncoderConfig(name="no_such_net"), in_chans=4)

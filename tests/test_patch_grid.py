@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pretext_tasks.patch_grid import CELLS, PatchGrid, crop_patches
+from ssl_medbench.pretext_tasks.patch_grid import CELLS, PatchGrid, crop_patches
 
 
 def test_corners_keep_every_patch_inside_the_image_in_its_cell_and_apart_from_its_neighbours():

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from datasets.base import Volume
-from datasets.patches import PatchSampler
+from ssl_medbench.datasets.base import Volume
+from ssl_medbench.datasets.patches import PatchSampler
 
 
 def _volume(subject: str = "S0") -> Volume:

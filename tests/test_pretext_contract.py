@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pretext_tasks import PRETEXT_TASKS
-from pretext_tasks.base import PretextTask
-from pretext_tasks.contract import PRETEXT_CHECKS, check_builds_from_default_config, contract_images, ContractSetup
+from ssl_medbench.pretext_tasks import PRETEXT_TASKS
+from ssl_medbench.pretext_tasks.base import PretextTask
+from ssl_medbench.pretext_tasks.contract import PRETEXT_CHECKS, check_builds_from_default_config, contract_images, ContractSetup
 
 PRETEXT_NAMES = [name for name in PRETEXT_TASKS.names() if issubclass(PRETEXT_TASKS.get(name), PretextTask)]
 BASELINE_NAMES = [name for name in PRETEXT_TASKS.names() if name not in PRETEXT_NAMES]
@@ -55,7 +55,7 @@ def test_a_deconv_decoder_is_pretrained_but_not_transferred(name):
 def test_a_reconstruction_config_without_the_decoder_choice_is_refused_by_name():
     from dataclasses import dataclass
 
-    from pretext_tasks.context_restoration import ContextRestoration
+    from ssl_medbench.pretext_tasks.context_restoration import ContextRestoration
 
     class Forgetful(ContextRestoration):
         @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def test_contract_catches_a_batch_that_differs_from_its_spec():
 
 
 def test_contract_catches_an_encoder_the_loss_does_not_reach():
-    from pretext_tasks.context_restoration import ContextRestoration
+    from ssl_medbench.pretext_tasks.context_restoration import ContextRestoration
 
     class IgnoresTheDeepestStage(ContextRestoration):
         def forward(self, encoder, decoder, head, inputs):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from pretext_tasks.relative_position import CENTRE_CELL, NEIGHBOUR_CELLS, NEIGHBOUR_OFFSETS, RelativePosition, sample_pairs
-from pretext_tasks.patch_grid import CELLS, crop_patches
+from ssl_medbench.pretext_tasks.relative_position import CENTRE_CELL, NEIGHBOUR_CELLS, NEIGHBOUR_OFFSETS, RelativePosition, sample_pairs
+from ssl_medbench.pretext_tasks.patch_grid import CELLS, crop_patches
 
 
 def test_labels_and_neighbour_offsets_are_a_bijection_over_the_eight_positions():
@@ -41,8 +41,8 @@ def test_make_batch_returns_the_centre_and_neighbour_crops_of_each_image():
 
 def test_the_siamese_head_sees_the_crops_in_order():
     """Swapping centre and neighbour must change the prediction: features are concatenated, not pooled."""
-    from networks import EncoderConfig, create_encoder
-    from pretext_tasks.base import PretextNetwork
+    from ssl_medbench.networks import EncoderConfig, create_encoder
+    from ssl_medbench.pretext_tasks.base import PretextNetwork
 
     task = RelativePosition()
     torch.manual_seed(0)

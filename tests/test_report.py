@@ -15,8 +15,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
-from reports.build import build_report
-from reports.stats import bootstrap_ci, holm
+from ssl_medbench.reports.build import build_report
+from ssl_medbench.reports.stats import bootstrap_ci, holm
 
 TASK = "abdominal_organ_localisation"
 UNITS = {"centroid_liver": "mm", "wall_liver": "mm"}

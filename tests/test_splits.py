@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.errors import ConfigError, DataError
-from datasets.splits import labelled_subjects, split_subjects
+from ssl_medbench.core.errors import ConfigError, DataError
+from ssl_medbench.datasets.splits import labelled_subjects, split_subjects
 
 SUBJECTS = [f"S{i:03d}" for i in range(40)]
 

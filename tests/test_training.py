@@ -9,7 +9,7 @@ from torch import nn
 
 from benchmark.batches import StepBatches, host_batches, step_seed
 from benchmark.checkpoints import Checkpoint
-from benchmark.errors import ConfigError
+from ssl_medbench.core.errors import ConfigError
 from benchmark.grid import TrainConfig, load_grid
 from benchmark.planner import plan_grid
 from benchmark.runtime import RuntimeConfig
@@ -142,7 +142,7 @@ def test_pretrain_jobs_are_initialisations_with_pretraining_x_datasets_x_seeds()
 def test_report_line_counts_pretrain_jobs_against_the_product_and_the_cells_that_share_them():
     import pandas as pd
 
-    from reports.build import pretrain_sharing
+    from ssl_medbench.reports.build import pretrain_sharing
 
     rows = [{"status": "FINISHED", "kind": "pretrain", "initialisation": init, "dataset": "brats", "seed": seed, "job_key": f"{init}{seed}",
              "pretrain_key": None} for init in ("autoencoder", "jigsaw") for seed in ("0", "1")]

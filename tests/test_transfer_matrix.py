@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.base import Volume
-from downstream import DOWNSTREAM_TASKS
-from networks.encoder import EncoderConfig, create_encoder
-from networks.weights import export_weights, import_weights
-from pretext_tasks import PRETEXT_TASKS
-from pretext_tasks.base import PretextNetwork, PretextTask
+from ssl_medbench.datasets.base import Volume
+from ssl_medbench.downstream import DOWNSTREAM_TASKS
+from ssl_medbench.networks.encoder import EncoderConfig, create_encoder
+from ssl_medbench.networks.weights import export_weights, import_weights
+from ssl_medbench.pretext_tasks import PRETEXT_TASKS
+from ssl_medbench.pretext_tasks.base import PretextNetwork, PretextTask
 
 ENCODER = EncoderConfig(kwargs={"channels": [8, 16, 32]})
 

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import torch
 
-from benchmark.errors import ConfigError, UserError
+from ssl_medbench.core.errors import ConfigError, UserError
 from benchmark.executors.dispatch import Summary
 from benchmark.planner import Plan
 from benchmark.tracking import Tracker

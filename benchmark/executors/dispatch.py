@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 from benchmark.planner import FinetuneCell, Plan, PretrainJob
-from benchmark.progress import progress_bar
+from ssl_medbench.core.progress import progress_bar
 from benchmark.tracking import Tracker
 from benchmark.worker import Job, JobOutcome
 

@@ -18,7 +18,7 @@ from typing import Iterator
 
 import torch
 
-from benchmark.errors import ConfigError
+from ssl_medbench.core.errors import ConfigError
 from benchmark.executors import ExecutorOptions
 from benchmark.executors.dispatch import Dispatch, Dispatchable, Summary, lost_job
 from benchmark.planner import Plan

@@ -20,9 +20,9 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from benchmark.progress import progress_bar
-from datasets.abdominal_ct import BTCV_LABELS
-from datasets.phantoms.folder import build_once
+from ssl_medbench.core.progress import progress_bar
+from ssl_medbench.datasets.abdominal_ct import BTCV_LABELS
+from ssl_medbench.datasets.phantoms.folder import build_once
 
 #: Organ -> (centre x, y, z in mm, semi-axes in mm, HU), before per-subject variation.
 ORGAN_LAYOUT = {

@@ -21,10 +21,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
-from benchmark.progress import progress_bar
+from ssl_medbench.core.progress import progress_bar
 
-from datasets.phantoms.folder import build_once
-from datasets.phantoms.mni_template import load_tissue_maps
+from ssl_medbench.datasets.phantoms.folder import build_once
+from ssl_medbench.datasets.phantoms.mni_template import load_tissue_maps
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 TISSUES = ("csf", "gm", "wm", "edema", "enhancing", "necrosis")

@@ -30,9 +30,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from benchmark.progress import progress_bar
-from datasets.fetal_planes import BRAIN_PLANES, COLUMNS, CSV_NAME, IMAGES_FOLDER, PLANES
-from datasets.phantoms.folder import build_once
+from ssl_medbench.core.progress import progress_bar
+from ssl_medbench.datasets.fetal_planes import BRAIN_PLANES, COLUMNS, CSV_NAME, IMAGES_FOLDER, PLANES
+from ssl_medbench.datasets.phantoms.folder import build_once
 
 OPERATORS = ("Op. 1", "Op. 2", "Op. 3")
 #: Share of each plane among FETAL_PLANES_DB's 12,400 images (Burgos-Artizzu et al. 2020), in :data:`PLANES` order:

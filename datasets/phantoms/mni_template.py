@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from benchmark.errors import UserError
+from ssl_medbench.core.errors import UserError
 
 TEMPLATE_FILES = {name: f"mni_icbm152_{name}_tal_nlin_sym_09a_converted.nii.gz" for name in ("t1", "gm", "wm")}
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from benchmark.grid import load_grid
-from networks.encoder import create_encoder
-from pretext_tasks import PRETEXT_TASKS
-from pretext_tasks.base import PretextNetwork
+from ssl_medbench.networks.encoder import create_encoder
+from ssl_medbench.pretext_tasks import PRETEXT_TASKS
+from ssl_medbench.pretext_tasks.base import PretextNetwork
 from tests.benchmarks.ratios import paired_medians
 
 MAX_SHARE = 0.05

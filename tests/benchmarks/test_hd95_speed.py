@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from medpy.metric.binary import hd95 as medpy_hd95
 
-from downstream.metrics import hd95
+from ssl_medbench.downstream.metrics import hd95
 from tests.benchmarks.ratios import paired_medians
 
 SHAPE = (240, 240, 155)

@@ -13,9 +13,9 @@ import torch
 from benchmark.checkpoints import Checkpoint
 from benchmark.grid import TrainConfig, load_grid
 from benchmark.training import train
-from datasets.patches import PatchSampler
-from downstream import DOWNSTREAM_TASKS
-from networks.encoder import create_encoder
+from ssl_medbench.datasets.patches import PatchSampler
+from ssl_medbench.downstream import DOWNSTREAM_TASKS
+from ssl_medbench.networks.encoder import create_encoder
 from tests.benchmarks.ratios import paired_medians
 
 MAX_OVERHEAD = 1.10
@@ -23,7 +23,7 @@ MAX_OVERHEAD = 1.10
 
 @pytest.fixture(scope="module")
 def phantom_volumes(tiny_phantom_root, tmp_path_factory):
-    from datasets import DATASETS
+    from ssl_medbench.datasets import DATASETS
 
     dataset = DATASETS.get("brats")(DATASETS.get("brats").Config(root=str(tiny_phantom_root)), tmp_path_factory.mktemp("cache"))
     dataset.prepare()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from pretext_tasks.base import ReconstructionTask
+from ssl_medbench.pretext_tasks.base import ReconstructionTask
 
 
 class Denoising(ReconstructionTask):
@@ -54,6 +54,6 @@ class FillsTheDisk(Denoising):
     label = "FULL"
 
     def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        from benchmark.errors import StorageError
+        from ssl_medbench.core.errors import StorageError
 
         raise StorageError("/shared/out/checkpoints/x.pt: could not write (No space left on device); nothing was left half-written")

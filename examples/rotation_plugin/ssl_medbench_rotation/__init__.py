@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pretext_tasks.base import ClassificationTask
+from ssl_medbench.pretext_tasks.base import ClassificationTask
 
 ANGLES = (0, 90, 180, 270)
 

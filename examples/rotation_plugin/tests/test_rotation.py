@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pretext_tasks.contract import PRETEXT_CHECKS, ContractSetup
+from ssl_medbench.pretext_tasks.contract import PRETEXT_CHECKS, ContractSetup
 from ssl_medbench_rotation import RotationPrediction
 
 

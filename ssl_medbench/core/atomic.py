@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from benchmark.errors import StorageError
+from ssl_medbench.core.errors import StorageError
 
 TEMPORARY_SUFFIX = ".tmp"
 

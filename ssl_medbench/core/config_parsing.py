@@ -11,7 +11,7 @@ import types
 import typing
 from typing import Any, Mapping
 
-from benchmark.errors import ConfigError
+from ssl_medbench.core.errors import ConfigError
 
 
 def parse_dataclass(cls: type, data: Any, where: str) -> Any:
