@@ -7,7 +7,7 @@ uninterrupted job would have seen from ``s`` on.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -41,19 +41,27 @@ class StepBatches(TorchDataset):
         return self.sampler.sample(self.batch_size, step_generator(self.seed, step))
 
 
-def host_batches(batches: StepBatches, steps: range, workers: int = 0, pin_memory: bool = False) -> Iterator[tuple[int, Batch]]:
+def host_batches(
+    batches: StepBatches, steps: range, workers: int = 0, pin_memory: bool = False
+) -> Iterator[tuple[int, Batch]]:
     """``(step, batch)`` for each step in order; with ``workers`` > 0, sampled ahead in that many processes."""
     if workers == 0:
         for step in steps:
             inputs, targets = batches[step]
             yield step, ((inputs.pin_memory(), targets.pin_memory()) if pin_memory else (inputs, targets))
         return
-    loader = DataLoader(batches, batch_size=None, sampler=steps, num_workers=workers, pin_memory=pin_memory, prefetch_factor=4)
+    loader = DataLoader(
+        batches, batch_size=None, sampler=steps, num_workers=workers, pin_memory=pin_memory, prefetch_factor=4
+    )
     yield from zip(steps, loader)
 
 
 def device_batches(
-    sampler: BatchSampler, schedule: TrainConfig, seed: int, runtime: RuntimeConfig, device: torch.device,
+    sampler: BatchSampler,
+    schedule: TrainConfig,
+    seed: int,
+    runtime: RuntimeConfig,
+    device: torch.device,
     to_batch: Callable[[int, torch.Tensor, torch.Tensor], Batch],
 ) -> Callable[[int], Iterator[Batch]]:
     """The ``batches(start_step)`` stream the training loop takes: host batches of ``sampler`` drawn per step from
@@ -63,7 +71,9 @@ def device_batches(
     total = schedule.epochs * schedule.steps_per_epoch
 
     def stream(start: int) -> Iterator[Batch]:
-        for step, (inputs, targets) in host_batches(step_batches, range(start, total), runtime.loader_workers, device.type == "cuda"):
+        for step, (inputs, targets) in host_batches(
+            step_batches, range(start, total), runtime.loader_workers, device.type == "cuda"
+        ):
             yield to_batch(step, runtime.to_device(inputs, device), runtime.to_device(targets, device))
 
     return stream

@@ -33,18 +33,24 @@ class Checkpoint:
             model.load_state_dict(state["model"])
             optimiser.load_state_dict(state["optimiser"])
         except (RuntimeError, KeyError, EOFError, ValueError, pickle.UnpicklingError) as error:
-            tqdm.write(f"checkpoint {self.path} could not be read ({type(error).__name__}: {error}); training this job from the start")
+            tqdm.write(
+                f"checkpoint {self.path} could not be read ({type(error).__name__}: {error}); training this job from the start"
+            )
             return []
         history = state["history"]
         tqdm.write(f"resuming from {self.path} after epoch {len(history)}")
         return history
 
-    def save(self, model: nn.Module, optimiser: torch.optim.Optimizer, history: list[dict[str, float]], last_epoch: bool) -> None:
+    def save(
+        self, model: nn.Module, optimiser: torch.optim.Optimizer, history: list[dict[str, float]], last_epoch: bool
+    ) -> None:
         if self.every == 0 or (len(history) % self.every and not last_epoch):
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path) as temporary:
-            torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "history": history}, temporary)
+            torch.save(
+                {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "history": history}, temporary
+            )
 
     def discard(self) -> None:
         """Delete the checkpoint and any half-written one a killed attempt left (the job is FINISHED)."""

@@ -20,28 +20,62 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run (or resume) a grid")
     run.add_argument("--grid", default="smoke", help="preset name (smoke, paper, full) or a grid .yaml file")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override one grid key, e.g. --set pretrain.epochs=3 (value read as YAML); repeatable")
-    run.add_argument("--out", type=Path, default=Path("results"), help="run folder: MLflow store, artifacts, data, cache, report")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one grid key, e.g. --set pretrain.epochs=3 (value read as YAML); repeatable",
+    )
+    run.add_argument(
+        "--out", type=Path, default=Path("results"), help="run folder: MLflow store, artifacts, data, cache, report"
+    )
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite store in --out)")
     run.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
-    run.add_argument("--deterministic", action="store_true",
-                     help="deterministic kernels only, so CUDA runs reproduce bit for bit (slower; CPU runs always do)")
+    run.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic kernels only, so CUDA runs reproduce bit for bit (slower; CPU runs always do)",
+    )
     run.add_argument("--dry-run", action="store_true", help="print the plan and exit without running")
     engines = run.add_argument_group("executors", "where the jobs run (README: 'Running on a cluster')")
-    engines.add_argument("--executor", default="local", choices=["local", "slurm", "ray"],
-                         help="local: this machine (default); slurm: SLURM job arrays via submitit; ray: a Ray cluster")
-    engines.add_argument("--workers", type=int, help="local: worker processes (default: one per visible GPU, else 1 = in this process)")
-    engines.add_argument("--gpus-per-job", type=int, help="slurm, ray: GPUs per job (default: 1 if the device is CUDA, else 0)")
-    engines.add_argument("--cpus-per-job", type=int, help="CPUs (torch threads) per job: slurm (default 4), ray (default 1), local (default: cores / workers)")
+    engines.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "slurm", "ray"],
+        help="local: this machine (default); slurm: SLURM job arrays via submitit; ray: a Ray cluster",
+    )
+    engines.add_argument(
+        "--workers", type=int, help="local: worker processes (default: one per visible GPU, else 1 = in this process)"
+    )
+    engines.add_argument(
+        "--gpus-per-job", type=int, help="slurm, ray: GPUs per job (default: 1 if the device is CUDA, else 0)"
+    )
+    engines.add_argument(
+        "--cpus-per-job",
+        type=int,
+        help="CPUs (torch threads) per job: slurm (default 4), ray (default 1), local (default: cores / workers)",
+    )
     engines.add_argument("--mem-gb", type=int, default=32, help="slurm: memory per job in GB (default 32)")
-    engines.add_argument("--time-min", type=int, default=24 * 60, help="slurm: wall-time limit per job in minutes (default 1440)")
+    engines.add_argument(
+        "--time-min", type=int, default=24 * 60, help="slurm: wall-time limit per job in minutes (default 1440)"
+    )
     engines.add_argument("--slurm-partition", help="slurm: partition to submit to")
-    engines.add_argument("--slurm-max-concurrent", type=int, default=64, help="slurm: tasks of one array running at once (default 64)")
-    engines.add_argument("--slurm-folder", help="slurm: logs and pickled jobs, on a shared file system (default <out>/slurm)")
-    engines.add_argument("--slurm-cluster", choices=["slurm", "local", "debug"],
-                         help="slurm: submitit backend (default: SLURM if sbatch is on PATH); local runs the jobs as subprocesses here")
-    engines.add_argument("--ray-address", help="ray: address of a running cluster, e.g. ray://head:10001 (default: start a local one)")
+    engines.add_argument(
+        "--slurm-max-concurrent", type=int, default=64, help="slurm: tasks of one array running at once (default 64)"
+    )
+    engines.add_argument(
+        "--slurm-folder", help="slurm: logs and pickled jobs, on a shared file system (default <out>/slurm)"
+    )
+    engines.add_argument(
+        "--slurm-cluster",
+        choices=["slurm", "local", "debug"],
+        help="slurm: submitit backend (default: SLURM if sbatch is on PATH); local runs the jobs as subprocesses here",
+    )
+    engines.add_argument(
+        "--ray-address", help="ray: address of a running cluster, e.g. ray://head:10001 (default: start a local one)"
+    )
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     commands.add_parser("list", help="list registered pretext tasks, downstream tasks, datasets and grid presets")
@@ -49,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="write the comparison report of a grid")
     report.add_argument("--out", type=Path, default=Path("results"), help="run folder of the grid")
     report.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite store in --out)")
-    report.add_argument("--experiment", help="MLflow experiment, grid-<name> (default: the only grid experiment in the store)")
+    report.add_argument(
+        "--experiment", help="MLflow experiment, grid-<name> (default: the only grid experiment in the store)"
+    )
     return parser
 
 
@@ -111,8 +147,12 @@ def _report(args: argparse.Namespace) -> int:
 
 #: executor options and the executors that read them (the others would silently ignore them)
 _EXECUTOR_OPTIONS = {
-    "workers": ("local",), "gpus_per_job": ("slurm", "ray"), "slurm_partition": ("slurm",), "slurm_folder": ("slurm",),
-    "slurm_cluster": ("slurm",), "ray_address": ("ray",),
+    "workers": ("local",),
+    "gpus_per_job": ("slurm", "ray"),
+    "slurm_partition": ("slurm",),
+    "slurm_folder": ("slurm",),
+    "slurm_cluster": ("slurm",),
+    "ray_address": ("ray",),
 }
 
 
@@ -159,20 +199,37 @@ def _run(args: argparse.Namespace) -> int:
     print(plan.describe(grid, str(device)))
     tracking_uri = args.tracking_uri or default_tracking_uri(out)
     if args.executor != "local" and tracking_uri.startswith("sqlite"):
-        print(f"note: --executor {args.executor} with the SQLite store {tracking_uri}: every job must reach this file, and SQLite "
-              "on a network file system may lock or corrupt; on a cluster pass --tracking-uri of an MLflow server (README)")
+        print(
+            f"note: --executor {args.executor} with the SQLite store {tracking_uri}: every job must reach this file, and SQLite "
+            "on a network file system may lock or corrupt; on a cluster pass --tracking-uri of an MLflow server (README)"
+        )
     out.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(tracking_uri, experiment_name(grid.name), artifact_root=out / "mlartifacts")
-    print(f"MLflow store: {tracking_uri} (experiment {experiment_name(grid.name)!r}); view with: mlflow ui --backend-store-uri {tracking_uri}")
+    print(
+        f"MLflow store: {tracking_uri} (experiment {experiment_name(grid.name)!r}); view with: mlflow ui --backend-store-uri {tracking_uri}"
+    )
     ignored = grid.runtime.ignored_on(device)
     if ignored:
         print(f"note: runtime options {', '.join(ignored)} act on CUDA only; ignored on {device}")
-    setup = WorkerSetup(grid=grid, out=out, tracking_uri=tracking_uri, device=args.device, deterministic=args.deterministic,
-                        progress=not args.no_progress)
+    setup = WorkerSetup(
+        grid=grid,
+        out=out,
+        tracking_uri=tracking_uri,
+        device=args.device,
+        deterministic=args.deterministic,
+        progress=not args.no_progress,
+    )
     options = ExecutorOptions(
-        workers=args.workers, gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb,
-        time_min=args.time_min, partition=args.slurm_partition, max_concurrent=args.slurm_max_concurrent,
-        slurm_folder=args.slurm_folder, slurm_cluster=args.slurm_cluster, ray_address=args.ray_address,
+        workers=args.workers,
+        gpus_per_job=args.gpus_per_job,
+        cpus_per_job=args.cpus_per_job,
+        mem_gb=args.mem_gb,
+        time_min=args.time_min,
+        partition=args.slurm_partition,
+        max_concurrent=args.slurm_max_concurrent,
+        slurm_folder=args.slurm_folder,
+        slurm_cluster=args.slurm_cluster,
+        ray_address=args.ray_address,
     )
     summary = execute(plan, setup, tracker, options)
     report = build_report(tracking_uri, experiment_name(grid.name), out / "report")

@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
+from benchmark.runtime import RuntimeConfig
 from ssl_medbench.core.config_parsing import parse_dataclass
 from ssl_medbench.core.errors import ConfigError
-from benchmark.runtime import RuntimeConfig
 from ssl_medbench.datasets import DATASETS
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.networks.encoder import EncoderConfig
@@ -92,7 +92,9 @@ class GridConfig:
 
 
 def preset_names() -> list[str]:
-    return sorted(p.name[: -len(".yaml")] for p in resources.files("benchmark.configs").iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name[: -len(".yaml")] for p in resources.files("benchmark.configs").iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def read_grid_file(grid: str) -> tuple[dict[str, Any], str]:
@@ -176,7 +178,9 @@ def validate_grid(config: GridConfig) -> None:
         try:
             initialisation.check_image_size(config.pretrain.patch_size, config.pretrain.patch_size)
         except ValueError as error:
-            raise ConfigError(f"pretext.{name}: {error} (pretrain.patch_size is {config.pretrain.patch_size})") from None
+            raise ConfigError(
+                f"pretext.{name}: {error} (pretrain.patch_size is {config.pretrain.patch_size})"
+            ) from None
         if initialisation.finetune_augmentation() is not None:
             for task in config.downstream_tasks:
                 if DOWNSTREAM_TASKS.get(task).target_geometry is None:

@@ -20,13 +20,13 @@ import yaml
 from torch import nn
 
 from benchmark.batches import device_batches, step_generator
-from ssl_medbench.core.sampling import Batch
 from benchmark.checkpoints import Checkpoint
-from ssl_medbench.core.errors import DataError
 from benchmark.grid import GridConfig
 from benchmark.planner import FinetuneCell, PretrainJob
 from benchmark.tracking import Tracker
 from benchmark.training import train
+from ssl_medbench.core.errors import DataError
+from ssl_medbench.core.sampling import Batch
 from ssl_medbench.datasets.base import Dataset, Volume
 from ssl_medbench.datasets.patches import PatchSampler
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
@@ -77,10 +77,17 @@ def git_commit() -> str:
     """The commit of the source checkout the suite runs from (with "+dirty" if it has changes), or "unknown"."""
     source = Path(__file__).resolve().parents[1]
     try:
-        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        commit = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
         if commit.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -139,30 +146,55 @@ def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
     tags = _common_tags(ctx, "pretrain", job.key, job.initialisation, job.dataset, job.seed)
     checkpoint = ctx.checkpoint(job.key)
     with ctx.tracker.job_run(job.name, tags) as run:
-        _log_config(ctx, {"pretext": task.config, "pretrain": grid.pretrain, "encoder": grid.encoder, "runtime": grid.runtime})
+        _log_config(
+            ctx, {"pretext": task.config, "pretrain": grid.pretrain, "encoder": grid.encoder, "runtime": grid.runtime}
+        )
         init_seed, sampling_seed, corruption_seed = job_seeds(job.seed)
         torch.manual_seed(init_seed)
         in_chans = len(dataset.channels)
         network = PretextNetwork.for_task(task, create_encoder(grid.encoder, in_chans), in_chans).to(ctx.device)
         sampler = PatchSampler(ctx.load(job.dataset, dataset.split().train), grid.pretrain.patch_size)
-        batches = device_batches(sampler, grid.pretrain, sampling_seed, grid.runtime, ctx.device,
-                                 lambda step, images, _: task.make_batch(images, step_generator(corruption_seed, step, ctx.device)))
-        train(
-            network, batches, task.loss, grid.pretrain,
-            on_epoch=lambda epoch, losses: mlflow.log_metrics({f"pretrain_{k}": v for k, v in losses.items()}, step=epoch),
-            description=job.name, runtime=grid.runtime, device=ctx.device, checkpoint=checkpoint,
+        batches = device_batches(
+            sampler,
+            grid.pretrain,
+            sampling_seed,
+            grid.runtime,
+            ctx.device,
+            lambda step, images, _: task.make_batch(images, step_generator(corruption_seed, step, ctx.device)),
         )
-        _log_pretext_outputs(task, network, sampler.sample(PREVIEW_EXAMPLES, torch.Generator().manual_seed(sampling_seed))[0], ctx.device)
+        train(
+            network,
+            batches,
+            task.loss,
+            grid.pretrain,
+            on_epoch=lambda epoch, losses: mlflow.log_metrics(
+                {f"pretrain_{k}": v for k, v in losses.items()}, step=epoch
+            ),
+            description=job.name,
+            runtime=grid.runtime,
+            device=ctx.device,
+            checkpoint=checkpoint,
+        )
+        _log_pretext_outputs(
+            task, network, sampler.sample(PREVIEW_EXAMPLES, torch.Generator().manual_seed(sampling_seed))[0], ctx.device
+        )
         parts = {name: getattr(network, name) for name in task.transfers}
         with tempfile.TemporaryDirectory() as folder:
-            metadata = {"pretext_task": job.initialisation, "pretext_config": asdict(task.config), "seed": job.seed, "job_key": job.key}
+            metadata = {
+                "pretext_task": job.initialisation,
+                "pretext_config": asdict(task.config),
+                "seed": job.seed,
+                "job_key": job.key,
+            }
             export_weights(Path(folder), parts, grid.encoder, in_chans, metadata)
             mlflow.log_artifacts(folder, "weights")
     checkpoint.discard()
     return run.info.run_id
 
 
-def _log_pretext_outputs(task: PretextTask, network: PretextNetwork, images: torch.Tensor, device: torch.device) -> None:
+def _log_pretext_outputs(
+    task: PretextTask, network: PretextNetwork, images: torch.Tensor, device: torch.device
+) -> None:
     """Log ``pretext/preview.png`` (inputs, corruptions, outputs of a few examples) and the task's own artifacts."""
     network.eval()
     with torch.no_grad():
@@ -175,13 +207,17 @@ def _log_pretext_outputs(task: PretextTask, network: PretextNetwork, images: tor
         mlflow.log_artifacts(folder, "pretext")
 
 
-def _transferred_parts(ctx: RunContext, run_id: str, accepts: tuple[str, ...], in_chans: int) -> tuple[nn.Module, nn.Module | None]:
+def _transferred_parts(
+    ctx: RunContext, run_id: str, accepts: tuple[str, ...], in_chans: int
+) -> tuple[nn.Module, nn.Module | None]:
     """Rebuild the pretrained encoder (and decoder, if exported and accepted) from the run's manifest, loaded strictly."""
     with tempfile.TemporaryDirectory() as folder:
         weights = ctx.tracker.download(run_id, "weights", Path(folder))
         manifest, encoder, decoder = import_weights(weights)
     if manifest["in_chans"] != in_chans:
-        raise DataError(f"pretrained weights of run {run_id} take {manifest['in_chans']} channels, the dataset has {in_chans}")
+        raise DataError(
+            f"pretrained weights of run {run_id} take {manifest['in_chans']} channels, the dataset has {in_chans}"
+        )
     return encoder, decoder if "decoder" in accepts else None
 
 
@@ -189,20 +225,36 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
     """Train the downstream task on the cell's label fraction, evaluate on the test split; returns the run id."""
     grid = ctx.grid
     dataset = ctx.datasets[cell.dataset]
-    task = DOWNSTREAM_TASKS.get(cell.downstream_task)(grid.downstream_config(cell.downstream_task), len(dataset.channels), dataset.class_names)
+    task = DOWNSTREAM_TASKS.get(cell.downstream_task)(
+        grid.downstream_config(cell.downstream_task), len(dataset.channels), dataset.class_names
+    )
     initialisation = PRETEXT_TASKS.get(cell.initialisation)(grid.pretext_config(cell.initialisation))
     augmentation = initialisation.finetune_augmentation()
     tags = _common_tags(ctx, "finetune", cell.key, cell.initialisation, cell.dataset, cell.seed)
-    tags |= {"downstream_task": cell.downstream_task, "label_fraction": f"{cell.fraction:g}",
-             "pretrain_key": cell.pretrain_key or "", "pretrain_run_id": pretrain_run_id or "",
-             "augmentation": "on" if augmentation is not None else "off", "metric_units": json.dumps(task.metric_units),
-             "metric_directions": json.dumps(task.metric_directions)}
+    tags |= {
+        "downstream_task": cell.downstream_task,
+        "label_fraction": f"{cell.fraction:g}",
+        "pretrain_key": cell.pretrain_key or "",
+        "pretrain_run_id": pretrain_run_id or "",
+        "augmentation": "on" if augmentation is not None else "off",
+        "metric_units": json.dumps(task.metric_units),
+        "metric_directions": json.dumps(task.metric_directions),
+    }
     checkpoint = ctx.checkpoint(cell.key)
     with ctx.tracker.job_run(cell.name, tags) as run:
         if cell.pretrain_key and pretrain_run_id is None:
             raise RuntimeError(f"its pretrain job ({cell.initialisation}, seed {cell.seed}) did not finish")
-        _log_config(ctx, {"initialisation": initialisation.config, "downstream": task.config, "finetune": grid.finetune,
-                          "encoder": grid.encoder, "label_fraction": cell.fraction, "runtime": grid.runtime})
+        _log_config(
+            ctx,
+            {
+                "initialisation": initialisation.config,
+                "downstream": task.config,
+                "finetune": grid.finetune,
+                "encoder": grid.encoder,
+                "label_fraction": cell.fraction,
+                "runtime": grid.runtime,
+            },
+        )
         split = dataset.split()
         labelled = dataset.labelled_subjects(cell.fraction, cell.seed)
         mlflow.log_params({"labelled_subjects": len(labelled), "test_subjects": len(split.test)})
@@ -219,12 +271,20 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
         def augmented(step: int, inputs: torch.Tensor, targets: torch.Tensor) -> Batch:
             if augmentation is None:
                 return inputs, targets
-            return augmentation(inputs, targets, step_generator(augmentation_seed, step, ctx.device), task.target_geometry)
+            return augmentation(
+                inputs, targets, step_generator(augmentation_seed, step, ctx.device), task.target_geometry
+            )
 
         train(
-            model, device_batches(sampler, grid.finetune, sampling_seed, grid.runtime, ctx.device, augmented), task.loss, grid.finetune,
+            model,
+            device_batches(sampler, grid.finetune, sampling_seed, grid.runtime, ctx.device, augmented),
+            task.loss,
+            grid.finetune,
             on_epoch=lambda epoch, losses: mlflow.log_metrics({f"train_{k}": v for k, v in losses.items()}, step=epoch),
-            description=cell.name, runtime=grid.runtime, device=ctx.device, checkpoint=checkpoint,
+            description=cell.name,
+            runtime=grid.runtime,
+            device=ctx.device,
+            checkpoint=checkpoint,
         )
         per_subject = task.evaluate(model, ctx.load(cell.dataset, split.test), ctx.device)
         with tempfile.TemporaryDirectory() as folder:

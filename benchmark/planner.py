@@ -81,15 +81,23 @@ class Plan:
     def pretrain_count_line(self, grid: GridConfig) -> str:
         """How many pretrain jobs, against initialisations-with-pretraining x datasets x seeds: each job is shared
         by every label fraction and downstream task on its dataset."""
-        pretraining = [init for init in grid.initialisations if PRETEXT_TASKS.get(init)(grid.pretext_config(init)).requires_pretraining]
+        pretraining = [
+            init
+            for init in grid.initialisations
+            if PRETEXT_TASKS.get(init)(grid.pretext_config(init)).requires_pretraining
+        ]
         datasets = {cell.dataset for cell in self.finetune_cells}
         expected = len(pretraining) * len(datasets) * len(grid.seeds)
-        line = (f"pretrain jobs: {len(self.pretrain_jobs)} = {len(pretraining)} initialisations with pretraining x "
-                f"{len(datasets)} datasets x {len(grid.seeds)} seeds, each shared by {len(grid.fractions)} label fractions "
-                "and every downstream task on its dataset")
+        line = (
+            f"pretrain jobs: {len(self.pretrain_jobs)} = {len(pretraining)} initialisations with pretraining x "
+            f"{len(datasets)} datasets x {len(grid.seeds)} seeds, each shared by {len(grid.fractions)} label fractions "
+            "and every downstream task on its dataset"
+        )
         if len(self.pretrain_jobs) != expected:
-            line = (f"pretrain jobs: {len(self.pretrain_jobs)} (not {expected} = {len(pretraining)} x {len(datasets)} x {len(grid.seeds)}: "
-                    "datasets with identical content share their pretrain jobs)")
+            line = (
+                f"pretrain jobs: {len(self.pretrain_jobs)} (not {expected} = {len(pretraining)} x {len(datasets)} x {len(grid.seeds)}: "
+                "datasets with identical content share their pretrain jobs)"
+            )
         return line
 
 
@@ -107,20 +115,37 @@ def plan_grid(grid: GridConfig, dataset_versions: dict[str, str]) -> Plan:
                 if requires_pretraining:
                     job = pretrain.get((init, dataset, seed))
                     if job is None:
-                        key = job_key({
-                            "kind": "pretrain", "initialisation": init, "config": grid.pretext_config_for(init, dataset),
-                            "dataset": dataset_versions[dataset], "encoder": grid.encoder, "schedule": grid.pretrain, "seed": seed,
-                            "precision": grid.runtime.precision,
-                        })
+                        key = job_key(
+                            {
+                                "kind": "pretrain",
+                                "initialisation": init,
+                                "config": grid.pretext_config_for(init, dataset),
+                                "dataset": dataset_versions[dataset],
+                                "encoder": grid.encoder,
+                                "schedule": grid.pretrain,
+                                "seed": seed,
+                                "precision": grid.runtime.precision,
+                            }
+                        )
                         job = pretrain[(init, dataset, seed)] = PretrainJob(key, init, dataset, seed)
                     pretrain_key = job.key
                 for fraction in grid.fractions:
-                    key = job_key({
-                        "kind": "finetune", "initialisation": init, "initialisation_config": grid.pretext_config(init),
-                        "pretrain_key": pretrain_key, "downstream_task": task_name, "downstream_config": task_config,
-                        "dataset": dataset_versions[dataset], "encoder": grid.encoder, "schedule": grid.finetune,
-                        "fraction": fraction, "seed": seed, "precision": grid.runtime.precision,
-                    })
+                    key = job_key(
+                        {
+                            "kind": "finetune",
+                            "initialisation": init,
+                            "initialisation_config": grid.pretext_config(init),
+                            "pretrain_key": pretrain_key,
+                            "downstream_task": task_name,
+                            "downstream_config": task_config,
+                            "dataset": dataset_versions[dataset],
+                            "encoder": grid.encoder,
+                            "schedule": grid.finetune,
+                            "fraction": fraction,
+                            "seed": seed,
+                            "precision": grid.runtime.precision,
+                        }
+                    )
                     cells.append(FinetuneCell(key, init, task_name, dataset, fraction, seed, pretrain_key))
     # Two grid datasets with the same content and split give the same key: pretrain once, share the result.
     unique = {job.key: job for job in pretrain.values()}

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import ContextManager
 
 import torch
 from torch import nn
@@ -47,13 +46,17 @@ class RuntimeConfig:
         """The GPU-only options this config asks for that ``device`` does not use."""
         if device.type == "cuda":
             return []
-        wanted = {"precision=bf16": self.precision == "bf16", "channels_last": self.channels_last, "compile": self.compile}
+        wanted = {
+            "precision=bf16": self.precision == "bf16",
+            "channels_last": self.channels_last,
+            "compile": self.compile,
+        }
         return [name for name, on in wanted.items() if on]
 
     def uses_bf16(self, device: torch.device) -> bool:
         return self.precision == "bf16" and device.type == "cuda"
 
-    def autocast(self, device: torch.device) -> ContextManager:
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
         """The mixed-precision context of a training step (a no-op unless bf16 on CUDA)."""
         if self.uses_bf16(device):
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)

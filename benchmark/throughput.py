@@ -17,17 +17,17 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from benchmark.batches import device_batches, step_generator
 from benchmark.device import choose_device, set_deterministic
 from benchmark.grid import GridConfig, TrainConfig, load_grid
-from ssl_medbench.core.progress import enable_progress
 from benchmark.runtime import RuntimeConfig
 from benchmark.training import train
+from ssl_medbench.core.progress import enable_progress
 from ssl_medbench.datasets.patches import PatchSampler
 from ssl_medbench.datasets.phantoms.brats_phantom import PhantomSpec, generate_brats_phantoms
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
@@ -39,7 +39,9 @@ VARIANTS = {
     "fp32": RuntimeConfig(),
     "fp32+loader": RuntimeConfig(loader_workers=4),
     "bf16+channels_last+loader": RuntimeConfig(precision="bf16", channels_last=True, loader_workers=4),
-    "bf16+channels_last+loader+compile": RuntimeConfig(precision="bf16", channels_last=True, loader_workers=4, compile=True),
+    "bf16+channels_last+loader+compile": RuntimeConfig(
+        precision="bf16", channels_last=True, loader_workers=4, compile=True
+    ),
 }
 
 
@@ -58,8 +60,16 @@ class GpuUtilisation:
     def _sample(self) -> None:
         while not self._stopped.is_set():
             if self._recording.is_set():
-                query = subprocess.run(["nvidia-smi", f"--id={self.index}", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
-                                       capture_output=True, text=True)
+                query = subprocess.run(
+                    [
+                        "nvidia-smi",
+                        f"--id={self.index}",
+                        "--query-gpu=utilization.gpu",
+                        "--format=csv,noheader,nounits",
+                    ],
+                    capture_output=True,
+                    text=True,
+                )
                 if query.returncode == 0 and query.stdout.strip():
                     self.samples.append(float(query.stdout.strip().splitlines()[0]))
             time.sleep(0.5)
@@ -78,8 +88,15 @@ class GpuUtilisation:
         self._stopped.set()
 
 
-def _timed_training(model: torch.nn.Module, batches: Callable, loss, schedule: TrainConfig, runtime: RuntimeConfig,
-                    device: torch.device, gpu: GpuUtilisation) -> tuple[float, float | None]:
+def _timed_training(
+    model: torch.nn.Module,
+    batches: Callable,
+    loss,
+    schedule: TrainConfig,
+    runtime: RuntimeConfig,
+    device: torch.device,
+    gpu: GpuUtilisation,
+) -> tuple[float, float | None]:
     """Images/s of the second epoch of a two-epoch run, and the mean GPU utilisation during it."""
     marks: list[float] = []
 
@@ -94,32 +111,57 @@ def _timed_training(model: torch.nn.Module, batches: Callable, loss, schedule: T
     return schedule.steps_per_epoch * schedule.batch_size / seconds, gpu.mean()
 
 
-def measure(grid: GridConfig, sampler: PatchSampler, runtime: RuntimeConfig, steps: int, device: torch.device,
-            gpu: GpuUtilisation) -> dict[str, float | None]:
+def measure(
+    grid: GridConfig,
+    sampler: PatchSampler,
+    runtime: RuntimeConfig,
+    steps: int,
+    device: torch.device,
+    gpu: GpuUtilisation,
+) -> dict[str, float | None]:
     """Pretraining (CR, the grid's pretrain schedule) and finetuning (BraTS segmentation) images/s under ``runtime``."""
     results: dict[str, float | None] = {}
-    pretext = PRETEXT_TASKS.get("context_restoration")(dataclasses.replace(grid.pretext_config("context_restoration"), decoder="unet"))
-    schedule = TrainConfig(epochs=2, steps_per_epoch=steps, batch_size=grid.pretrain.batch_size, learning_rate=grid.pretrain.learning_rate)
+    pretext = PRETEXT_TASKS.get("context_restoration")(
+        dataclasses.replace(grid.pretext_config("context_restoration"), decoder="unet")
+    )
+    schedule = TrainConfig(
+        epochs=2, steps_per_epoch=steps, batch_size=grid.pretrain.batch_size, learning_rate=grid.pretrain.learning_rate
+    )
     torch.manual_seed(0)
     network = PretextNetwork.for_task(pretext, create_encoder(grid.encoder, 4), 4).to(device)
-    batches = device_batches(sampler, schedule, 0, runtime, device, lambda step, images, _: pretext.make_batch(images, step_generator(0, step, device)))
+    batches = device_batches(
+        sampler,
+        schedule,
+        0,
+        runtime,
+        device,
+        lambda step, images, _: pretext.make_batch(images, step_generator(0, step, device)),
+    )
     results["pretrain_images_per_s"], results["pretrain_gpu_util_percent"] = _timed_training(
-        network, batches, pretext.loss, schedule, runtime, device, gpu)
+        network, batches, pretext.loss, schedule, runtime, device, gpu
+    )
     task = DOWNSTREAM_TASKS.get("brats_segmentation")(grid.downstream_config("brats_segmentation"), 4)
-    schedule = dataclasses.replace(schedule, batch_size=grid.finetune.batch_size, learning_rate=grid.finetune.learning_rate)
+    schedule = dataclasses.replace(
+        schedule, batch_size=grid.finetune.batch_size, learning_rate=grid.finetune.learning_rate
+    )
     model = task.build_model(create_encoder(grid.encoder, 4), None).to(device)
     batches = device_batches(sampler, schedule, 0, runtime, device, lambda step, inputs, targets: (inputs, targets))
     results["finetune_images_per_s"], results["finetune_gpu_util_percent"] = _timed_training(
-        model, batches, task.loss, schedule, runtime, device, gpu)
+        model, batches, task.loss, schedule, runtime, device, gpu
+    )
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark.throughput", description=__doc__.splitlines()[0])
-    parser.add_argument("--grid", default="paper", help="preset or grid file whose encoder, batch sizes and patch size are measured")
+    parser.add_argument(
+        "--grid", default="paper", help="preset or grid file whose encoder, batch sizes and patch size are measured"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=int, default=100, help="timed steps per measurement (as many again warm up)")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of: {', '.join(VARIANTS)}")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"comma-separated subset of: {', '.join(VARIANTS)}"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.variants.split(",")) - set(VARIANTS))
@@ -139,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         gpu = GpuUtilisation(device)
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         report = {"device": name, "grid": grid.name, "steps": args.steps, "results": {}}
-        print(f"{name}: {grid.name} encoder {grid.encoder.kwargs}, batch {grid.pretrain.batch_size}/{grid.finetune.batch_size}, "
-              f"{args.steps} timed steps")
+        print(
+            f"{name}: {grid.name} encoder {grid.encoder.kwargs}, batch {grid.pretrain.batch_size}/{grid.finetune.batch_size}, "
+            f"{args.steps} timed steps"
+        )
         for variant in args.variants.split(","):
             results = measure(grid, sampler, VARIANTS[variant], args.steps, device, gpu)
             report["results"][variant] = results

@@ -11,9 +11,10 @@ import logging
 import os
 import tempfile
 import traceback
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ssl_medbench.core.errors import TrackingUnavailable
 
@@ -46,8 +47,21 @@ def describe_error(error: BaseException) -> str:
 
 
 #: Exception type names (anywhere in the cause chain) that mean the tracking store itself failed, not the job.
-_OUTAGE_TYPES = {"ConnectionError", "ConnectTimeout", "ReadTimeout", "MaxRetryError", "NewConnectionError", "OperationalError"}
-_OUTAGE_TEXT = ("Max retries exceeded", "Connection refused", "Failed to establish a new connection", "database is locked", "unable to open database")
+_OUTAGE_TYPES = {
+    "ConnectionError",
+    "ConnectTimeout",
+    "ReadTimeout",
+    "MaxRetryError",
+    "NewConnectionError",
+    "OperationalError",
+}
+_OUTAGE_TEXT = (
+    "Max retries exceeded",
+    "Connection refused",
+    "Failed to establish a new connection",
+    "database is locked",
+    "unable to open database",
+)
 
 
 def is_tracking_outage(error: BaseException) -> bool:
@@ -71,7 +85,9 @@ class Tracker:
         try:
             existing = self.client.get_experiment_by_name(experiment)
         except Exception as error:
-            raise TrackingUnavailable(f"cannot reach the MLflow tracking store {tracking_uri}: {describe_error(error)}") from None
+            raise TrackingUnavailable(
+                f"cannot reach the MLflow tracking store {tracking_uri}: {describe_error(error)}"
+            ) from None
         if existing is None:
             location = (artifact_root / experiment).resolve().as_uri() if artifact_root is not None else None
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
@@ -115,4 +131,6 @@ class Tracker:
             mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
 
     def download(self, run_id: str, artifact_path: str, destination: Path) -> Path:
-        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=str(destination)))
+        return Path(
+            mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=str(destination))
+        )

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
 
-from ssl_medbench.core.sampling import Batch
 from benchmark.checkpoints import Checkpoint
 from benchmark.grid import TrainConfig
-from ssl_medbench.core.progress import progress_bar
 from benchmark.runtime import RuntimeConfig
+from ssl_medbench.core.progress import progress_bar
+from ssl_medbench.core.sampling import Batch
 
 
 def train(
@@ -40,7 +40,14 @@ def train(
     runnable = runtime.training_model(model, device)
     runnable.train()
     steps = schedule.steps_per_epoch
-    with progress_bar(total=schedule.epochs * steps, initial=len(history) * steps, desc=description, unit="step", leave=False, position=1) as bar:
+    with progress_bar(
+        total=schedule.epochs * steps,
+        initial=len(history) * steps,
+        desc=description,
+        unit="step",
+        leave=False,
+        position=1,
+    ) as bar:
         stream = batches(len(history) * steps)
         for epoch in range(len(history), schedule.epochs):
             sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=device))

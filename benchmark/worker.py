@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ssl_medbench.core.errors import StorageError, TrackingUnavailable, UserError
 from benchmark.grid import GridConfig
 from benchmark.jobs import RunContext, run_finetune, run_pretrain
 from benchmark.planner import FinetuneCell, PretrainJob
 from benchmark.tracking import describe_error, is_tracking_outage
+from ssl_medbench.core.errors import StorageError, TrackingUnavailable, UserError
 
 Job = PretrainJob | FinetuneCell
 
@@ -75,8 +75,10 @@ def run_job(ctx: RunContext, job: Job, pretrain_run_id: str | None = None) -> Jo
         if storage is not None:
             return JobOutcome(job.name, job.key, "fatal", message=str(storage), fatal_error=StorageError(str(storage)))
         if is_tracking_outage(error):
-            message = (f"lost the MLflow tracking store {ctx.tracker.tracking_uri} during {job.name}: {describe_error(error)}; "
-                       "finished jobs are kept, run the same command again when the store is back")
+            message = (
+                f"lost the MLflow tracking store {ctx.tracker.tracking_uri} during {job.name}: {describe_error(error)}; "
+                "finished jobs are kept, run the same command again when the store is back"
+            )
             return JobOutcome(job.name, job.key, "fatal", message=message, fatal_error=TrackingUnavailable(message))
         return JobOutcome(job.name, job.key, "failed", message=f"{type(error).__name__}: {error}")
     return JobOutcome(job.name, job.key, "finished", run_id=run_id)
@@ -92,19 +94,27 @@ def worker_context(setup: WorkerSetup) -> RunContext:
     if _context is not None and _context[0] == setup:
         return _context[1]
     from benchmark.device import choose_device, set_deterministic
-    from ssl_medbench.core.progress import enable_progress
     from benchmark.tracking import Tracker, experiment_name
+    from ssl_medbench.core.progress import enable_progress
     from ssl_medbench.datasets import DATASETS
 
     enable_progress(setup.progress)
     set_deterministic(setup.deterministic)
     grid = setup.grid
-    datasets = {name: DATASETS.get(grid.dataset_type(name))(grid.dataset_config(name), setup.out) for name in grid.datasets}
+    datasets = {
+        name: DATASETS.get(grid.dataset_type(name))(grid.dataset_config(name), setup.out) for name in grid.datasets
+    }
     for name in sorted({grid.downstream_config(task).dataset for task in grid.downstream_tasks}):
         datasets[name].prepare()
     tracker = Tracker(setup.tracking_uri, experiment_name(grid.name), artifact_root=setup.out / "mlartifacts")
-    ctx = RunContext(grid=grid, device=choose_device(setup.device), tracker=tracker, datasets=datasets,
-                     checkpoint_dir=setup.out / "checkpoints", deterministic=setup.deterministic)
+    ctx = RunContext(
+        grid=grid,
+        device=choose_device(setup.device),
+        tracker=tracker,
+        datasets=datasets,
+        checkpoint_dir=setup.out / "checkpoints",
+        deterministic=setup.deterministic,
+    )
     _context = (setup, ctx)
     return ctx
 

@@ -29,18 +29,28 @@ import numpy as np
 
 from ssl_medbench.core.errors import DataError
 from ssl_medbench.core.progress import progress_bar
+from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.base import Volume
+from ssl_medbench.datasets.brats import checked_image
 from ssl_medbench.datasets.cached import CachedDataset, CachedVolume
 from ssl_medbench.datasets.file_hashes import FileHashes
-from ssl_medbench.datasets.brats import checked_image
 from ssl_medbench.datasets.nifti import check_same_grid, read_array
 from ssl_medbench.datasets.splits import Split, split_subjects
-from ssl_medbench.datasets import DATASETS
 
 ORGANS = ("left_kidney", "right_kidney", "liver", "spleen", "pancreas")
 BTCV_LABELS = {
-    "spleen": 1, "right_kidney": 2, "left_kidney": 3, "gallbladder": 4, "esophagus": 5, "liver": 6, "stomach": 7,
-    "aorta": 8, "inferior_vena_cava": 9, "portal_and_splenic_vein": 10, "pancreas": 11, "right_adrenal_gland": 12,
+    "spleen": 1,
+    "right_kidney": 2,
+    "left_kidney": 3,
+    "gallbladder": 4,
+    "esophagus": 5,
+    "liver": 6,
+    "stomach": 7,
+    "aorta": 8,
+    "inferior_vena_cava": 9,
+    "portal_and_splenic_vein": 10,
+    "pancreas": 11,
+    "right_adrenal_gland": 12,
     "left_adrenal_gland": 13,
 }
 _ALIASES = {"kidney_left": "left_kidney", "kidney_right": "right_kidney", "ivc": "inferior_vena_cava"}
@@ -99,7 +109,9 @@ class AbdominalCT(CachedDataset["_CachedCase"]):
         known |= {organ_key(name): value for name, value in self.config.label_ids.items()}
         missing = [organ for organ in self.class_names if organ not in known]
         if missing:
-            raise DataError(f"{self.root}: no label id for organ(s) {', '.join(missing)} (known: {', '.join(sorted(known))}); set label_ids")
+            raise DataError(
+                f"{self.root}: no label id for organ(s) {', '.join(missing)} (known: {', '.join(sorted(known))}); set label_ids"
+            )
         return [known[organ] for organ in self.class_names]
 
     def prepare(self) -> None:
@@ -123,7 +135,9 @@ class AbdominalCT(CachedDataset["_CachedCase"]):
                     digests = [hashes.sha256(case.image), hashes.sha256(case.label)]
                     lines.append(f"{case.subject_id}:{':'.join(digests)}")
                     key = hashlib.sha256(json.dumps([settings, digests]).encode()).hexdigest()[:16]
-                    entry = _CachedCase(self.workdir / "cache" / "preprocessed" / self.layout / f"{case.subject_id}-{key}", spacing)
+                    entry = _CachedCase(
+                        self.workdir / "cache" / "preprocessed" / self.layout / f"{case.subject_id}-{key}", spacing
+                    )
                     if not entry.complete:
                         entry.write(case, ids, self.config.window_min, self.config.window_max)
                     cached[case.subject_id] = entry
@@ -139,7 +153,9 @@ class AbdominalCT(CachedDataset["_CachedCase"]):
             seen |= np.bincount(np.asarray(self.load(subject).labels).ravel(), minlength=len(seen))[: len(seen)] > 0
         absent = [organ for organ, present in zip(self.class_names, seen[1:]) if not present]
         if absent:
-            raise DataError(f"{self.root}: organ(s) {', '.join(absent)} absent from every training subject; check organs / label_ids")
+            raise DataError(
+                f"{self.root}: organ(s) {', '.join(absent)} absent from every training subject; check organs / label_ids"
+            )
 
     def split(self) -> Split:
         return split_subjects(self.subject_ids(), self.config.test_fraction, self.config.split_seed)
@@ -199,9 +215,15 @@ class BTCVFolder(AbdominalCT):
         return dict(BTCV_LABELS)
 
     def cases(self) -> list[CasePaths]:
-        images = sorted(p for p in (self.root / "img").glob("img*.nii*") if not _is_junk(p)) if (self.root / "img").is_dir() else []
+        images = (
+            sorted(p for p in (self.root / "img").glob("img*.nii*") if not _is_junk(p))
+            if (self.root / "img").is_dir()
+            else []
+        )
         if not images:
-            raise DataError(f"{self.root}: no img/img*.nii.gz files (the BTCV layout is img/img0001.nii.gz + label/label0001.nii.gz)")
+            raise DataError(
+                f"{self.root}: no img/img*.nii.gz files (the BTCV layout is img/img0001.nii.gz + label/label0001.nii.gz)"
+            )
         cases = []
         for image in images:
             label = self.root / "label" / image.name.replace("img", "label", 1)

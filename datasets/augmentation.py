@@ -43,7 +43,9 @@ class AugmentationConfig:
                 raise ValueError(f"{name} must be < 1, got {getattr(self, name)}")
 
 
-def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+def _uniform(
+    shape: tuple[int, ...], low: float, high: float, generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
     return low + (high - low) * torch.rand(shape, generator=generator, device=device)
 
 
@@ -64,7 +66,9 @@ class BatchAugmentation:
         flips = torch.ones(batch, 2, device=device)
         if config.flip:
             flips = torch.where(torch.rand(batch, 2, generator=generator, device=device) < 0.5, -1.0, 1.0)
-        angle = _uniform((batch,), -math.radians(config.rotation_degrees), math.radians(config.rotation_degrees), generator, device)
+        angle = _uniform(
+            (batch,), -math.radians(config.rotation_degrees), math.radians(config.rotation_degrees), generator, device
+        )
         zoom = _uniform((batch,), 1 - config.scale, 1 + config.scale, generator, device)
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
         theta = torch.zeros(batch, 2, 3, device=device)
@@ -84,9 +88,13 @@ class BatchAugmentation:
             grid = F.affine_grid(self.affine(batch, generator, device), list(images.shape), align_corners=False)
             images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
             if target_geometry == "dense":
-                resampled = F.grid_sample(targets[:, None].to(images.dtype), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+                resampled = F.grid_sample(
+                    targets[:, None].to(images.dtype), grid, mode="nearest", padding_mode="zeros", align_corners=False
+                )
                 targets = resampled[:, 0].round().to(targets.dtype)
-        gain = _uniform((batch, channels, 1, 1), 1 - config.intensity_scale, 1 + config.intensity_scale, generator, device)
+        gain = _uniform(
+            (batch, channels, 1, 1), 1 - config.intensity_scale, 1 + config.intensity_scale, generator, device
+        )
         shift = _uniform((batch, channels, 1, 1), -config.intensity_shift, config.intensity_shift, generator, device)
         images = images * gain + shift
         if config.noise_std > 0:

@@ -26,12 +26,12 @@ import numpy as np
 
 from ssl_medbench.core.errors import DataError
 from ssl_medbench.core.progress import progress_bar
+from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.base import Volume
 from ssl_medbench.datasets.cached import CachedDataset, CachedVolume
 from ssl_medbench.datasets.file_hashes import FileHashes
 from ssl_medbench.datasets.nifti import check_same_grid, read_array
 from ssl_medbench.datasets.splits import Split, split_subjects
-from ssl_medbench.datasets import DATASETS
 
 CHANNELS = ("t1", "t1ce", "t2", "flair")
 CLASSES = ("background", "necrotic_core", "edema", "enhancing")
@@ -157,7 +157,9 @@ class BratsFolder(CachedDataset["_CachedSubject"]):
                 for subject in subjects:
                     spacing = _check_geometry(subject)
                     digests = {kind: hashes.sha256(path) for kind, path in sorted(subject.files.items())}
-                    lines += [f"{subject.subject_id}/{subject.files[kind].name}:{digest}" for kind, digest in digests.items()]
+                    lines += [
+                        f"{subject.subject_id}/{subject.files[kind].name}:{digest}" for kind, digest in digests.items()
+                    ]
                     key = hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()[:16]
                     entry = _CachedSubject(self.cache_folder / f"{subject.subject_id}-{key}", spacing)
                     if not entry.complete:
@@ -192,6 +194,8 @@ class _CachedSubject(CachedVolume):
 def decode_subject(subject: SubjectFiles) -> tuple[np.ndarray, np.ndarray]:
     """The subject's normalised images (4, x, y, z) and canonical labels from its NIfTI files: the work the cache
     does once per subject. DataError on truncated files or bad labels."""
-    images = normalise(np.stack([checked_image(read_array(subject.files[channel]), subject.files[channel]) for channel in CHANNELS]))
+    images = normalise(
+        np.stack([checked_image(read_array(subject.files[channel]), subject.files[channel]) for channel in CHANNELS])
+    )
     seg_path = subject.files["seg"]
     return images, canonical_labels(read_array(seg_path, np.int16), subject.enhancing_label, seg_path)

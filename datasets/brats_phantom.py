@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssl_medbench.core.errors import ConfigError
+from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.brats import BratsFolder
 from ssl_medbench.datasets.phantoms.brats_phantom import PhantomSpec, generate_brats_phantoms
 from ssl_medbench.datasets.phantoms.generated import GeneratedData
-from ssl_medbench.datasets import DATASETS
 
 
 @DATASETS.register("brats_phantom")

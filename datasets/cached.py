@@ -75,4 +75,6 @@ class CachedVolume:
 
     def volume(self, subject_id: str) -> Volume:
         """The cached arrays, memory-mapped."""
-        return Volume(subject_id, np.load(self.images, mmap_mode="r"), np.load(self.labels, mmap_mode="r"), self.spacing)
+        return Volume(
+            subject_id, np.load(self.images, mmap_mode="r"), np.load(self.labels, mmap_mode="r"), self.spacing
+        )

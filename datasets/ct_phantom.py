@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssl_medbench.core.errors import ConfigError
+from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.abdominal_ct import MSDFolder
 from ssl_medbench.datasets.phantoms.abdominal_ct import CTPhantomSpec, generate_ct_phantoms
 from ssl_medbench.datasets.phantoms.generated import GeneratedData
-from ssl_medbench.datasets import DATASETS
 
 
 @DATASETS.register("abdominal_ct_phantom")

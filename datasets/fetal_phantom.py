@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssl_medbench.core.errors import ConfigError
+from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.fetal_planes import FetalPlanesFolder
 from ssl_medbench.datasets.phantoms.fetal_ultrasound import FetalPhantomSpec, generate_fetal_phantoms
 from ssl_medbench.datasets.phantoms.generated import GeneratedData
-from ssl_medbench.datasets import DATASETS
 
 
 @DATASETS.register("fetal_planes_phantom")

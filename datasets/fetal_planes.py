@@ -28,13 +28,13 @@ from PIL import Image, UnidentifiedImageError
 
 from ssl_medbench.core.errors import DataError
 from ssl_medbench.core.progress import progress_bar
+from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.base import Volume
-from ssl_medbench.datasets.cached import CachedDataset, npy_path
 from ssl_medbench.datasets.brats import checked_image, normalise
+from ssl_medbench.datasets.cached import CachedDataset, npy_path
 from ssl_medbench.datasets.file_hashes import FileHashes
 from ssl_medbench.datasets.nifti import save_npy
 from ssl_medbench.datasets.splits import Split, stratified_labelled_subjects
-from ssl_medbench.datasets import DATASETS
 
 CSV_NAME = "FETAL_PLANES_DB_data.csv"
 IMAGES_FOLDER = "Images"
@@ -106,7 +106,9 @@ class FetalPlanesFolder(CachedDataset["_CachedPatient"]):
     @property
     def root(self) -> Path:
         if not self.config.root:
-            raise DataError("dataset 'fetal_planes_db' needs 'root': the folder holding FETAL_PLANES_DB_data.csv and Images/")
+            raise DataError(
+                "dataset 'fetal_planes_db' needs 'root': the folder holding FETAL_PLANES_DB_data.csv and Images/"
+            )
         return Path(self.config.root).expanduser()
 
     @property
@@ -118,7 +120,10 @@ class FetalPlanesFolder(CachedDataset["_CachedPatient"]):
         if not self.config.refine_brain_planes:
             return np.array([names.index(plane) for plane in table["Plane"]], dtype=np.int64)
         refined = {plane: f"Fetal brain: {plane.lower()}" for plane in BRAIN_PLANES}
-        labels = [refined.get(brain, _OTHER_BRAIN) if plane == "Fetal brain" else plane for plane, brain in zip(table["Plane"], table["Brain_plane"])]
+        labels = [
+            refined.get(brain, _OTHER_BRAIN) if plane == "Fetal brain" else plane
+            for plane, brain in zip(table["Plane"], table["Brain_plane"])
+        ]
         return np.array([names.index(label) for label in labels], dtype=np.int64)
 
     def prepare(self) -> None:
@@ -149,7 +154,10 @@ class FetalPlanesFolder(CachedDataset["_CachedPatient"]):
                     lines += [f"{path.name}:{digest}" for path, digest in zip(paths, digests)]
                     key = hashlib.sha256(json.dumps([settings, digests]).encode()).hexdigest()[:16]
                     subject = f"patient-{number}"
-                    entry = _CachedPatient(self.workdir / "cache" / "preprocessed" / "fetal_planes" / f"{subject}-{key}", rows["Train"].iloc[0] == "1")
+                    entry = _CachedPatient(
+                        self.workdir / "cache" / "preprocessed" / "fetal_planes" / f"{subject}-{key}",
+                        rows["Train"].iloc[0] == "1",
+                    )
                     if not entry.complete:
                         entry.write(paths, rows["class"].to_numpy(), self.config.image_size)
                     patients[subject] = entry
@@ -163,7 +171,9 @@ class FetalPlanesFolder(CachedDataset["_CachedPatient"]):
         train = tuple(sorted(s for s, entry in patients.items() if entry.train))
         test = tuple(sorted(s for s, entry in patients.items() if not entry.train))
         if not train or not test:
-            raise DataError(f"{self.root / CSV_NAME}: the Train column must mark some patients 1 (train) and some 0 (test)")
+            raise DataError(
+                f"{self.root / CSV_NAME}: the Train column must mark some patients 1 (train) and some 0 (test)"
+            )
         return Split(train=train, test=test)
 
     def labelled_subjects(self, fraction: float, seed: int) -> list[str]:
@@ -197,7 +207,9 @@ class _CachedPatient:
         return self.images.is_file() and self.classes.is_file()
 
     def write(self, paths: list[Path], classes: np.ndarray, size: int) -> None:
-        images = np.stack([normalise(checked_image(read_png(path, size), path)[None])[0] for path in paths], axis=-1)[None]
+        images = np.stack([normalise(checked_image(read_png(path, size), path)[None])[0] for path in paths], axis=-1)[
+            None
+        ]
         self.stem.parent.mkdir(parents=True, exist_ok=True)
         save_npy(self.images, images.astype(np.float32))
         save_npy(self.classes, classes.astype(np.int64))

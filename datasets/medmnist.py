@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 
 from ssl_medbench.core.errors import DataError
+from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.base import Volume
-from ssl_medbench.datasets.cached import CachedDataset
 from ssl_medbench.datasets.brats import normalise
+from ssl_medbench.datasets.cached import CachedDataset
 from ssl_medbench.datasets.file_hashes import file_sha256
 from ssl_medbench.datasets.splits import Split, stratified_labelled_subjects
-from ssl_medbench.datasets import DATASETS
 
 SPLITS = {"train": "train", "val": "train", "test": "test"}
 
@@ -74,28 +74,40 @@ class MedMNISTFile(CachedDataset[Volume]):
             if f"{prefix}_images" not in arrays:
                 if prefix == "val":
                     continue
-                raise DataError(f"{path}: missing array {prefix}_images (a MedMNIST file has train_/val_/test_ images and labels)")
+                raise DataError(
+                    f"{path}: missing array {prefix}_images (a MedMNIST file has train_/val_/test_ images and labels)"
+                )
             if f"{prefix}_labels" not in arrays:
                 raise DataError(f"{path}: missing array {prefix}_labels")
             labels = arrays[f"{prefix}_labels"]
             if labels.ndim == 2 and labels.shape[1] != 1:
-                raise DataError(f"{path}: {prefix}_labels has {labels.shape[1]} columns; multi-label MedMNIST files are not supported")
+                raise DataError(
+                    f"{path}: {prefix}_labels has {labels.shape[1]} columns; multi-label MedMNIST files are not supported"
+                )
             try:
                 images = _grey(arrays[f"{prefix}_images"])
             except ValueError as error:
                 raise DataError(f"{path}: {prefix}_images: {error}") from None
             if len(images) != len(labels):
-                raise DataError(f"{path}: {prefix}_images has {len(images)} images but {prefix}_labels {len(labels)} labels")
+                raise DataError(
+                    f"{path}: {prefix}_images has {len(images)} images but {prefix}_labels {len(labels)} labels"
+                )
             if self.config.image_size:
-                images = F.interpolate(torch.from_numpy(images)[:, None], size=self.config.image_size, mode="bilinear", align_corners=False)[:, 0].numpy()
+                images = F.interpolate(
+                    torch.from_numpy(images)[:, None], size=self.config.image_size, mode="bilinear", align_corners=False
+                )[:, 0].numpy()
             for index, (image, label) in enumerate(zip(images, labels.reshape(-1).astype(np.int64))):
                 subject = f"{prefix}-{index:06d}"
                 pixels = normalise(image[None])[..., None]
-                volumes[subject] = Volume(subject, pixels, np.zeros(pixels.shape[1:], np.uint8), (1.0, 1.0, 1.0), np.array([label]))
+                volumes[subject] = Volume(
+                    subject, pixels, np.zeros(pixels.shape[1:], np.uint8), (1.0, 1.0, 1.0), np.array([label])
+                )
                 parts[part].append(subject)
         count = 1 + max(int(v.slice_classes[0]) for v in volumes.values())
         if self.config.class_names and len(self.config.class_names) < count:
-            raise DataError(f"{path}: labels go up to {count - 1} but class_names lists {len(self.config.class_names)} names")
+            raise DataError(
+                f"{path}: labels go up to {count - 1} but class_names lists {len(self.config.class_names)} names"
+            )
         self._names = tuple(self.config.class_names) or tuple(f"class_{k}" for k in range(count))
         self._split = Split(train=tuple(sorted(parts["train"])), test=tuple(sorted(parts["test"])))
         self._prepared(volumes, [f"{path.name}:{file_sha256(path)}", f"image_size:{self.config.image_size}"])

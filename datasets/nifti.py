@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import nibabel as nib
 import numpy as np
@@ -27,7 +27,9 @@ def read_array(path: Path, dtype: type = np.float32) -> np.ndarray:
     except DataError:
         raise
     except (OSError, EOFError, ValueError, zlib.error) as error:
-        raise DataError(f"{path}: cannot decode image data, the file may be truncated ({type(error).__name__}: {error})") from None
+        raise DataError(
+            f"{path}: cannot decode image data, the file may be truncated ({type(error).__name__}: {error})"
+        ) from None
 
 
 def check_same_grid(reference_path: Path, paths: Sequence[Path]) -> tuple[float, float, float]:

@@ -9,7 +9,7 @@ slice is smaller than the patch).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -60,13 +60,19 @@ class PatchSampler:
         return int(torch.randint(high, (1,), generator=generator))
 
     def _centre(self, indexed: _IndexedVolume, generator: torch.Generator) -> tuple[int, int, int]:
-        use_foreground = len(indexed.foreground) > 0 and float(torch.rand(1, generator=generator)) < self.foreground_fraction
+        use_foreground = (
+            len(indexed.foreground) > 0 and float(torch.rand(1, generator=generator)) < self.foreground_fraction
+        )
         if use_foreground:
             x, y, z = indexed.foreground[self._randint(len(indexed.foreground), generator)]
             return int(x), int(y), int(z)
         index = self._randint(len(indexed.brain_slices), generator)
         x0, x1, y0, y1 = indexed.boxes[index]
-        return x0 + self._randint(x1 - x0 + 1, generator), y0 + self._randint(y1 - y0 + 1, generator), int(indexed.brain_slices[index])
+        return (
+            x0 + self._randint(x1 - x0 + 1, generator),
+            y0 + self._randint(y1 - y0 + 1, generator),
+            int(indexed.brain_slices[index]),
+        )
 
     def _extract(self, indexed: _IndexedVolume, centre: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
         size = self.patch_size

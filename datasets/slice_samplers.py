@@ -5,7 +5,7 @@ Both draw only from the ``torch.Generator`` they are given and return CPU tensor
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -25,7 +25,9 @@ class SliceClassSampler:
         if not volumes:
             raise ValueError("SliceClassSampler needs at least one volume")
         self.volumes = list(volumes)
-        self.index = np.array([(v, z) for v, volume in enumerate(volumes) for z in range(volume.images.shape[-1])], dtype=np.int64)
+        self.index = np.array(
+            [(v, z) for v, volume in enumerate(volumes) for z in range(volume.images.shape[-1])], dtype=np.int64
+        )
         self.classes = np.concatenate([np.asarray(volume.slice_classes) for volume in volumes])
         self.by_class = [np.flatnonzero(self.classes == c) for c in np.unique(self.classes)]
         self.class_balanced = class_balanced
@@ -64,7 +66,9 @@ class OrthogonalSliceSampler:
         if not volumes:
             raise ValueError("OrthogonalSliceSampler needs at least one volume")
         self.slices = [[axis_slices(v.images, axis, size) for axis in range(3)] for v in volumes]
-        self.presence = [[torch.from_numpy(slice_presence(v.labels, axis, classes)).float() for axis in range(3)] for v in volumes]
+        self.presence = [
+            [torch.from_numpy(slice_presence(v.labels, axis, classes)).float() for axis in range(3)] for v in volumes
+        ]
 
     def sample(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         images, targets = [], []

@@ -56,7 +56,9 @@ def _labelled_count(total: int, fraction: float) -> int:
     return count
 
 
-def stratified_labelled_subjects(train: tuple[str, ...], strata: dict[str, str], fraction: float, seed: int) -> list[str]:
+def stratified_labelled_subjects(
+    train: tuple[str, ...], strata: dict[str, str], fraction: float, seed: int
+) -> list[str]:
     """Like :func:`labelled_subjects`, with every prefix (hence every fraction) stratified by ``strata`` (subject -> class).
 
     Each stratum is permuted from ``seed``; its k-th subject (of n) gets the rank (k + 0.5) / n, and the

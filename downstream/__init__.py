@@ -5,8 +5,9 @@ from __future__ import annotations
 from ssl_medbench.core.registry import Registry
 from ssl_medbench.downstream.base import DownstreamTask
 
-
-DOWNSTREAM_TASKS: Registry[type[DownstreamTask]] = Registry("downstream task", "ssl_medbench.downstream_tasks", DownstreamTask)
+DOWNSTREAM_TASKS: Registry[type[DownstreamTask]] = Registry(
+    "downstream task", "ssl_medbench.downstream_tasks", DownstreamTask
+)
 
 from ssl_medbench.downstream import abdominal_organ_localisation, brats_segmentation, fetal_plane_classification  # noqa: E402,F401  (register the built-ins)
 

@@ -17,8 +17,8 @@ deviation over subjects (``<metric>_<organ>_std``), as the paper reports mean ±
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssl_medbench.datasets.abdominal_ct import ORGANS
 from ssl_medbench.datasets.base import Volume
 from ssl_medbench.datasets.slice_samplers import OrthogonalSliceSampler, axis_slices
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.downstream.base import DownstreamTask
 from ssl_medbench.downstream.boxes import box_from_mask, centroid_distance_mm, largest_run, wall_distance_mm
 from ssl_medbench.networks.classifier import SonoNetClassifier
-from ssl_medbench.datasets.abdominal_ct import ORGANS
 
 METRICS = ("centroid", "wall")
 
@@ -53,7 +53,9 @@ class AbdominalOrganLocalisation(DownstreamTask):
         #: Slices per forward pass at inference.
         inference_batch: int = 64
 
-    def __init__(self, config: "AbdominalOrganLocalisation.Config", image_channels: int, class_names: tuple[str, ...] = ORGANS):
+    def __init__(
+        self, config: AbdominalOrganLocalisation.Config, image_channels: int, class_names: tuple[str, ...] = ORGANS
+    ):
         super().__init__(config, image_channels, class_names or ORGANS)
         if not 0 < config.threshold < 1:
             raise ValueError(f"threshold must lie in (0, 1), got {config.threshold}")
@@ -79,10 +81,12 @@ class AbdominalOrganLocalisation(DownstreamTask):
         extents: list[list[tuple[int, int] | None]] = [[] for _ in self.organs]
         for axis in range(3):
             slices = axis_slices(images, axis, self.config.slice_size)
-            probabilities = torch.cat([
-                torch.sigmoid(model(slices[start:start + self.config.inference_batch].to(device))).cpu()
-                for start in range(0, len(slices), self.config.inference_batch)
-            ])
+            probabilities = torch.cat(
+                [
+                    torch.sigmoid(model(slices[start : start + self.config.inference_batch].to(device))).cpu()
+                    for start in range(0, len(slices), self.config.inference_batch)
+                ]
+            )
             for organ in range(len(self.organs)):
                 extents[organ].append(largest_run((probabilities[:, organ] > self.config.threshold).numpy()))
         return [None if any(e is None for e in organ) else np.array(organ, dtype=np.int64) for organ in extents]
@@ -93,11 +97,15 @@ class AbdominalOrganLocalisation(DownstreamTask):
         for volume in volumes:
             labels = np.asarray(volume.labels)
             row: dict[str, object] = {"subject_id": volume.subject_id}
-            for index, (organ, predicted) in enumerate(zip(self.organs, self.predict_boxes(model, volume.images, device)), start=1):
+            for index, (organ, predicted) in enumerate(
+                zip(self.organs, self.predict_boxes(model, volume.images, device)), start=1
+            ):
                 reference = box_from_mask(labels == index)
                 row[f"missed_{organ}"] = int(reference is not None and predicted is None)
                 found = reference is not None and predicted is not None
-                row[f"centroid_{organ}"] = centroid_distance_mm(predicted, reference, volume.spacing) if found else np.nan
+                row[f"centroid_{organ}"] = (
+                    centroid_distance_mm(predicted, reference, volume.spacing) if found else np.nan
+                )
                 row[f"wall_{organ}"] = wall_distance_mm(predicted, reference, volume.spacing) if found else np.nan
             rows.append(row)
         return pd.DataFrame(rows)

@@ -8,9 +8,10 @@ network on test subjects into a per-subject table whose numeric columns are its 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal, Sequence
+from typing import ClassVar, Literal
 
 import pandas as pd
 import torch
@@ -40,7 +41,7 @@ class DownstreamTask(ABC):
     #: labels); None: not declared, and augmented training (random_augmentation) is refused.
     target_geometry: ClassVar[TargetGeometry | None] = None
 
-    def __init__(self, config: "DownstreamTask.Config", image_channels: int, class_names: tuple[str, ...] = ()):
+    def __init__(self, config: DownstreamTask.Config, image_channels: int, class_names: tuple[str, ...] = ()):
         self.config = config
         self.image_channels = image_channels
         #: The dataset's ``class_names`` (classes or organs), for tasks whose outputs depend on them.

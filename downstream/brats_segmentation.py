@@ -10,8 +10,8 @@ specificity (fractions; reports show %) and pooled Hausdorff95 in mm, with the e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_medbench.datasets.brats import CLASSES, REGIONS, region_masks
 from ssl_medbench.datasets.base import Volume
+from ssl_medbench.datasets.brats import CLASSES, REGIONS, region_masks
 from ssl_medbench.datasets.patches import PatchSampler
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.downstream.base import DownstreamTask
@@ -90,7 +90,11 @@ class BratsSegmentation(DownstreamTask):
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         cross_entropy = F.cross_entropy(outputs, targets)
         dice_term = soft_dice_loss(outputs, targets, classes=range(1, self.num_classes))
-        return {"loss": cross_entropy + self.config.dice_loss_weight * dice_term, "cross_entropy": cross_entropy, "soft_dice": dice_term}
+        return {
+            "loss": cross_entropy + self.config.dice_loss_weight * dice_term,
+            "cross_entropy": cross_entropy,
+            "soft_dice": dice_term,
+        }
 
     @torch.inference_mode()
     def predict_volume(self, model: nn.Module, images: np.ndarray, device: torch.device) -> np.ndarray:

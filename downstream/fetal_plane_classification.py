@@ -14,9 +14,9 @@ also logs the per-class report and the confusion matrix (rows true, columns pred
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -69,31 +69,51 @@ class FetalPlaneClassification(DownstreamTask):
         for volume in volumes:
             images = np.moveaxis(np.asarray(volume.images, dtype=np.float32), -1, 0)
             for start in range(0, len(images), self.config.inference_batch):
-                batch = torch.from_numpy(np.ascontiguousarray(images[start:start + self.config.inference_batch])).to(device)
+                batch = torch.from_numpy(np.ascontiguousarray(images[start : start + self.config.inference_batch])).to(
+                    device
+                )
                 predicted = model(batch).argmax(dim=1).cpu().numpy()
                 for offset, label in enumerate(predicted):
                     true = int(volume.slice_classes[start + offset])
-                    rows.append({"subject_id": volume.subject_id, "image": start + offset,
-                                 "true_class": self.class_names[true], "predicted_class": self.class_names[int(label)]})
+                    rows.append(
+                        {
+                            "subject_id": volume.subject_id,
+                            "image": start + offset,
+                            "true_class": self.class_names[true],
+                            "predicted_class": self.class_names[int(label)],
+                        }
+                    )
         return pd.DataFrame(rows)
 
     def summarise(self, per_subject: pd.DataFrame) -> dict[str, float]:
         true, predicted = per_subject["true_class"], per_subject["predicted_class"]
         precision, recall, f1, _ = precision_recall_fscore_support(true, predicted, average="macro", zero_division=0)
-        return {"precision": float(precision), "recall": float(recall), "f1": float(f1), "accuracy": float(accuracy_score(true, predicted))}
+        return {
+            "precision": float(precision),
+            "recall": float(recall),
+            "f1": float(f1),
+            "accuracy": float(accuracy_score(true, predicted)),
+        }
 
     def subject_scores(self, per_subject: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
         """Accuracy per test patient (precision, recall and F1 are defined over all images only)."""
-        correct = per_subject.assign(accuracy=(per_subject["true_class"] == per_subject["predicted_class"]).astype(float))
+        correct = per_subject.assign(
+            accuracy=(per_subject["true_class"] == per_subject["predicted_class"]).astype(float)
+        )
         return correct.groupby("subject_id", as_index=False)[["accuracy"]].mean()
 
     def write_artifacts(self, per_subject: pd.DataFrame, folder: Path) -> None:
         """``classification_report.csv`` (per class precision, recall, F1, support) and ``confusion_matrix.{csv,png}``."""
         true, predicted = per_subject["true_class"], per_subject["predicted_class"]
-        report = classification_report(true, predicted, labels=list(self.class_names), output_dict=True, zero_division=0)
+        report = classification_report(
+            true, predicted, labels=list(self.class_names), output_dict=True, zero_division=0
+        )
         pd.DataFrame(report).transpose().to_csv(folder / "classification_report.csv")
-        matrix = pd.DataFrame(confusion_matrix(true, predicted, labels=list(self.class_names)),
-                              index=pd.Index(self.class_names, name="true"), columns=pd.Index(self.class_names, name="predicted"))
+        matrix = pd.DataFrame(
+            confusion_matrix(true, predicted, labels=list(self.class_names)),
+            index=pd.Index(self.class_names, name="true"),
+            columns=pd.Index(self.class_names, name="predicted"),
+        )
         matrix.to_csv(folder / "confusion_matrix.csv")
         _confusion_figure(matrix).savefig(folder / "confusion_matrix.png", dpi=110)
 

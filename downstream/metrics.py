@@ -11,7 +11,7 @@ Conventions shared by every function here:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -85,7 +85,9 @@ def _surface_points_mm(mask: np.ndarray, offset: np.ndarray, spacing: np.ndarray
     return (np.argwhere(surface) + offset) * spacing
 
 
-def _directed_surface_distances(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | None) -> tuple[np.ndarray, np.ndarray]:
+def _directed_surface_distances(
+    pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Distances (mm) from each pred-surface voxel to the ref surface, and from each ref-surface voxel to the pred surface.
 
     Works on the union bounding box of both masks (padded by one voxel so that erosion at the crop

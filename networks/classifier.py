@@ -31,8 +31,11 @@ class SonoNetClassifier(nn.Module):
         self.extra = nn.Sequential(*stacks)
         hidden = max(width // 2, num_classes)
         self.adaptation = nn.Sequential(
-            nn.Conv2d(width, hidden, kernel_size=1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, num_classes, kernel_size=1, bias=False), nn.BatchNorm2d(num_classes),
+            nn.Conv2d(width, hidden, kernel_size=1, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, num_classes, kernel_size=1, bias=False),
+            nn.BatchNorm2d(num_classes),
         )
         self.num_classes = num_classes
 

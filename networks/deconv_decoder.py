@@ -9,7 +9,7 @@ the input resolution is restored. It is not transferred: classification networks
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -28,13 +28,17 @@ class DeconvDecoder(nn.Module):
         width = channels
         for _ in range(reduction.bit_length() - 1):
             narrower = max(width // 2, MIN_CHANNELS)
-            layers += [nn.ConvTranspose2d(width, narrower, kernel_size=2, stride=2), nn.BatchNorm2d(narrower), nn.ReLU(inplace=True)]
+            layers += [
+                nn.ConvTranspose2d(width, narrower, kernel_size=2, stride=2),
+                nn.BatchNorm2d(narrower),
+                nn.ReLU(inplace=True),
+            ]
             width = narrower
         self.layers = nn.Sequential(*layers)
         self.out_channels = width
 
     @classmethod
-    def for_encoder(cls, encoder: nn.Module) -> "DeconvDecoder":
+    def for_encoder(cls, encoder: nn.Module) -> DeconvDecoder:
         return cls(encoder.feature_info.channels()[-1], encoder.feature_info.reduction()[-1])
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -9,7 +9,7 @@ upsampling restores it. The output has ``out_channels`` = the shallowest stage's
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,9 @@ class UpBlock(nn.Module):
     def __init__(self, deep_channels: int, skip_channels: int, out_channels: int, scale: int):
         super().__init__()
         self.up = nn.ConvTranspose2d(deep_channels, out_channels, kernel_size=scale, stride=scale)
-        self.convs = nn.Sequential(_conv_unit(out_channels + skip_channels, out_channels), _conv_unit(out_channels, out_channels))
+        self.convs = nn.Sequential(
+            _conv_unit(out_channels + skip_channels, out_channels), _conv_unit(out_channels, out_channels)
+        )
 
     def forward(self, deep: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return self.convs(torch.cat([self.up(deep), skip], dim=1))
@@ -34,7 +36,9 @@ class UNetDecoder(nn.Module):
     def __init__(self, channels: Sequence[int], reductions: Sequence[int]):
         super().__init__()
         if len(channels) != len(reductions) or len(channels) < 2:
-            raise ValueError(f"UNetDecoder needs >= 2 stages with matching channels/reductions, got {channels}, {reductions}")
+            raise ValueError(
+                f"UNetDecoder needs >= 2 stages with matching channels/reductions, got {channels}, {reductions}"
+            )
         self.channels = list(channels)
         self.reductions = list(reductions)
         blocks = []
@@ -47,7 +51,7 @@ class UNetDecoder(nn.Module):
         self.out_channels = channels[0]
 
     @classmethod
-    def for_encoder(cls, encoder: nn.Module) -> "UNetDecoder":
+    def for_encoder(cls, encoder: nn.Module) -> UNetDecoder:
         return cls(encoder.feature_info.channels(), encoder.feature_info.reduction())
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:

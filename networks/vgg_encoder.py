@@ -10,11 +10,11 @@ which returns one feature map per stage and a ``feature_info`` naming them (``st
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
-from torch import nn
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from torch import nn
 
 
 def _conv_unit(in_channels: int, out_channels: int) -> nn.Sequential:

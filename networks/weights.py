@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -64,7 +65,11 @@ def export_weights(
             torch.save(state, temporary)
         manifest["parts"][name] = {"file": file_name, "sha256": state_dict_sha256(state), "tensors": len(state)}
         if isinstance(module, UNetDecoder):
-            manifest["parts"][name]["architecture"] = {"type": "unet", "channels": module.channels, "reductions": module.reductions}
+            manifest["parts"][name]["architecture"] = {
+                "type": "unet",
+                "channels": module.channels,
+                "reductions": module.reductions,
+            }
     with atomic_path(folder / MANIFEST_NAME) as temporary:
         temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
@@ -87,7 +92,9 @@ def load_part(folder: Path, manifest: Mapping[str, Any], name: str, module: nn.M
         raise DataError(f"{folder / MANIFEST_NAME}: has no part {name!r} (parts: {sorted(manifest['parts'])})")
     state = torch.load(folder / entry["file"], map_location="cpu", weights_only=True)
     if state_dict_sha256(state) != entry["sha256"]:
-        raise DataError(f"{folder / entry['file']}: SHA-256 differs from the manifest; the file is corrupt or was changed")
+        raise DataError(
+            f"{folder / entry['file']}: SHA-256 differs from the manifest; the file is corrupt or was changed"
+        )
     module.load_state_dict(state, strict=True)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from ssl_medbench.core.registry import Registry
 from ssl_medbench.pretext_tasks.base import Initialisation, PretextTask
 
-
 PRETEXT_TASKS: Registry[type[Initialisation]] = Registry("pretext task", "ssl_medbench.pretext_tasks", Initialisation)
 
 from ssl_medbench.pretext_tasks import (  # noqa: E402,F401  (register the built-ins)

@@ -15,9 +15,10 @@ a classifier on their pooled features; RP, JS).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +60,7 @@ class Initialisation(ABC):
     #: Short label used in tables (e.g. "CR"); defaults to the registry name.
     label: ClassVar[str] = ""
 
-    def __init__(self, config: "Initialisation.Config | None" = None):
+    def __init__(self, config: Initialisation.Config | None = None):
         self.config = config if config is not None else self.Config()
 
     @property
@@ -71,7 +72,7 @@ class Initialisation(ABC):
     def requires_pretraining(self) -> bool:
         return isinstance(self, PretextTask)
 
-    def finetune_augmentation(self) -> "BatchAugmentation | None":
+    def finetune_augmentation(self) -> BatchAugmentation | None:
         """Augmentation applied to every downstream training batch (RD+AG), or None."""
         return None
 
@@ -111,10 +112,12 @@ class PretextTask(Initialisation):
         """Loss terms; the ``"loss"`` entry is optimised, the others are logged."""
 
     @abstractmethod
-    def preview(self, inputs: torch.Tensor, targets: torch.Tensor, outputs: torch.Tensor) -> "Figure":
+    def preview(self, inputs: torch.Tensor, targets: torch.Tensor, outputs: torch.Tensor) -> Figure:
         """A figure of a few examples: inputs, targets and the network's outputs (logged as ``preview.png``)."""
 
-    def forward(self, encoder: nn.Module, decoder: nn.Module | None, head: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, encoder: nn.Module, decoder: nn.Module | None, head: nn.Module, inputs: torch.Tensor
+    ) -> torch.Tensor:
         """Default composition: head(decoder(encoder(x))) or head(encoder(x)[-1]). Siamese tasks override it."""
         features: Sequence[torch.Tensor] = encoder(inputs)
         if decoder is not None:
@@ -141,10 +144,12 @@ class ReconstructionTask(PretextTask):
         #: dataset takes a decoder, else "deconv" (``benchmark.grid.GridConfig.pretext_config_for``); "unet" on its own.
         decoder: str = "auto"
 
-    def __init__(self, config: "ReconstructionTask.Config | None" = None):
+    def __init__(self, config: ReconstructionTask.Config | None = None):
         super().__init__(config)
         if not isinstance(self.config, ReconstructionTask.Config):
-            raise TypeError(f"{type(self).__name__}.Config must subclass ReconstructionTask.Config (it holds the decoder choice)")
+            raise TypeError(
+                f"{type(self).__name__}.Config must subclass ReconstructionTask.Config (it holds the decoder choice)"
+            )
         if self.config.decoder not in ("auto", *DECODERS):
             raise ValueError(f"decoder must be one of auto, {', '.join(DECODERS)}, got {self.config.decoder!r}")
 
@@ -161,7 +166,7 @@ class ReconstructionTask(PretextTask):
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"loss": F.mse_loss(outputs, targets)}
 
-    def preview(self, inputs: torch.Tensor, targets: torch.Tensor, outputs: torch.Tensor) -> "Figure":
+    def preview(self, inputs: torch.Tensor, targets: torch.Tensor, outputs: torch.Tensor) -> Figure:
         from ssl_medbench.pretext_tasks.preview import reconstruction_figure
 
         return reconstruction_figure(targets, inputs, outputs)
@@ -204,7 +209,9 @@ class ClassificationTask(PretextTask):
     def build_head(self, in_channels: int, image_channels: int) -> nn.Module:
         return SiameseClassifier(in_channels, self.inputs_per_example, self.num_classes)
 
-    def forward(self, encoder: nn.Module, decoder: nn.Module | None, head: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, encoder: nn.Module, decoder: nn.Module | None, head: nn.Module, inputs: torch.Tensor
+    ) -> torch.Tensor:
         batch, crops = inputs.shape[:2]
         deepest = encoder(inputs.flatten(0, 1))[-1]
         return head(deepest.unflatten(0, (batch, crops)))
@@ -213,11 +220,13 @@ class ClassificationTask(PretextTask):
         accuracy = (outputs.detach().argmax(dim=1) == targets).float().mean()
         return {"loss": F.cross_entropy(outputs, targets), "accuracy": accuracy}
 
-    def preview(self, inputs: torch.Tensor, targets: torch.Tensor, outputs: torch.Tensor) -> "Figure":
+    def preview(self, inputs: torch.Tensor, targets: torch.Tensor, outputs: torch.Tensor) -> Figure:
         from ssl_medbench.pretext_tasks.preview import classification_figure
 
         predicted = outputs.argmax(dim=1).tolist()
-        titles = [f"true {self.class_name(t)} / predicted {self.class_name(p)}" for t, p in zip(targets.tolist(), predicted)]
+        titles = [
+            f"true {self.class_name(t)} / predicted {self.class_name(p)}" for t, p in zip(targets.tolist(), predicted)
+        ]
         return classification_figure(inputs, titles)
 
 
@@ -232,7 +241,7 @@ class PretextNetwork(nn.Module):
         self.head = head
 
     @classmethod
-    def for_task(cls, task: PretextTask, encoder: nn.Module, image_channels: int) -> "PretextNetwork":
+    def for_task(cls, task: PretextTask, encoder: nn.Module, image_channels: int) -> PretextNetwork:
         """``encoder`` + the decoder the task chose (if any) + the task's head."""
         decoder = build_decoder(task.decoder, encoder) if task.decoder else None
         head_channels = decoder.out_channels if decoder is not None else encoder.feature_info.channels()[-1]

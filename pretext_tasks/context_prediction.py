@@ -37,11 +37,13 @@ def central_mask(batch: int, height: int, width: int, side: int, device: torch.d
     """(B, H, W) bool: a centred ``side`` x ``side`` square in every image."""
     mask = torch.zeros(batch, height, width, dtype=torch.bool, device=device)
     top, left = (height - side) // 2, (width - side) // 2
-    mask[:, top:top + side, left:left + side] = True
+    mask[:, top : top + side, left : left + side] = True
     return mask
 
 
-def random_block_mask(batch: int, height: int, width: int, side: int, blocks: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+def random_block_mask(
+    batch: int, height: int, width: int, side: int, blocks: int, generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
     """(B, H, W) bool: the union of ``blocks`` ``side`` x ``side`` squares at uniformly random places per image."""
     room = torch.tensor([height - side + 1, width - side + 1], device=device)
     corners = (torch.rand(batch, blocks, 2, generator=generator, device=device) * room).long()
@@ -73,7 +75,7 @@ class ContextPrediction(ReconstructionTask):
         #: Weight of the L2 loss outside the removed region (the removed region has weight 1).
         outside_weight: float = 0.0
 
-    def __init__(self, config: "ContextPrediction.Config | None" = None):
+    def __init__(self, config: ContextPrediction.Config | None = None):
         super().__init__(config)
         config = self.config
         if config.mask not in MASK_SHAPES:
@@ -94,7 +96,9 @@ class ContextPrediction(ReconstructionTask):
         if self._side(height, width) < 1:
             raise ValueError(f"the removed region would be empty on {height}x{width} images; increase its fraction")
 
-    def removed_region(self, batch: int, height: int, width: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    def removed_region(
+        self, batch: int, height: int, width: int, generator: torch.Generator, device: torch.device
+    ) -> torch.Tensor:
         """(B, H, W) bool mask of the pixels to remove."""
         self.check_image_size(height, width)
         side = self._side(height, width)
@@ -104,7 +108,10 @@ class ContextPrediction(ReconstructionTask):
 
     def batch_spec(self, images_shape: tuple[int, int, int, int]) -> BatchSpec:
         batch, channels, height, width = images_shape
-        return BatchSpec(TensorSpec(tuple(images_shape), torch.float32), TensorSpec((batch, channels + 1, height, width), torch.float32))
+        return BatchSpec(
+            TensorSpec(tuple(images_shape), torch.float32),
+            TensorSpec((batch, channels + 1, height, width), torch.float32),
+        )
 
     def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         batch, _, height, width = images.shape
@@ -118,7 +125,10 @@ class ContextPrediction(ReconstructionTask):
         weights = mask + self.config.outside_weight * (1 - mask)
         squared = (outputs - images).pow(2) * weights
         removed = (squared * mask).sum() / (mask.sum() * images.shape[1]).clamp_min(1)
-        return {"loss": squared.sum() / (weights.sum() * images.shape[1]).clamp_min(1e-12), "removed_region_mse": removed}
+        return {
+            "loss": squared.sum() / (weights.sum() * images.shape[1]).clamp_min(1e-12),
+            "removed_region_mse": removed,
+        }
 
-    def preview(self, inputs: torch.Tensor, targets: torch.Tensor, outputs: torch.Tensor) -> "Figure":
+    def preview(self, inputs: torch.Tensor, targets: torch.Tensor, outputs: torch.Tensor) -> Figure:
         return super().preview(inputs, targets[:, :-1], outputs)

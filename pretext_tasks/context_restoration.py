@@ -15,8 +15,8 @@ swaps applied to an index map, so a batch costs one gather of its pixels.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -56,7 +56,12 @@ def sample_disjoint_patch_pairs(
 
 
 def disordered_pixels(
-    batch: int, height: int, width: int, swaps: Sequence[tuple[torch.Tensor, torch.Tensor]], patch: int, device: torch.device
+    batch: int,
+    height: int,
+    width: int,
+    swaps: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    patch: int,
+    device: torch.device,
 ) -> torch.Tensor:
     """Which pixel of the original image each pixel of the disordered one shows, as flat indices (batch, H*W),
     after the ``swaps`` (pairs of top-left corners (batch, 2)) applied in order."""
@@ -79,7 +84,9 @@ def gather_pixels(images: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     """``images`` (B, C, H, W) rearranged by ``source`` (B, H*W); every channel of a pixel moves together."""
     batch, channels, height, width = images.shape
     flat = images.reshape(batch, channels, height * width)
-    return flat.gather(2, source[:, None, :].expand(batch, channels, height * width)).view(batch, channels, height, width)
+    return flat.gather(2, source[:, None, :].expand(batch, channels, height * width)).view(
+        batch, channels, height, width
+    )
 
 
 def swap_patches(images: torch.Tensor, first: torch.Tensor, second: torch.Tensor, patch: int) -> torch.Tensor:
@@ -101,7 +108,7 @@ class ContextRestoration(ReconstructionTask):
         #: Side of the square patches, in pixels.
         patch_size: int = 8
 
-    def __init__(self, config: "ContextRestoration.Config | None" = None):
+    def __init__(self, config: ContextRestoration.Config | None = None):
         super().__init__(config)
         if self.config.iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {self.config.iterations}")
@@ -120,4 +127,3 @@ class ContextRestoration(ReconstructionTask):
         first, second = sample_disjoint_patch_pairs(iterations * batch, height, width, patch, generator, images.device)
         swaps = list(zip(first.view(iterations, batch, 2), second.view(iterations, batch, 2)))
         return gather_pixels(images, disordered_pixels(batch, height, width, swaps, patch, images.device)), images
-

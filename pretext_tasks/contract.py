@@ -18,9 +18,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -82,14 +83,26 @@ def _build(cls: type[PretextTask], setup: ContractSetup) -> tuple[PretextTask, P
 
 def check_builds_from_default_config(cls: type[Initialisation], setup: ContractSetup = ContractSetup()) -> None:
     """Its ``Config`` is a frozen dataclass whose defaults parse from an empty mapping; it declares what transfers."""
-    _expect(dataclasses.is_dataclass(cls.Config) and cls.Config.__dataclass_params__.frozen, f"{cls.__name__}.Config must be a frozen dataclass")
-    _expect(cls(parse_dataclass(cls.Config, {}, cls.__name__)).config == cls.Config(), f"{cls.__name__}: the default config does not round-trip through the grid parser")
+    _expect(
+        dataclasses.is_dataclass(cls.Config) and cls.Config.__dataclass_params__.frozen,
+        f"{cls.__name__}.Config must be a frozen dataclass",
+    )
+    _expect(
+        cls(parse_dataclass(cls.Config, {}, cls.__name__)).config == cls.Config(),
+        f"{cls.__name__}: the default config does not round-trip through the grid parser",
+    )
     task = setup.task(cls)
-    _expect(set(task.transfers) <= {"encoder", "decoder"}, f"{cls.__name__}.transfers must name encoder/decoder, got {task.transfers}")
+    _expect(
+        set(task.transfers) <= {"encoder", "decoder"},
+        f"{cls.__name__}.transfers must name encoder/decoder, got {task.transfers}",
+    )
     task.check_image_size(setup.image_size, setup.image_size)
     if isinstance(task, PretextTask):
         _expect(ENCODER in task.transfers, f"{cls.__name__}: a pretext task must transfer at least the encoder")
-        _expect(task.decoder is None or task.decoder in DECODERS, f"{cls.__name__}.decoder must be None or one of {list(DECODERS)}")
+        _expect(
+            task.decoder is None or task.decoder in DECODERS,
+            f"{cls.__name__}.decoder must be None or one of {list(DECODERS)}",
+        )
 
 
 def check_batch_matches_spec(cls: type[PretextTask], setup: ContractSetup = ContractSetup()) -> None:
@@ -100,9 +113,18 @@ def check_batch_matches_spec(cls: type[PretextTask], setup: ContractSetup = Cont
     spec = task.batch_spec(setup.images_shape)
     for name, tensor, expected in (("inputs", inputs, spec.inputs), ("targets", targets, spec.targets)):
         _expect(isinstance(tensor, torch.Tensor), f"{cls.__name__}.make_batch: {name} is not a tensor")
-        _expect(tuple(tensor.shape) == tuple(expected.shape), f"{cls.__name__}.make_batch: {name} shape {tuple(tensor.shape)}, documented {expected.shape}")
-        _expect(tensor.dtype == expected.dtype, f"{cls.__name__}.make_batch: {name} dtype {tensor.dtype}, documented {expected.dtype}")
-        _expect(tensor.device == images.device, f"{cls.__name__}.make_batch: {name} on {tensor.device}, images on {images.device}")
+        _expect(
+            tuple(tensor.shape) == tuple(expected.shape),
+            f"{cls.__name__}.make_batch: {name} shape {tuple(tensor.shape)}, documented {expected.shape}",
+        )
+        _expect(
+            tensor.dtype == expected.dtype,
+            f"{cls.__name__}.make_batch: {name} dtype {tensor.dtype}, documented {expected.dtype}",
+        )
+        _expect(
+            tensor.device == images.device,
+            f"{cls.__name__}.make_batch: {name} on {tensor.device}, images on {images.device}",
+        )
 
 
 def check_reproducible_per_seed(cls: type[PretextTask], setup: ContractSetup = ContractSetup()) -> None:
@@ -114,8 +136,13 @@ def check_reproducible_per_seed(cls: type[PretextTask], setup: ContractSetup = C
     first = task.make_batch(images, torch.Generator().manual_seed(1))
     again = task.make_batch(images, torch.Generator().manual_seed(1))
     other = task.make_batch(images, torch.Generator().manual_seed(2))
-    _expect(torch.equal(torch.get_rng_state(), global_state), f"{cls.__name__}.make_batch draws from the global RNG; use the generator passed in")
-    _expect(all(torch.equal(a, b) for a, b in zip(first, again)), f"{cls.__name__}.make_batch differs for the same seed")
+    _expect(
+        torch.equal(torch.get_rng_state(), global_state),
+        f"{cls.__name__}.make_batch draws from the global RNG; use the generator passed in",
+    )
+    _expect(
+        all(torch.equal(a, b) for a, b in zip(first, again)), f"{cls.__name__}.make_batch differs for the same seed"
+    )
     same = all(torch.equal(a, b) for a, b in zip(first, other))
     if task.randomised:
         _expect(not same, f"{cls.__name__}.make_batch gives the same batch for different seeds")
@@ -133,7 +160,10 @@ def check_gradients_reach_encoder(cls: type[PretextTask], setup: ContractSetup =
     losses["loss"].backward()
     for name, parameter in network.encoder.named_parameters():
         _expect(parameter.grad is not None, f"{cls.__name__}: no gradient reaches encoder parameter {name}")
-        _expect(bool(torch.isfinite(parameter.grad).all()), f"{cls.__name__}: non-finite gradient in encoder parameter {name}")
+        _expect(
+            bool(torch.isfinite(parameter.grad).all()),
+            f"{cls.__name__}: non-finite gradient in encoder parameter {name}",
+        )
         _expect(bool(parameter.grad.abs().sum() > 0), f"{cls.__name__}: zero gradient in encoder parameter {name}")
 
 
@@ -149,8 +179,13 @@ def check_loss_falls_on_a_fixed_batch(cls: type[PretextTask], setup: ContractSet
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    _expect(all(math.isfinite(value) for value in history), f"{cls.__name__}: loss not finite during training: {history}")
-    _expect(history[-1] < LOSS_RATIO * history[0], f"{cls.__name__}: loss fell only from {history[0]:.4g} to {history[-1]:.4g} in {LOSS_STEPS} steps")
+    _expect(
+        all(math.isfinite(value) for value in history), f"{cls.__name__}: loss not finite during training: {history}"
+    )
+    _expect(
+        history[-1] < LOSS_RATIO * history[0],
+        f"{cls.__name__}: loss fell only from {history[0]:.4g} to {history[-1]:.4g} in {LOSS_STEPS} steps",
+    )
 
 
 def check_weights_transfer_exactly(cls: type[PretextTask], setup: ContractSetup = ContractSetup()) -> None:
@@ -166,16 +201,27 @@ def check_weights_transfer_exactly(cls: type[PretextTask], setup: ContractSetup 
     with tempfile.TemporaryDirectory() as folder:
         export_weights(Path(folder), parts, setup.encoder, setup.channels, {"pretext_task": cls.__name__})
         manifest, encoder, decoder = import_weights(Path(folder))
-    _expect(sorted(manifest["parts"]) == sorted(task.transfers), f"{cls.__name__}: exported {sorted(manifest['parts'])}, transfers {task.transfers}")
-    segmentation = DOWNSTREAM_TASKS.get("brats_segmentation")(DOWNSTREAM_TASKS.get("brats_segmentation").Config(), setup.channels)
+    _expect(
+        sorted(manifest["parts"]) == sorted(task.transfers),
+        f"{cls.__name__}: exported {sorted(manifest['parts'])}, transfers {task.transfers}",
+    )
+    segmentation = DOWNSTREAM_TASKS.get("brats_segmentation")(
+        DOWNSTREAM_TASKS.get("brats_segmentation").Config(), setup.channels
+    )
     downstream = segmentation.build_model(encoder, decoder).eval()
     network.eval()
     images = contract_images(setup)
     with torch.no_grad():
         original, transferred = network.encoder(images), downstream.encoder(images)
-        _expect(all(torch.equal(a, b) for a, b in zip(original, transferred)), f"{cls.__name__}: transferred encoder computes different features")
+        _expect(
+            all(torch.equal(a, b) for a, b in zip(original, transferred)),
+            f"{cls.__name__}: transferred encoder computes different features",
+        )
         if "decoder" in task.transfers:
-            _expect(torch.equal(network.decoder(original), downstream.decoder(transferred)), f"{cls.__name__}: transferred decoder computes a different output")
+            _expect(
+                torch.equal(network.decoder(original), downstream.decoder(transferred)),
+                f"{cls.__name__}: transferred decoder computes a different output",
+            )
 
 
 PretextCheck = Callable[[type[PretextTask], ContractSetup], None]

@@ -16,12 +16,22 @@ from torch import nn
 class SiameseClassifier(nn.Module):
     """(B, K, F, h, w) deepest features of K crops per example -> (B, num_classes) logits."""
 
-    def __init__(self, in_channels: int, inputs: int, num_classes: int, pooled_size: int = 2, embedding: int = 256, hidden: int = 512):
+    def __init__(
+        self,
+        in_channels: int,
+        inputs: int,
+        num_classes: int,
+        pooled_size: int = 2,
+        embedding: int = 256,
+        hidden: int = 512,
+    ):
         super().__init__()
         self.inputs = inputs
         self.pool = nn.AdaptiveAvgPool2d(pooled_size)
         self.embed = nn.Sequential(nn.Linear(in_channels * pooled_size**2, embedding), nn.ReLU(inplace=True))
-        self.classify = nn.Sequential(nn.Linear(inputs * embedding, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_classes))
+        self.classify = nn.Sequential(
+            nn.Linear(inputs * embedding, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_classes)
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         batch, inputs = features.shape[:2]

@@ -39,7 +39,9 @@ def normalise_tiles(tiles: torch.Tensor) -> torch.Tensor:
     """Zero mean and unit standard deviation per tile and channel over (h, w); constant tiles become zero."""
     pixels = tiles.reshape(*tiles.shape[:-2], -1)
     centred = pixels - pixels.mean(dim=-1, keepdim=True)
-    std = (centred * centred).mean(dim=-1, keepdim=True).sqrt()  # two plain reductions: several times faster than torch.std on CPU
+    std = (
+        (centred * centred).mean(dim=-1, keepdim=True).sqrt()
+    )  # two plain reductions: several times faster than torch.std on CPU
     return (centred / (std + _NORMALISATION_EPS)).view(tiles.shape)
 
 
@@ -63,7 +65,7 @@ class Jigsaw(PatchGridTask):
         #: Normalise each tile per channel (Noroozi & Favaro); switch off only to inspect raw tiles.
         normalise_tiles: bool = True
 
-    def __init__(self, config: "Jigsaw.Config | None" = None):
+    def __init__(self, config: Jigsaw.Config | None = None):
         super().__init__(config)
         if not 2 <= self.config.num_permutations <= 1000:
             raise ValueError(f"num_permutations must lie in [2, 1000], got {self.config.num_permutations}")
@@ -83,7 +85,9 @@ class Jigsaw(PatchGridTask):
         tiles = crop_patches(images, grid.sample_corners(batch, height, width, generator, images.device), grid.patch)
         labels = torch.randint(0, self.num_classes, (batch,), generator=generator, device=images.device)
         order = torch.tensor(self.permutations.tolist(), device=images.device)[labels]  # (B, 9)
-        shuffled = tiles[torch.arange(batch, device=images.device)[:, None], order]  # input position i holds cell order[i]
+        shuffled = tiles[
+            torch.arange(batch, device=images.device)[:, None], order
+        ]  # input position i holds cell order[i]
         if self.config.normalise_tiles:
             shuffled = normalise_tiles(shuffled)
         return shuffled, labels
@@ -93,14 +97,17 @@ class Jigsaw(PatchGridTask):
         order = torch.tensor(self.permutations.tolist(), device=tiles.device)[labels]
         return tiles[torch.arange(tiles.shape[0], device=tiles.device)[:, None], order.argsort(dim=1)]
 
-    def preview(self, inputs: torch.Tensor, targets: torch.Tensor, outputs: torch.Tensor) -> "Figure":
+    def preview(self, inputs: torch.Tensor, targets: torch.Tensor, outputs: torch.Tensor) -> Figure:
         """Per example: the tiles in input order, put back by the true permutation, and by the predicted one."""
         from ssl_medbench.pretext_tasks.preview import tile_grid_figure
 
         predicted = outputs.argmax(dim=1)
         first_channel = inputs[:, :, 0]
-        arrangements = {"input order": first_channel, "true order": self.restore(first_channel, targets),
-                        "predicted order": self.restore(first_channel, predicted)}
+        arrangements = {
+            "input order": first_channel,
+            "true order": self.restore(first_channel, targets),
+            "predicted order": self.restore(first_channel, predicted),
+        }
         titles = [f"permutation {t} / predicted {p}" for t, p in zip(targets.tolist(), predicted.tolist())]
         return tile_grid_figure(arrangements, titles)
 

@@ -30,7 +30,7 @@ class PatchGrid:
     jitter: int
 
     @classmethod
-    def from_fractions(cls, side: int, patch: float, gap: float, jitter: float) -> "PatchGrid":
+    def from_fractions(cls, side: int, patch: float, gap: float, jitter: float) -> PatchGrid:
         """Pixel sizes ``floor(fraction * side)`` for an image of ``side`` pixels (the shorter side)."""
         return cls(int(patch * side), int(gap * side), int(jitter * side))
 
@@ -41,16 +41,22 @@ class PatchGrid:
 
     def check_fits(self, height: int, width: int) -> None:
         if self.patch < 1:
-            raise ValueError(f"patches would be {self.patch} pixels wide on a {height}x{width} image; increase the patch fraction")
+            raise ValueError(
+                f"patches would be {self.patch} pixels wide on a {height}x{width} image; increase the patch fraction"
+            )
         if self.jitter > self.gap:
-            raise ValueError(f"jitter ({self.jitter} px) must not exceed the gap ({self.gap} px), or neighbouring patches could overlap")
+            raise ValueError(
+                f"jitter ({self.jitter} px) must not exceed the gap ({self.gap} px), or neighbouring patches could overlap"
+            )
         if self.extent > min(height, width):
             raise ValueError(
                 f"a 3x3 grid of {self.patch}-pixel patches with {self.gap}-pixel gaps and {self.jitter}-pixel jitter "
                 f"spans {self.extent} pixels, more than the {height}x{width} image"
             )
 
-    def sample_corners(self, batch: int, height: int, width: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    def sample_corners(
+        self, batch: int, height: int, width: int, generator: torch.Generator, device: torch.device
+    ) -> torch.Tensor:
         """Top-left corners (batch, 9, 2) of the nine patches of each image, cells in :data:`CELLS` order."""
         self.check_fits(height, width)
         room = torch.tensor([height - self.extent + 1, width - self.extent + 1], device=device)
@@ -66,7 +72,9 @@ def crop_patches(images: torch.Tensor, corners: torch.Tensor, size: int) -> torc
     offsets = torch.arange(size, device=images.device)
     rows = corners[..., 0, None] + offsets  # (B, K, size)
     cols = corners[..., 1, None] + offsets
-    pixels = (rows[..., :, None] * width + cols[..., None, :]).reshape(batch, 1, -1)  # flat pixel index of every crop pixel
+    pixels = (rows[..., :, None] * width + cols[..., None, :]).reshape(
+        batch, 1, -1
+    )  # flat pixel index of every crop pixel
     crops = images.reshape(batch, channels, height * width).gather(2, pixels.expand(batch, channels, pixels.shape[-1]))
     return crops.view(batch, channels, corners.shape[1], size, size).transpose(1, 2)
 
@@ -77,7 +85,7 @@ class PatchGridTask(ClassificationTask):
 
     FRACTIONS = ("patch_fraction", "gap_fraction", "jitter_fraction")
 
-    def __init__(self, config: "ClassificationTask.Config | None" = None):
+    def __init__(self, config: ClassificationTask.Config | None = None):
         super().__init__(config)
         for name in self.FRACTIONS:
             if not 0 <= getattr(self.config, name) < 1:

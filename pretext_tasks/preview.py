@@ -7,7 +7,7 @@ each example on the grey scale of its original.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from matplotlib.figure import Figure
@@ -58,7 +58,9 @@ def _mosaic(tiles: torch.Tensor) -> torch.Tensor:
     canvas = torch.full((3 * height + 2, 3 * width + 2), float("nan"))
     for index in range(9):
         row, col = divmod(index, 3)
-        canvas[row * (height + 1):row * (height + 1) + height, col * (width + 1):col * (width + 1) + width] = tiles[index]
+        canvas[row * (height + 1) : row * (height + 1) + height, col * (width + 1) : col * (width + 1) + width] = tiles[
+            index
+        ]
     return canvas
 
 

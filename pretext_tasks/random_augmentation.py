@@ -25,7 +25,7 @@ class RandomAugmentation(Initialisation):
     class Config(AugmentationConfig):
         pass
 
-    def __init__(self, config: "RandomAugmentation.Config | None" = None):
+    def __init__(self, config: RandomAugmentation.Config | None = None):
         super().__init__(config)
         self.config.check()
 

@@ -29,11 +29,21 @@ CENTRE_CELL = 4
 NEIGHBOUR_CELLS = tuple(cell for cell in range(9) if cell != CENTRE_CELL)
 #: Label -> (row, column) offset of the neighbour from the centre patch, in grid cells.
 NEIGHBOUR_OFFSETS = tuple((CELLS[cell][0] - 1, CELLS[cell][1] - 1) for cell in NEIGHBOUR_CELLS)
-_DIRECTION_NAMES = {(-1, -1): "top-left", (-1, 0): "top", (-1, 1): "top-right", (0, -1): "left",
-                    (0, 1): "right", (1, -1): "bottom-left", (1, 0): "bottom", (1, 1): "bottom-right"}
+_DIRECTION_NAMES = {
+    (-1, -1): "top-left",
+    (-1, 0): "top",
+    (-1, 1): "top-right",
+    (0, -1): "left",
+    (0, 1): "right",
+    (1, -1): "bottom-left",
+    (1, 0): "bottom",
+    (1, 1): "bottom-right",
+}
 
 
-def sample_pairs(grid: PatchGrid, batch: int, height: int, width: int, generator: torch.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_pairs(
+    grid: PatchGrid, batch: int, height: int, width: int, generator: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Corners (B, 2, 2) of (centre, neighbour) patches and labels (B,) indexing :data:`NEIGHBOUR_OFFSETS`."""
     corners = grid.sample_corners(batch, height, width, generator, device)
     labels = torch.randint(0, len(NEIGHBOUR_CELLS), (batch,), generator=generator, device=device)

@@ -40,7 +40,11 @@ def _hours(runs: pd.DataFrame) -> pd.DataFrame:
     duration = (pd.to_datetime(timed["end_time"]) - pd.to_datetime(timed["start_time"])).dt.total_seconds() / 3600
     device = timed["device"].fillna("cpu").map(lambda d: "GPU" if str(d).startswith("cuda") else "CPU")
     table = pd.DataFrame({"job kind": timed["kind"], "device": device, "hours": duration})
-    return table.groupby(["job kind", "device"], as_index=False).agg(jobs=("hours", "size"), hours=("hours", "sum")).round({"hours": 4})
+    return (
+        table.groupby(["job kind", "device"], as_index=False)
+        .agg(jobs=("hours", "size"), hours=("hours", "sum"))
+        .round({"hours": 4})
+    )
 
 
 def pretrain_sharing(runs: pd.DataFrame) -> str | None:
@@ -53,20 +57,31 @@ def pretrain_sharing(runs: pd.DataFrame) -> str | None:
     inits, datasets, seeds = (pretrain[column].nunique() for column in ("initialisation", "dataset", "seed"))
     jobs = pretrain["job_key"].nunique()
     cells = int(finished[finished["kind"] == "finetune"]["pretrain_key"].isin(set(pretrain["job_key"])).sum())
-    return (f"{jobs} pretrain jobs ({inits} initialisations with pretraining x {datasets} datasets x {seeds} seeds = "
-            f"{inits * datasets * seeds}), each shared by the finetune cells on its dataset: {cells} cells started from them.")
+    return (
+        f"{jobs} pretrain jobs ({inits} initialisations with pretraining x {datasets} datasets x {seeds} seeds = "
+        f"{inits * datasets * seeds}), each shared by the finetune cells on its dataset: {cells} cells started from them."
+    )
 
 
 def _provenance(document: Document, runs: pd.DataFrame, tracking_uri: str, scratch: Path) -> None:
     document.heading("What produced these numbers")
     grid = ", ".join(sorted(runs["grid"].dropna().unique())) if "grid" in runs else "unknown"
     started, ended = pd.to_datetime(runs["start_time"]).min(), pd.to_datetime(runs["end_time"]).max()
-    versions = {key: ", ".join(sorted(runs[key].dropna().unique())) for key in
-                ("suite_version", "git_commit", "torch_version", "timm_version", "python_version", "device") if key in runs}
-    document.text(f"Grid {grid}; {len(runs)} runs from {started:%Y-%m-%d %H:%M} to {ended:%Y-%m-%d %H:%M} UTC "
-                  f"(wall time {(ended - started).total_seconds() / 60:.1f} min); MLflow store {tracking_uri}.")
+    versions = {
+        key: ", ".join(sorted(runs[key].dropna().unique()))
+        for key in ("suite_version", "git_commit", "torch_version", "timm_version", "python_version", "device")
+        if key in runs
+    }
+    document.text(
+        f"Grid {grid}; {len(runs)} runs from {started:%Y-%m-%d %H:%M} to {ended:%Y-%m-%d %H:%M} UTC "
+        f"(wall time {(ended - started).total_seconds() / 60:.1f} min); MLflow store {tracking_uri}."
+    )
     document.text("; ".join(f"{key}: {value}" for key, value in versions.items()))
-    datasets = runs[["dataset", "dataset_type", "dataset_sha256", "test_subjects_sha256"]].dropna().drop_duplicates() if "dataset" in runs else pd.DataFrame()
+    datasets = (
+        runs[["dataset", "dataset_type", "dataset_sha256", "test_subjects_sha256"]].dropna().drop_duplicates()
+        if "dataset" in runs
+        else pd.DataFrame()
+    )
     document.table(datasets.reset_index(drop=True))
     document.table(_hours(runs))
     sharing = pretrain_sharing(runs)
@@ -77,7 +92,9 @@ def _provenance(document: Document, runs: pd.DataFrame, tracking_uri: str, scrat
         document.code(config.read_text(), "resolved grid and job configuration (first run)")
 
 
-def _task_section(document: Document, task: str, cells: pd.DataFrame, tracking_uri: str, out: Path, scratch: Path) -> tuple[pd.DataFrame, dict[str, str]]:
+def _task_section(
+    document: Document, task: str, cells: pd.DataFrame, tracking_uri: str, out: Path, scratch: Path
+) -> tuple[pd.DataFrame, dict[str, str]]:
     units, directions = _recorded(cells, "metric_units", task), _recorded(cells, "metric_directions", task)
     document.heading(task)
     table, marks = paper_table(cells, units, directions)
@@ -85,21 +102,33 @@ def _task_section(document: Document, task: str, cells: pd.DataFrame, tracking_u
     finished = int((cells["status"] == "FINISHED").sum())
     better = {d: sorted(m for m, dd in directions.items() if dd == d) for d in ("higher", "lower")}
     rule = "; ".join(f"{d} is better for {', '.join(names)}" for d, names in better.items() if names)
-    document.text(f"{finished} of {len(cells)} cells FINISHED; mean ± std over seeds; bold: best per label fraction ({rule}); "
-                  "fractions in %, distances in mm.")
+    document.text(
+        f"{finished} of {len(cells)} cells FINISHED; mean ± std over seeds; bold: best per label fraction ({rule}); "
+        "fractions in %, distances in mm."
+    )
     if finished < len(cells):
-        document.text(f"Not finished: {int((cells['status'] == 'FAILED').sum())} failed, {int((cells['status'] == 'RUNNING').sum())} running; "
-                      "their cells show 'missing' or fewer seeds.", note=True)
+        document.text(
+            f"Not finished: {int((cells['status'] == 'FAILED').sum())} failed, {int((cells['status'] == 'RUNNING').sum())} running; "
+            "their cells show 'missing' or fewer seeds.",
+            note=True,
+        )
     document.table(table, marks)
     if finished:
-        document.image(metric_vs_fraction(cells, units, out / "figures" / f"{task}_vs_fraction.png"), f"{task}: metrics against label fraction (95 % CI over seeds)")
+        document.image(
+            metric_vs_fraction(cells, units, out / "figures" / f"{task}_vs_fraction.png"),
+            f"{task}: metrics against label fraction (95 % CI over seeds)",
+        )
     plugin_cls = DOWNSTREAM_TASKS.get(task)
     plugin = plugin_cls(plugin_cls.Config(), 1)
     scores = subject_scores(tracking_uri, cells, lambda table: plugin.subject_scores(table, list(units)), scratch)
     if not scores.empty:
-        figure = subject_distributions(scores, {m: u for m, u in units.items() if m in scores}, out / "figures" / f"{task}_per_subject.png")
+        figure = subject_distributions(
+            scores, {m: u for m, u in units.items() if m in scores}, out / "figures" / f"{task}_per_subject.png"
+        )
         if figure is not None:
-            document.image(figure, f"{task}: per-subject scores (mean over seeds) per initialisation and label fraction")
+            document.image(
+                figure, f"{task}: per-subject scores (mean over seeds) per initialisation and label fraction"
+            )
         _statistics(document, task, scores, [m for m in units if m in scores], out)
     means = cell_means(cells, list(units)).assign(task=task)
     return means, directions
@@ -110,11 +139,15 @@ def _statistics(document: Document, task: str, scores: pd.DataFrame, metrics: li
     comparison.to_csv(out / "tables" / f"{task}_vs_random.csv", index=False)
     document.heading(f"{task}: each initialisation against Random ({BASELINE})", 3)
     subjects = scores["subject_id"].nunique()
-    document.text(f"Paired over {subjects} test subjects (each subject's score averaged over the seeds that finished); "
-                  f"mean difference with a percentile bootstrap 95 % CI ({BOOTSTRAP_SAMPLES} resamples); two-sided Wilcoxon "
-                  f"signed-rank test; Holm correction over the {len(comparison)} comparisons of this table.")
+    document.text(
+        f"Paired over {subjects} test subjects (each subject's score averaged over the seeds that finished); "
+        f"mean difference with a percentile bootstrap 95 % CI ({BOOTSTRAP_SAMPLES} resamples); two-sided Wilcoxon "
+        f"signed-rank test; Holm correction over the {len(comparison)} comparisons of this table."
+    )
     if comparison.empty:
-        document.text(f"No comparison: no {BASELINE} cell finished at a fraction where another initialisation did.", note=True)
+        document.text(
+            f"No comparison: no {BASELINE} cell finished at a fraction where another initialisation did.", note=True
+        )
         return
     shown = comparison.assign(fraction=comparison["fraction"].map(lambda f: f"{f * 100:g}%"))
     shown = shown.round({"mean_difference": 4, "ci_low": 4, "ci_high": 4, "p_value": 4, "p_holm": 4})
@@ -123,10 +156,13 @@ def _statistics(document: Document, task: str, scores: pd.DataFrame, metrics: li
 
 def _paper_section(document: Document, means: pd.DataFrame, units: dict[str, dict[str, str]]) -> None:
     document.heading("Side by side with Chen et al. (2019)")
-    document.text("The paper's figures (Tables 3-5) were obtained on the paper's data: private fetal ultrasound and abdominal CT, "
-                  "and BraTS 2017. Numbers on other data, phantoms included, are not directly comparable; the rows below only "
-                  "put them next to each other where the grid ran the same task, label fraction, initialisation and metric. The paper's "
-                  "± is over test subjects (classification: none), this grid's over seeds.", note=True)
+    document.text(
+        "The paper's figures (Tables 3-5) were obtained on the paper's data: private fetal ultrasound and abdominal CT, "
+        "and BraTS 2017. Numbers on other data, phantoms included, are not directly comparable; the rows below only "
+        "put them next to each other where the grid ran the same task, label fraction, initialisation and metric. The paper's "
+        "± is over test subjects (classification: none), this grid's over seeds.",
+        note=True,
+    )
     rows = []
     for task, group in means.groupby("task"):
         rows.append(side_by_side(group, units[task]))
@@ -134,13 +170,18 @@ def _paper_section(document: Document, means: pd.DataFrame, units: dict[str, dic
     if table.empty:
         document.text("This grid ran no task, fraction and metric that the paper reports.")
         return
-    shown = pd.DataFrame({
-        "task": table["task"], "fraction": table["fraction"].map(lambda f: f"{f * 100:g}%"), "initialisation": table["initialisation"],
-        "metric": table["metric"], "unit": table["unit"],
-        "paper (its data)": [format_value(m, s, "") for m, s in zip(table["paper_mean"], table["paper_std"])],
-        "this grid": [format_value(m, s, "") for m, s in zip(table["our_mean"], table["our_std"])],
-        "note": table["note"],
-    })
+    shown = pd.DataFrame(
+        {
+            "task": table["task"],
+            "fraction": table["fraction"].map(lambda f: f"{f * 100:g}%"),
+            "initialisation": table["initialisation"],
+            "metric": table["metric"],
+            "unit": table["unit"],
+            "paper (its data)": [format_value(m, s, "") for m, s in zip(table["paper_mean"], table["paper_std"])],
+            "this grid": [format_value(m, s, "") for m, s in zip(table["our_mean"], table["our_std"])],
+            "note": table["note"],
+        }
+    )
     document.table(shown)
 
 
@@ -149,8 +190,10 @@ def _previews(document: Document, runs: pd.DataFrame, tracking_uri: str, out: Pa
     if pretrain.empty:
         return
     document.heading("What pretraining learnt: preview images")
-    document.text("Logged by each pretrain job after training: inputs, their corruption and the network's output "
-                  "(restorations, or true and predicted classes for relative position and jigsaw).")
+    document.text(
+        "Logged by each pretrain job after training: inputs, their corruption and the network's output "
+        "(restorations, or true and predicted classes for relative position and jigsaw)."
+    )
     for _, run in pretrain.sort_values(["dataset", "initialisation"]).iterrows():
         path = download_artifact(tracking_uri, run["run_id"], "pretext/preview.png", scratch)
         if path is not None:
@@ -186,7 +229,9 @@ def build_report(tracking_uri: str, experiment: str, out_dir: Path) -> Path:
                 ranks = rank_summary(means, directions)
                 if not ranks.empty:
                     document.heading("Rank summary across tasks")
-                    document.text("Mean rank of each initialisation (1 = best) over the metrics and label fractions of each task, by the mean over seeds.")
+                    document.text(
+                        "Mean rank of each initialisation (1 = best) over the metrics and label fractions of each task, by the mean over seeds."
+                    )
                     ranks = ranks.reindex([label for label in init_order(ranks.index)]).round(2).reset_index()
                     ranks.to_csv(out_dir / "tables" / "rank_summary.csv", index=False)
                     document.table(ranks)

@@ -65,8 +65,10 @@ class Document:
         return "\n".join(lines)
 
     def html(self) -> str:
-        parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(self.title)}</title>",
-                 f"<style>{STYLE}</style></head><body><h1>{html.escape(self.title)}</h1>"]
+        parts = [
+            f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(self.title)}</title>',
+            f"<style>{STYLE}</style></head><body><h1>{html.escape(self.title)}</h1>",
+        ]
         for kind, value in self.blocks:
             if kind == "heading":
                 level, text = value
@@ -74,16 +76,20 @@ class Document:
             elif kind == "text":
                 parts.append(f"<p>{html.escape(str(value))}</p>")
             elif kind == "note":
-                parts.append(f"<p class=\"note\">{html.escape(str(value))}</p>")
+                parts.append(f'<p class="note">{html.escape(str(value))}</p>')
             elif kind == "table":
                 table, marks = value
-                parts.append(f"<div class=\"scroll\">{to_html(table, marks)}</div>" if len(table) else "<p>(no rows)</p>")
+                parts.append(f'<div class="scroll">{to_html(table, marks)}</div>' if len(table) else "<p>(no rows)</p>")
             elif kind == "image":
                 path, caption = value
                 data = base64.b64encode(Path(path).read_bytes()).decode()
-                parts.append(f"<figure><img alt=\"{html.escape(caption)}\" src=\"data:image/png;base64,{data}\"><figcaption>{html.escape(caption)}</figcaption></figure>")
+                parts.append(
+                    f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+                )
             else:
                 text, summary = value
-                parts.append(f"<details><summary>{html.escape(summary)}</summary><pre>{html.escape(text)}</pre></details>")
+                parts.append(
+                    f"<details><summary>{html.escape(summary)}</summary><pre>{html.escape(text)}</pre></details>"
+                )
         parts.append("</body></html>")
         return "\n".join(parts)

@@ -16,9 +16,15 @@ import pandas as pd
 
 #: Paper metric name -> our metric-name pattern (``{structure}`` is the region or organ).
 METRIC_NAMES = {
-    "dice": "dice_{structure}", "sensitivity": "sensitivity_{structure}", "specificity": "specificity_{structure}",
-    "hd95": "hd95_{structure}", "centroid_distance": "centroid_{structure}", "wall_distance": "wall_{structure}",
-    "precision": "precision", "recall": "recall", "f1": "f1",
+    "dice": "dice_{structure}",
+    "sensitivity": "sensitivity_{structure}",
+    "specificity": "specificity_{structure}",
+    "hd95": "hd95_{structure}",
+    "centroid_distance": "centroid_{structure}",
+    "wall_distance": "wall_{structure}",
+    "precision": "precision",
+    "recall": "recall",
+    "f1": "f1",
 }
 
 
@@ -39,7 +45,22 @@ def side_by_side(ours: pd.DataFrame, units: dict[str, str]) -> pd.DataFrame:
     paper = paper_tables().rename(columns={"init": "initialisation", "mean": "paper_mean", "std": "paper_std"})
     scale = ours["metric"].map(lambda m: 100.0 if units.get(m) == "fraction" else 1.0)
     ours = ours.assign(our_mean=ours["mean"] * scale, our_std=ours["std"] * scale)
-    merged = paper.merge(ours, left_on=["task", "fraction", "initialisation", "our_metric"],
-                         right_on=["task", "fraction", "initialisation", "metric"], suffixes=("_paper", ""))
-    columns = ["task", "fraction", "initialisation", "our_metric", "paper_mean", "paper_std", "our_mean", "our_std", "unit", "note"]
+    merged = paper.merge(
+        ours,
+        left_on=["task", "fraction", "initialisation", "our_metric"],
+        right_on=["task", "fraction", "initialisation", "metric"],
+        suffixes=("_paper", ""),
+    )
+    columns = [
+        "task",
+        "fraction",
+        "initialisation",
+        "our_metric",
+        "paper_mean",
+        "paper_std",
+        "our_mean",
+        "our_std",
+        "unit",
+        "note",
+    ]
     return merged[columns].rename(columns={"our_metric": "metric"}).reset_index(drop=True)

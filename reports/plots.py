@@ -36,12 +36,24 @@ def metric_vs_fraction(cells: pd.DataFrame, units: dict[str, str], path: Path) -
     axes = figure.subplots(rows, min(COLUMNS, len(metrics)), squeeze=False).ravel()
     order = init_order(finished["initialisation"])
     for axis, metric in zip(axes, metrics):
-        data = finished.assign(value=_scaled(finished[f"metrics.{metric}"], units[metric]), fraction_pct=finished["fraction"] * 100)
-        sns.lineplot(data=data, x="fraction_pct", y="value", hue="initialisation", hue_order=order, marker="o",
-                     errorbar=("ci", 95), seed=0, ax=axis, legend=axis is axes[0])
+        data = finished.assign(
+            value=_scaled(finished[f"metrics.{metric}"], units[metric]), fraction_pct=finished["fraction"] * 100
+        )
+        sns.lineplot(
+            data=data,
+            x="fraction_pct",
+            y="value",
+            hue="initialisation",
+            hue_order=order,
+            marker="o",
+            errorbar=("ci", 95),
+            seed=0,
+            ax=axis,
+            legend=axis is axes[0],
+        )
         axis.set_xlabel("label fraction (%)")
         axis.set_ylabel(_label(metric, units[metric]))
-    for axis in axes[len(metrics):]:
+    for axis in axes[len(metrics) :]:
         axis.set_visible(False)
     figure.savefig(path, dpi=100)
     return path
@@ -59,17 +71,27 @@ def subject_distributions(scores: pd.DataFrame, units: dict[str, str], path: Pat
     axes = figure.subplots(len(metrics), len(fractions), squeeze=False)
     for row, metric in enumerate(metrics):
         for column, fraction in enumerate(fractions):
-            data = per_subject[per_subject["fraction"] == fraction].assign(value=lambda d: _scaled(d[metric], units[metric])).dropna(subset=["value"])
+            data = (
+                per_subject[per_subject["fraction"] == fraction]
+                .assign(value=lambda d, metric=metric: _scaled(d[metric], units[metric]))
+                .dropna(subset=["value"])
+            )
             axis = axes[row, column]
             if data.empty:
                 axis.text(0.5, 0.5, "no values", ha="center", va="center", transform=axis.transAxes)
                 axis.set_axis_off()
                 continue
-            order = [label for label in init_order(per_subject["initialisation"]) if label in set(data["initialisation"])]
+            order = [
+                label for label in init_order(per_subject["initialisation"]) if label in set(data["initialisation"])
+            ]
             with warnings.catch_warnings():  # seaborn 0.13 still passes matplotlib's deprecated ``vert`` to boxplot
                 warnings.simplefilter("ignore", MatplotlibDeprecationWarning)
-                sns.boxplot(data=data, x="initialisation", y="value", order=order, color="#dbe6f1", fliersize=0, ax=axis)
-            sns.stripplot(data=data, x="initialisation", y="value", order=order, color="#1f4e79", size=3, jitter=0.15, ax=axis)
+                sns.boxplot(
+                    data=data, x="initialisation", y="value", order=order, color="#dbe6f1", fliersize=0, ax=axis
+                )
+            sns.stripplot(
+                data=data, x="initialisation", y="value", order=order, color="#1f4e79", size=3, jitter=0.15, ax=axis
+            )
             axis.set_title(f"{fraction * 100:g}% labels", fontsize=9)
             axis.set_xlabel("")
             axis.set_ylabel(_label(metric, units[metric]))

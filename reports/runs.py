@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import mlflow
 import pandas as pd
@@ -22,7 +22,7 @@ def load_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
     runs = mlflow.search_runs([found.experiment_id], output_format="pandas", max_results=100_000)
     if runs.empty:
         return runs
-    runs = runs.rename(columns={c: c[len("tags."):] for c in runs.columns if c.startswith("tags.")})
+    runs = runs.rename(columns={c: c[len("tags.") :] for c in runs.columns if c.startswith("tags.")})
     if "label_fraction" in runs:
         runs["label_fraction"] = pd.to_numeric(runs["label_fraction"], errors="coerce")
     return runs
@@ -33,7 +33,9 @@ def sole_grid_experiment(tracking_uri: str) -> str:
     mlflow.set_tracking_uri(tracking_uri)
     names = sorted(e.name for e in mlflow.search_experiments() if e.name.startswith("grid-"))
     if len(names) != 1:
-        raise UserError(f"{tracking_uri} holds {len(names)} grid experiments ({', '.join(names) or 'none'}); choose one with --experiment")
+        raise UserError(
+            f"{tracking_uri} holds {len(names)} grid experiments ({', '.join(names) or 'none'}); choose one with --experiment"
+        )
     return names[0]
 
 
@@ -51,12 +53,18 @@ def finetune_runs(runs: pd.DataFrame, task: str) -> pd.DataFrame:
 def download_artifact(tracking_uri: str, run_id: str, path: str, folder: Path) -> Path | None:
     """A run's artifact file downloaded into ``folder``, or None if the run has no such artifact."""
     try:
-        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(folder / run_id), tracking_uri=tracking_uri))
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=path, dst_path=str(folder / run_id), tracking_uri=tracking_uri
+            )
+        )
     except (MlflowException, OSError):
         return None
 
 
-def subject_scores(tracking_uri: str, cells: pd.DataFrame, scorer: Callable[[pd.DataFrame], pd.DataFrame], folder: Path) -> pd.DataFrame:
+def subject_scores(
+    tracking_uri: str, cells: pd.DataFrame, scorer: Callable[[pd.DataFrame], pd.DataFrame], folder: Path
+) -> pd.DataFrame:
     """Per-subject scores (``scorer`` applied to each FINISHED cell's ``per_subject_metrics.csv``) with the cell's fraction, initialisation and seed."""
     tables = []
     for _, cell in cells[cells["status"] == "FINISHED"].iterrows():
@@ -64,5 +72,7 @@ def subject_scores(tracking_uri: str, cells: pd.DataFrame, scorer: Callable[[pd.
         if path is None:
             continue
         scores = scorer(pd.read_csv(path))
-        tables.append(scores.assign(fraction=cell["fraction"], initialisation=cell["initialisation"], seed=cell["seed"]))
+        tables.append(
+            scores.assign(fraction=cell["fraction"], initialisation=cell["initialisation"], seed=cell["seed"])
+        )
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

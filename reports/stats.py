@@ -37,7 +37,9 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     return adjusted
 
 
-def bootstrap_ci(differences: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+def bootstrap_ci(
+    differences: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED
+) -> tuple[float, float]:
     """Percentile bootstrap 95 % interval of the mean of ``differences``."""
     rng = np.random.default_rng(seed)
     means = rng.choice(differences, size=(samples, len(differences)), replace=True).mean(axis=1)
@@ -69,15 +71,34 @@ def compare_to_baseline(scores: pd.DataFrame, metrics: list[str]) -> pd.DataFram
             for metric in metrics:
                 paired = pd.concat([other[metric], baseline[metric]], axis=1, keys=["other", "base"]).dropna()
                 differences = (paired["other"] - paired["base"]).to_numpy()
-                row = {"fraction": fraction, "initialisation": label, "metric": metric, "n_subjects": len(differences),
-                       "n_seeds": int(seeds[(fraction, label)]), "baseline_seeds": int(seeds[(fraction, BASELINE)])}
+                row = {
+                    "fraction": fraction,
+                    "initialisation": label,
+                    "metric": metric,
+                    "n_subjects": len(differences),
+                    "n_seeds": int(seeds[(fraction, label)]),
+                    "baseline_seeds": int(seeds[(fraction, BASELINE)]),
+                }
                 if len(differences):
                     row["mean_difference"] = float(differences.mean())
                     row["ci_low"], row["ci_high"] = bootstrap_ci(differences)
                     row["p_value"] = wilcoxon_p(differences)
                 rows.append(row)
-    table = pd.DataFrame(rows, columns=["fraction", "initialisation", "metric", "n_subjects", "n_seeds", "baseline_seeds",
-                                        "mean_difference", "ci_low", "ci_high", "p_value"])
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "fraction",
+            "initialisation",
+            "metric",
+            "n_subjects",
+            "n_seeds",
+            "baseline_seeds",
+            "mean_difference",
+            "ci_low",
+            "ci_high",
+            "p_value",
+        ],
+    )
     table["p_holm"] = holm(table["p_value"].to_numpy()) if len(table) else []
     return table
 

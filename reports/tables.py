@@ -30,8 +30,16 @@ def cell_means(cells: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
         for metric in metrics:
             column = f"metrics.{metric}"
             values = group[column].dropna().astype(float) if column in group else pd.Series(dtype=float)
-            rows.append({"fraction": fraction, "initialisation": label, "metric": metric, "mean": values.mean() if len(values) else np.nan,
-                         "std": values.std(ddof=1) if len(values) > 1 else np.nan, "seeds": len(values)})
+            rows.append(
+                {
+                    "fraction": fraction,
+                    "initialisation": label,
+                    "metric": metric,
+                    "mean": values.mean() if len(values) else np.nan,
+                    "std": values.std(ddof=1) if len(values) > 1 else np.nan,
+                    "seeds": len(values),
+                }
+            )
     return pd.DataFrame(rows, columns=["fraction", "initialisation", "metric", "mean", "std", "seeds"])
 
 
@@ -43,7 +51,9 @@ def format_value(mean: float, std: float, unit: str) -> str:
     return f"{mean * scale:.2f}" if np.isnan(std) else f"{mean * scale:.2f} ± {std * scale:.2f}"
 
 
-def paper_table(cells: pd.DataFrame, units: dict[str, str], directions: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def paper_table(
+    cells: pd.DataFrame, units: dict[str, str], directions: dict[str, str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(formatted table, same-shaped boolean table marking the best cell per fraction and metric)."""
     metrics = list(units)
     means = cell_means(cells, metrics).set_index(["fraction", "initialisation", "metric"])
@@ -83,7 +93,10 @@ def to_markdown(table: pd.DataFrame, marks: pd.DataFrame | None = None) -> str:
     rule = "|" + "|".join("---" for _ in table.columns) + "|"
     body = []
     for index, row in table.iterrows():
-        cells = [f"**{value}**" if marks is not None and marks.loc[index, column] else str(value) for column, value in row.items()]
+        cells = [
+            f"**{value}**" if marks is not None and marks.loc[index, column] else str(value)
+            for column, value in row.items()
+        ]
         body.append("| " + " | ".join(cells) + " |")
     return "\n".join([header, rule, *body])
 
@@ -96,6 +109,8 @@ def to_html(table: pd.DataFrame, marks: pd.DataFrame | None = None) -> str:
         cells = []
         for column, value in row.items():
             text = html.escape(str(value))
-            cells.append(f"<td><b>{text}</b></td>" if marks is not None and marks.loc[index, column] else f"<td>{text}</td>")
+            cells.append(
+                f"<td><b>{text}</b></td>" if marks is not None and marks.loc[index, column] else f"<td>{text}</td>"
+            )
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"

@@ -24,8 +24,15 @@ def tiny_grid(root: Path, **changes) -> dict:
         "fractions": [1.0, 0.5],
         "initialisations": ["random", "context_restoration"],
         "downstream_tasks": ["brats_segmentation"],
-        "datasets": {"phantom": {"type": "brats_phantom", "n_subjects": TINY_PHANTOM.n_subjects,
-                                 "voxel_size_mm": TINY_PHANTOM.voxel_size_mm, "test_fraction": 0.25, "root": str(root)}},
+        "datasets": {
+            "phantom": {
+                "type": "brats_phantom",
+                "n_subjects": TINY_PHANTOM.n_subjects,
+                "voxel_size_mm": TINY_PHANTOM.voxel_size_mm,
+                "test_fraction": 0.25,
+                "root": str(root),
+            }
+        },
         "encoder": {"name": "chen_vgg", "kwargs": {"channels": [8, 16, 32]}},
         "pretrain": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 4, "patch_size": 32},
         "finetune": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 4},

@@ -23,7 +23,7 @@ def _case(seed: int, shape=(12, 10, 8)) -> tuple[np.ndarray, np.ndarray]:
     labels = np.zeros(shape, np.uint8)
     labels[1:3, 2:4, 1:3] = BTCV_LABELS["spleen"]
     labels[8:10, 2:5, 2:6] = BTCV_LABELS["left_kidney"]
-    labels[4:7, 5:8, 3 + seed % 2:7] = BTCV_LABELS["liver"]
+    labels[4:7, 5:8, 3 + seed % 2 : 7] = BTCV_LABELS["liver"]
     labels[5, 1, 1] = BTCV_LABELS["gallbladder"]
     return hu, labels
 
@@ -59,7 +59,9 @@ ORGANS = ("spleen", "left_kidney", "liver")
 
 
 def _msd(root: Path, tmp_path: Path, **config) -> MSDFolder:
-    dataset = MSDFolder(MSDFolder.Config(root=str(root), test_fraction=0.25, **({"organs": ORGANS} | config)), tmp_path / "work")
+    dataset = MSDFolder(
+        MSDFolder.Config(root=str(root), test_fraction=0.25, **({"organs": ORGANS} | config)), tmp_path / "work"
+    )
     dataset.prepare()
     return dataset
 
@@ -72,7 +74,11 @@ def test_msd_layout_loads_windowed_ct_with_canonical_organ_labels(tmp_path):
     _, stored = _case(1)
     assert volume.spacing == SPACING and volume.images.shape == (1, 12, 10, 8)
     labels = np.asarray(volume.labels)
-    assert np.array_equal(labels == 1, stored == 1) and np.array_equal(labels == 2, stored == 3) and np.array_equal(labels == 3, stored == 6)
+    assert (
+        np.array_equal(labels == 1, stored == 1)
+        and np.array_equal(labels == 2, stored == 3)
+        and np.array_equal(labels == 3, stored == 6)
+    )
     assert labels.max() == 3  # the gallbladder is not among the organs
     images = np.asarray(volume.images)
     assert images[0, 0, 0, 0] == 0.0  # air is below the window
@@ -94,19 +100,35 @@ def test_label_ids_override_the_layout(tmp_path):
 
 
 def _shift_label_affine(root: Path) -> None:
-    _save(_case(2)[1], root / "labelsTr" / "abd_002.nii.gz", affine=np.diag([*SPACING, 1.0]) + np.eye(4) * 0 + np.array([[0, 0, 0, 5.0]] * 3 + [[0, 0, 0, 0]]))
+    _save(
+        _case(2)[1],
+        root / "labelsTr" / "abd_002.nii.gz",
+        affine=np.diag([*SPACING, 1.0]) + np.eye(4) * 0 + np.array([[0, 0, 0, 5.0]] * 3 + [[0, 0, 0, 0]]),
+    )
 
 
 @pytest.mark.parametrize(
     "breakage, config, message",
     [
-        (lambda root: (root / "imagesTr" / "abd_001.nii.gz").unlink(), {}, r"imagesTr/abd_001.nii.gz: listed in .*dataset.json \(training entry 1\) but missing"),
+        (
+            lambda root: (root / "imagesTr" / "abd_001.nii.gz").unlink(),
+            {},
+            r"imagesTr/abd_001.nii.gz: listed in .*dataset.json \(training entry 1\) but missing",
+        ),
         (lambda root: (root / "dataset.json").unlink(), {}, "dataset.json: not found"),
         (lambda root: (root / "dataset.json").write_text("{not json"), {}, "dataset.json: not valid JSON"),
-        (lambda root: _save(np.zeros((12, 10, 9), np.uint8), root / "labelsTr" / "abd_002.nii.gz"), {}, r"labelsTr/abd_002.nii.gz: shape \(12, 10, 9\) differs"),
+        (
+            lambda root: _save(np.zeros((12, 10, 9), np.uint8), root / "labelsTr" / "abd_002.nii.gz"),
+            {},
+            r"labelsTr/abd_002.nii.gz: shape \(12, 10, 9\) differs",
+        ),
         (_shift_label_affine, {}, "labelsTr/abd_002.nii.gz: affine differs"),
         (lambda root: None, {"organs": ("spleen", "pancreas")}, r"no label id for organ\(s\) pancreas"),
-        (lambda root: None, {"organs": ("spleen", "stomach"), "label_ids": {"stomach": 9}}, r"organ\(s\) stomach absent from every training subject"),
+        (
+            lambda root: None,
+            {"organs": ("spleen", "stomach"), "label_ids": {"stomach": 9}},
+            r"organ\(s\) stomach absent from every training subject",
+        ),
     ],
 )
 def test_bad_msd_input_is_one_error_naming_the_file(breakage, config, message, tmp_path):

@@ -28,7 +28,9 @@ def test_everything_off_is_the_identity():
 
 def test_flips_move_image_and_label_map_together_and_all_four_occur():
     images, labels = _batch(64)
-    out_images, out_labels = BatchAugmentation(AugmentationConfig(**(OFF | {"flip": True})))(images, labels, torch.Generator().manual_seed(1), "dense")
+    out_images, out_labels = BatchAugmentation(AugmentationConfig(**(OFF | {"flip": True})))(
+        images, labels, torch.Generator().manual_seed(1), "dense"
+    )
     seen = set()
     for b in range(64):
         for dims in ((), (-1,), (-2,), (-2, -1)):
@@ -60,7 +62,9 @@ def test_intensity_is_an_affine_map_per_example_and_channel_within_the_configure
     out_images, out_labels = BatchAugmentation(config)(images, labels, torch.Generator().manual_seed(3), "dense")
     assert torch.equal(out_labels, labels)
     x, y = images.flatten(2), out_images.flatten(2)
-    gain = ((y - y.mean(-1, keepdim=True)) * (x - x.mean(-1, keepdim=True))).sum(-1) / (x - x.mean(-1, keepdim=True)).pow(2).sum(-1)
+    gain = ((y - y.mean(-1, keepdim=True)) * (x - x.mean(-1, keepdim=True))).sum(-1) / (
+        x - x.mean(-1, keepdim=True)
+    ).pow(2).sum(-1)
     shift = y.mean(-1) - gain * x.mean(-1)
     assert torch.allclose(y, gain[..., None] * x + shift[..., None], atol=1e-5)
     assert gain.min() >= 0.9 - 1e-6 and gain.max() <= 1.1 + 1e-6 and shift.abs().max() <= 0.2 + 1e-6
@@ -69,7 +73,9 @@ def test_intensity_is_an_affine_map_per_example_and_channel_within_the_configure
 
 def test_noise_has_the_configured_standard_deviation():
     images = torch.zeros(8, 2, 64, 64)
-    out, _ = BatchAugmentation(AugmentationConfig(**(OFF | {"noise_std": 0.3})))(images, torch.zeros(8), torch.Generator().manual_seed(4), "invariant")
+    out, _ = BatchAugmentation(AugmentationConfig(**(OFF | {"noise_std": 0.3})))(
+        images, torch.zeros(8), torch.Generator().manual_seed(4), "invariant"
+    )
     assert float(out.std()) == pytest.approx(0.3, rel=0.02)
 
 
@@ -86,7 +92,10 @@ def test_class_label_targets_are_left_alone_and_batches_are_reproducible_per_see
     assert torch.equal(first[0], again[0]) and not torch.equal(first[0], other[0])
 
 
-@pytest.mark.parametrize("change, message", [({"scale": 1.0}, "scale"), ({"noise_std": -0.1}, "noise_std"), ({"rotation_degrees": 200.0}, "rotation_degrees")])
+@pytest.mark.parametrize(
+    "change, message",
+    [({"scale": 1.0}, "scale"), ({"noise_std": -0.1}, "noise_std"), ({"rotation_degrees": 200.0}, "rotation_degrees")],
+)
 def test_bad_augmentation_settings_are_rejected(change, message):
     with pytest.raises(ValueError, match=message):
         RandomAugmentation(RandomAugmentation.Config(**change))

@@ -4,14 +4,13 @@ with the message the docs give, and nothing recorded as finished."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import nibabel as nib
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
 
 from benchmark.cli import main
 from tests.brats_files import write_subject
@@ -47,47 +46,101 @@ def _msd(tmp_path: Path, damage: Callable[[Path], None]) -> dict:
     return {"data": {"type": "msd", "root": str(root), "organs": ["spleen", "liver"], "test_fraction": 0.25}}
 
 
-DATA_TASK = {"brats": "brats_segmentation", "fetal_planes_db": "fetal_plane_classification", "msd": "abdominal_organ_localisation"}
+DATA_TASK = {
+    "brats": "brats_segmentation",
+    "fetal_planes_db": "fetal_plane_classification",
+    "msd": "abdominal_organ_localisation",
+}
 
 #: case -> (how to break the grid or its data, the message documented in docs/bad_input.md)
 CATALOGUE: dict[str, tuple[Callable, str]] = {
     "unknown key": (lambda g, t: g.update(colour="red"), "top level: unknown key 'colour'"),
-    "wrong type": (lambda g, t: g["pretrain"].update(epochs="ten"), "pretrain.epochs: expected an integer, got str 'ten'"),
+    "wrong type": (
+        lambda g, t: g["pretrain"].update(epochs="ten"),
+        "pretrain.epochs: expected an integer, got str 'ten'",
+    ),
     "empty list": (lambda g, t: g.update(seeds=[]), "seeds: must not be empty"),
-    "duplicate initialisations": (lambda g, t: g.update(initialisations=["random", "random"]), "initialisations: duplicate entries random"),
+    "duplicate initialisations": (
+        lambda g, t: g.update(initialisations=["random", "random"]),
+        "initialisations: duplicate entries random",
+    ),
     "fraction 0": (lambda g, t: g.update(fractions=[0]), "fractions: 0.0 is outside (0, 1]"),
     "fraction above 1": (lambda g, t: g.update(fractions=[1.5]), "fractions: 1.5 is outside (0, 1]"),
     "seed not an integer": (lambda g, t: g.update(seeds=[0.5]), "seeds[0]: expected an integer, got float 0.5"),
-    "unregistered dataset type": (lambda g, t: g["datasets"]["phantom"].update(type="bratz"), "unknown dataset 'bratz'"),
-    "task on an undefined dataset": (lambda g, t: g["downstream"]["brats_segmentation"].update(dataset="nowhere"),
-                                     "downstream.brats_segmentation.dataset: 'nowhere' is not defined under datasets"),
-    "unknown pretext task": (lambda g, t: g.update(initialisations=["random", "jigsw"]), "unknown pretext task 'jigsw'"),
-    "unknown precision": (lambda g, t: g.update(runtime={"precision": "fp16"}), "runtime.precision: expected one of fp32, bf16, got 'fp16'"),
-    "empty data folder": (lambda g, t: (t / "empty").mkdir() or {"data": {"type": "brats", "root": str(t / "empty")}},
-                          "no subject folders with NIfTI files"),
+    "unregistered dataset type": (
+        lambda g, t: g["datasets"]["phantom"].update(type="bratz"),
+        "unknown dataset 'bratz'",
+    ),
+    "task on an undefined dataset": (
+        lambda g, t: g["downstream"]["brats_segmentation"].update(dataset="nowhere"),
+        "downstream.brats_segmentation.dataset: 'nowhere' is not defined under datasets",
+    ),
+    "unknown pretext task": (
+        lambda g, t: g.update(initialisations=["random", "jigsw"]),
+        "unknown pretext task 'jigsw'",
+    ),
+    "unknown precision": (
+        lambda g, t: g.update(runtime={"precision": "fp16"}),
+        "runtime.precision: expected one of fp32, bf16, got 'fp16'",
+    ),
+    "empty data folder": (
+        lambda g, t: (t / "empty").mkdir() or {"data": {"type": "brats", "root": str(t / "empty")}},
+        "no subject folders with NIfTI files",
+    ),
     "missing modality": (lambda g, t: _brats(t, lambda f: (f / "S1_t1ce.nii.gz").unlink()), "S1: missing t1ce"),
-    "image/label shape mismatch": (lambda g, t: _brats(t, lambda f: _save(np.zeros((3, 3, 3), np.uint8), f / "S1_seg.nii.gz")),
-                                   "S1_seg.nii.gz: shape (3, 3, 3) differs from S1_t1.nii.gz"),
-    "image/label affine mismatch": (lambda g, t: _brats(t, lambda f: _save(np.zeros((12, 10, 8), np.uint8), f / "S1_seg.nii.gz", np.diag([2.0, 1, 1, 1]))),
-                                    "S1_seg.nii.gz: affine differs from S1_t1.nii.gz"),
-    "labels outside the convention": (lambda g, t: _brats(t, lambda f: _save(np.full((12, 10, 8), 7, np.uint8), f / "S1_seg.nii.gz")),
-                                      "S1_seg.nii.gz: label values [7] outside the BraTS convention"),
-    "NaN image": (lambda g, t: _brats(t, lambda f: _save(np.full((12, 10, 8), np.nan, np.float32), f / "S1_flair.nii.gz")),
-                  "S1_flair.nii.gz: contains NaN or infinite values"),
-    "constant image": (lambda g, t: _brats(t, lambda f: _save(np.full((12, 10, 8), 5, np.float32), f / "S1_t2.nii.gz")),
-                       "S1_t2.nii.gz: every voxel is 5; an image without contrast cannot be normalised"),
-    "truncated .nii.gz": (lambda g, t: _brats(t, lambda f: (f / "S1_t2.nii.gz").write_bytes((f / "S1_t2.nii.gz").read_bytes()[:2000])),
-                          "S1_t2.nii.gz: cannot decode image data, the file may be truncated"),
-    "PNG that is not an image": (lambda g, t: _fetal(t, lambda r: (r / "Images" / f"{ROWS[1][0]}.png").write_bytes(b"not a png")),
-                                 "Patient01209_Plane1_2_of_3.png: not a readable PNG image"),
-    "CSV missing a column": (lambda g, t: _fetal(t, lambda r: (r / CSV_NAME).write_text((r / CSV_NAME).read_text().replace("Plane;", "Planes;", 1))),
-                             "FETAL_PLANES_DB_data.csv: missing column(s) Plane"),
-    "patient in train and test": (lambda g, t: _fetal(t, lambda r: (r / CSV_NAME).write_text((r / CSV_NAME).read_text().replace("Voluson E6;0", "Voluson E6;1", 1))),
-                                  "patient 1300 has images in both the train and the test split"),
-    "dataset.json path missing": (lambda g, t: _msd(t, lambda r: (r / "labelsTr" / "abd_002.nii.gz").unlink()),
-                                  "labelsTr/abd_002.nii.gz: listed in"),
-    "organ absent from training": (lambda g, t: {"data": _msd(t, lambda r: None)["data"] | {"organs": ["spleen", "stomach"], "label_ids": {"stomach": 9}}},
-                                   "organ(s) stomach absent from every training subject"),
+    "image/label shape mismatch": (
+        lambda g, t: _brats(t, lambda f: _save(np.zeros((3, 3, 3), np.uint8), f / "S1_seg.nii.gz")),
+        "S1_seg.nii.gz: shape (3, 3, 3) differs from S1_t1.nii.gz",
+    ),
+    "image/label affine mismatch": (
+        lambda g, t: _brats(
+            t, lambda f: _save(np.zeros((12, 10, 8), np.uint8), f / "S1_seg.nii.gz", np.diag([2.0, 1, 1, 1]))
+        ),
+        "S1_seg.nii.gz: affine differs from S1_t1.nii.gz",
+    ),
+    "labels outside the convention": (
+        lambda g, t: _brats(t, lambda f: _save(np.full((12, 10, 8), 7, np.uint8), f / "S1_seg.nii.gz")),
+        "S1_seg.nii.gz: label values [7] outside the BraTS convention",
+    ),
+    "NaN image": (
+        lambda g, t: _brats(t, lambda f: _save(np.full((12, 10, 8), np.nan, np.float32), f / "S1_flair.nii.gz")),
+        "S1_flair.nii.gz: contains NaN or infinite values",
+    ),
+    "constant image": (
+        lambda g, t: _brats(t, lambda f: _save(np.full((12, 10, 8), 5, np.float32), f / "S1_t2.nii.gz")),
+        "S1_t2.nii.gz: every voxel is 5; an image without contrast cannot be normalised",
+    ),
+    "truncated .nii.gz": (
+        lambda g, t: _brats(t, lambda f: (f / "S1_t2.nii.gz").write_bytes((f / "S1_t2.nii.gz").read_bytes()[:2000])),
+        "S1_t2.nii.gz: cannot decode image data, the file may be truncated",
+    ),
+    "PNG that is not an image": (
+        lambda g, t: _fetal(t, lambda r: (r / "Images" / f"{ROWS[1][0]}.png").write_bytes(b"not a png")),
+        "Patient01209_Plane1_2_of_3.png: not a readable PNG image",
+    ),
+    "CSV missing a column": (
+        lambda g, t: _fetal(
+            t, lambda r: (r / CSV_NAME).write_text((r / CSV_NAME).read_text().replace("Plane;", "Planes;", 1))
+        ),
+        "FETAL_PLANES_DB_data.csv: missing column(s) Plane",
+    ),
+    "patient in train and test": (
+        lambda g, t: _fetal(
+            t,
+            lambda r: (r / CSV_NAME).write_text((r / CSV_NAME).read_text().replace("Voluson E6;0", "Voluson E6;1", 1)),
+        ),
+        "patient 1300 has images in both the train and the test split",
+    ),
+    "dataset.json path missing": (
+        lambda g, t: _msd(t, lambda r: (r / "labelsTr" / "abd_002.nii.gz").unlink()),
+        "labelsTr/abd_002.nii.gz: listed in",
+    ),
+    "organ absent from training": (
+        lambda g, t: {
+            "data": _msd(t, lambda r: None)["data"] | {"organs": ["spleen", "stomach"], "label_ids": {"stomach": 9}}
+        },
+        "organ(s) stomach absent from every training subject",
+    ),
 }
 
 
@@ -118,8 +171,14 @@ def test_bad_input_is_one_documented_line_exit_2_and_nothing_recorded(case, tmp_
 
 def test_every_catalogue_case_and_message_is_in_the_docs():
     docs = DOCS.read_text()
-    rows = {cells[0].strip(): cells[1].strip().strip("`") for line in docs.splitlines()
-            if line.startswith("| ") and not line.startswith("| case") and (cells := line.strip("|").split("|")) and len(cells) >= 2}
+    rows = {
+        cells[0].strip(): cells[1].strip().strip("`")
+        for line in docs.splitlines()
+        if line.startswith("| ")
+        and not line.startswith("| case")
+        and (cells := line.strip("|").split("|"))
+        and len(cells) >= 2
+    }
     for case, (_, message) in CATALOGUE.items():
         assert case in rows, f"docs/bad_input.md lacks the case {case!r}"
         assert message in rows[case], f"docs/bad_input.md gives {rows[case]!r} for {case!r}, the suite says {message!r}"

@@ -37,7 +37,13 @@ def test_centroid_and_wall_distances_by_hand():
 
 @pytest.mark.parametrize(
     "values, expected",
-    [([0, 1, 1, 0, 1, 1, 1, 0], (4, 6)), ([1, 1, 0, 1, 1], (0, 1)), ([0, 0, 0], None), ([1, 1, 1], (0, 2)), ([0, 0, 1], (2, 2))],
+    [
+        ([0, 1, 1, 0, 1, 1, 1, 0], (4, 6)),
+        ([1, 1, 0, 1, 1], (0, 1)),
+        ([0, 0, 0], None),
+        ([1, 1, 1], (0, 2)),
+        ([0, 0, 1], (2, 2)),
+    ],
 )
 def test_largest_run_of_positive_slices(values, expected):
     assert largest_run(np.array(values, bool)) == expected

@@ -23,7 +23,9 @@ def _dataset(root: Path, workdir: Path) -> BratsFolder:
 @pytest.mark.parametrize("naming, extension", [("2021", ".nii.gz"), ("2023", ".nii.gz"), ("2021", ".nii")])
 def test_reads_both_namings_into_canonical_labels(tmp_path: Path, naming: str, extension: str):
     for index in range(3):
-        write_subject(tmp_path / "data", f"S{index}", naming=naming, spacing=(1.0, 1.2, 2.5), seed=index, extension=extension)
+        write_subject(
+            tmp_path / "data", f"S{index}", naming=naming, spacing=(1.0, 1.2, 2.5), seed=index, extension=extension
+        )
     dataset = _dataset(tmp_path / "data", tmp_path / "out")
     assert dataset.subject_ids() == ["S0", "S1", "S2"]
     volume = dataset.load("S1")

@@ -67,8 +67,12 @@ def test_summary_counts_subjects_under_an_empty_mask_rule():
     task = _task()
     table = task.evaluate(OracleModel(), [Volume("S0", images, labels, (1.0, 1.0, 1.0))], torch.device("cpu"))
     summary = task.summarise(table)
-    assert table.loc[0, "empty_core"] == "both" and table.loc[0, "dice_core"] == 1.0 and table.loc[0, "hd95_core"] == 0.0
-    assert summary["empty_masks_whole"] == 0 and summary["empty_masks_core"] == 1 and summary["empty_masks_enhancing"] == 1
+    assert (
+        table.loc[0, "empty_core"] == "both" and table.loc[0, "dice_core"] == 1.0 and table.loc[0, "hd95_core"] == 0.0
+    )
+    assert (
+        summary["empty_masks_whole"] == 0 and summary["empty_masks_core"] == 1 and summary["empty_masks_enhancing"] == 1
+    )
     assert np.isnan(summary["sensitivity_core"])
 
 

@@ -75,14 +75,33 @@ def test_tiny_grid_records_everything_in_mlflow_and_resumes(write_grid, tmp_path
 
     for cell in finetune:
         tags = cell.data.tags
-        assert {"initialisation", "downstream_task", "label_fraction", "seed", "job_key", "pretrain_run_id", "test_subjects_sha256"} <= set(tags)
+        assert {
+            "initialisation",
+            "downstream_task",
+            "label_fraction",
+            "seed",
+            "job_key",
+            "pretrain_run_id",
+            "test_subjects_sha256",
+        } <= set(tags)
         assert tags["pretrain_run_id"] == (job.info.run_id if tags["initialisation"] == "context_restoration" else "")
         assert len(client.get_metric_history(cell.info.run_id, "train_loss")) == 2
         assert 0 <= cell.data.metrics["dice_whole"] <= 1 and cell.data.metrics["hd95_whole"] >= 0
         artifacts = {a.path for a in client.list_artifacts(cell.info.run_id)}
-        assert {"per_subject_metrics.csv", "resolved_config.yaml", "labelled_subjects.txt", "test_subjects.txt"} <= artifacts
-        local = Path(mlflow.artifacts.download_artifacts(run_id=cell.info.run_id, artifact_path="per_subject_metrics.csv",
-                                                         dst_path=str(tmp_path / cell.info.run_id), tracking_uri=client.tracking_uri))
+        assert {
+            "per_subject_metrics.csv",
+            "resolved_config.yaml",
+            "labelled_subjects.txt",
+            "test_subjects.txt",
+        } <= artifacts
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=cell.info.run_id,
+                artifact_path="per_subject_metrics.csv",
+                dst_path=str(tmp_path / cell.info.run_id),
+                tracking_uri=client.tracking_uri,
+            )
+        )
         table = pd.read_csv(local)
         assert len(table) == 1  # one test subject of four
         assert table["dice_whole"].mean() == pytest.approx(cell.data.metrics["dice_whole"])
@@ -109,7 +128,15 @@ def test_tiny_grid_records_everything_in_mlflow_and_resumes(write_grid, tmp_path
 
 
 def test_all_seven_initialisations_run_end_to_end_with_previews_and_the_right_weights(write_grid, tmp_path, capsys):
-    paper = ["random", "random_augmentation", "autoencoder", "relative_position", "jigsaw", "context_prediction", "context_restoration"]
+    paper = [
+        "random",
+        "random_augmentation",
+        "autoencoder",
+        "relative_position",
+        "jigsaw",
+        "context_prediction",
+        "context_restoration",
+    ]
     grid, out = write_grid(initialisations=paper, fractions=[1.0]), tmp_path / "out"
     assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress"]) == 0
     assert "12 jobs finished, 0 skipped" in capsys.readouterr().out
@@ -117,20 +144,34 @@ def test_all_seven_initialisations_run_end_to_end_with_previews_and_the_right_we
     assert all(r.info.status == "FINISHED" for r in runs)
     pretrain = {r.data.tags["initialisation"]: r for r in runs if r.data.tags["kind"] == "pretrain"}
     finetune = {r.data.tags["initialisation"]: r for r in runs if r.data.tags["kind"] == "finetune"}
-    assert sorted(pretrain) == ["autoencoder", "context_prediction", "context_restoration", "jigsaw", "relative_position"]
+    assert sorted(pretrain) == [
+        "autoencoder",
+        "context_prediction",
+        "context_restoration",
+        "jigsaw",
+        "relative_position",
+    ]
     assert sorted(finetune) == sorted(paper)
     for name, run in pretrain.items():
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "pretext")}
         assert "pretext/preview.png" in artifacts
-        preview = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="pretext/preview.png",
-                                                           dst_path=str(tmp_path / name), tracking_uri=client.tracking_uri))
+        preview = Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run.info.run_id,
+                artifact_path="pretext/preview.png",
+                dst_path=str(tmp_path / name),
+                tracking_uri=client.tracking_uri,
+            )
+        )
         assert preview.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         weights = {a.path.removeprefix("weights/") for a in client.list_artifacts(run.info.run_id, "weights")}
         expected = PRETEXT_TASKS.get(name)().transfers
         assert weights == {"manifest.json", *(f"{part}.pt" for part in expected)}
         assert finetune[name].data.tags["transferred_parts"] == ",".join(expected)
         assert finetune[name].data.tags["pretrain_run_id"] == run.info.run_id
-    assert "pretext/jigsaw_permutations.csv" in {a.path for a in client.list_artifacts(pretrain["jigsaw"].info.run_id, "pretext")}
+    assert "pretext/jigsaw_permutations.csv" in {
+        a.path for a in client.list_artifacts(pretrain["jigsaw"].info.run_id, "pretext")
+    }
     assert "accuracy" in " ".join(client.get_run(pretrain["jigsaw"].info.run_id).data.metrics)
     assert finetune["random_augmentation"].data.tags["augmentation"] == "on"
     assert finetune["random"].data.tags["augmentation"] == "off"
@@ -142,13 +183,30 @@ def test_all_seven_initialisations_run_end_to_end_with_previews_and_the_right_we
 
 def test_plane_classification_and_organ_localisation_run_end_to_end_on_their_phantoms(write_grid, tmp_path, capsys):
     grid = write_grid(
-        initialisations=["random", "random_augmentation", "context_restoration"], fractions=[1.0],
+        initialisations=["random", "random_augmentation", "context_restoration"],
+        fractions=[1.0],
         downstream_tasks=["fetal_plane_classification", "abdominal_organ_localisation"],
         datasets={
-            "fetal": {"type": "fetal_planes_phantom", "n_patients": 6, "images_per_patient": 4, "height": 48, "image_size": 32, "test_fraction": 0.34},
-            "ct": {"type": "abdominal_ct_phantom", "n_subjects": 4, "spacing_xy_mm": 12.0, "spacing_z_mm": 15.0, "test_fraction": 0.25},
+            "fetal": {
+                "type": "fetal_planes_phantom",
+                "n_patients": 6,
+                "images_per_patient": 4,
+                "height": 48,
+                "image_size": 32,
+                "test_fraction": 0.34,
+            },
+            "ct": {
+                "type": "abdominal_ct_phantom",
+                "n_subjects": 4,
+                "spacing_xy_mm": 12.0,
+                "spacing_z_mm": 15.0,
+                "test_fraction": 0.25,
+            },
         },
-        downstream={"fetal_plane_classification": {"dataset": "fetal"}, "abdominal_organ_localisation": {"dataset": "ct", "slice_size": 32}},
+        downstream={
+            "fetal_plane_classification": {"dataset": "fetal"},
+            "abdominal_organ_localisation": {"dataset": "ct", "slice_size": 32},
+        },
     )
     out = tmp_path / "out"
     assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress"]) == 0
@@ -158,13 +216,25 @@ def test_plane_classification_and_organ_localisation_run_end_to_end_on_their_pha
     for run in (r for r in runs if r.data.tags["kind"] == "pretrain"):
         # Fig. 3: before classification-type tasks the reconstruction part is a few deconvolutions, not transferred
         assert run.data.params["pretext.decoder"] == "deconv"
-        assert {a.path for a in client.list_artifacts(run.info.run_id, "weights")} == {"weights/manifest.json", "weights/encoder.pt"}
-    cells = {(r.data.tags["downstream_task"], r.data.tags["initialisation"]): r for r in runs if r.data.tags["kind"] == "finetune"}
+        assert {a.path for a in client.list_artifacts(run.info.run_id, "weights")} == {
+            "weights/manifest.json",
+            "weights/encoder.pt",
+        }
+    cells = {
+        (r.data.tags["downstream_task"], r.data.tags["initialisation"]): r
+        for r in runs
+        if r.data.tags["kind"] == "finetune"
+    }
     fetal = cells[("fetal_plane_classification", "context_restoration")]
     assert fetal.data.tags["transferred_parts"] == "encoder"
     assert all(0 <= fetal.data.metrics[m] <= 1 for m in ("precision", "recall", "f1", "accuracy"))
     artifacts = {a.path for a in client.list_artifacts(fetal.info.run_id)}
-    assert {"confusion_matrix.csv", "confusion_matrix.png", "classification_report.csv", "per_subject_metrics.csv"} <= artifacts
+    assert {
+        "confusion_matrix.csv",
+        "confusion_matrix.png",
+        "classification_report.csv",
+        "per_subject_metrics.csv",
+    } <= artifacts
     ct = cells[("abdominal_organ_localisation", "random")]
     for organ in ("left_kidney", "right_kidney", "liver", "spleen", "pancreas"):
         assert f"missed_{organ}" in ct.data.metrics and f"centroid_{organ}" in json.loads(ct.data.tags["metric_units"])
@@ -194,14 +264,19 @@ def plugin_entry_points(monkeypatch):
         importlib.metadata.EntryPoint("nan_test", "tests.plugins.denoising:NanLoss", group),
     ]
     real = importlib.metadata.entry_points
-    monkeypatch.setattr(importlib.metadata, "entry_points",
-                        lambda **kw: [p for p in points if p.group == kw.get("group")] if "group" in kw else real(**kw))
+    monkeypatch.setattr(
+        importlib.metadata,
+        "entry_points",
+        lambda **kw: [p for p in points if p.group == kw.get("group")] if "group" in kw else real(**kw),
+    )
     monkeypatch.setattr(PRETEXT_TASKS, "_entry_points_loaded", False)
     monkeypatch.setattr(PRETEXT_TASKS, "_items", dict(PRETEXT_TASKS._items))
     yield
 
 
-def test_entry_point_plugin_in_list_and_grid_and_a_failing_job_does_not_stop_the_grid(plugin_entry_points, write_grid, tmp_path, capsys):
+def test_entry_point_plugin_in_list_and_grid_and_a_failing_job_does_not_stop_the_grid(
+    plugin_entry_points, write_grid, tmp_path, capsys
+):
     assert main(["list"]) == 0
     assert "denoise_test" in capsys.readouterr().out
     grid = write_grid(initialisations=["random", "denoise_test", "nan_test"], fractions=[1.0])
@@ -269,8 +344,15 @@ def test_fraction_leaving_no_training_subject_is_rejected_before_running(write_g
 
 def _benchmark_process(*args: str, **kwargs) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "benchmark", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchmark", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,15 @@ from ssl_medbench.pretext_tasks.context_prediction import ContextPrediction
 
 
 def _images(batch: int = 6) -> torch.Tensor:
-    return torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(0)) + 5  # no pixel equals the fill value
+    return (
+        torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(0)) + 5
+    )  # no pixel equals the fill value
 
 
-@pytest.mark.parametrize("config", [{"mask": "central"}, {"mask": "random_blocks"}, {"mask": "random_blocks", "blocks": 1, "fill_value": -1.0}])
+@pytest.mark.parametrize(
+    "config",
+    [{"mask": "central"}, {"mask": "random_blocks"}, {"mask": "random_blocks", "blocks": 1, "fill_value": -1.0}],
+)
 def test_exactly_the_removed_region_changes_in_every_channel(config):
     task = ContextPrediction(ContextPrediction.Config(**config))
     images = _images()
@@ -63,8 +68,16 @@ def test_outside_weight_adds_the_rest_of_the_image_by_hand_computed_weights():
     assert float(task.loss(outputs, targets)["removed_region_mse"]) == pytest.approx(4.0)
 
 
-@pytest.mark.parametrize("config, message", [({"mask": "ring"}, "mask"), ({"blocks": 0}, "blocks"), ({"outside_weight": -1.0}, "outside_weight"),
-                                             ({"central_fraction": 1.0}, "central_fraction"), ({"decoder": "mlp"}, "decoder")])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"mask": "ring"}, "mask"),
+        ({"blocks": 0}, "blocks"),
+        ({"outside_weight": -1.0}, "outside_weight"),
+        ({"central_fraction": 1.0}, "central_fraction"),
+        ({"decoder": "mlp"}, "decoder"),
+    ],
+)
 def test_bad_configs_are_rejected(config, message):
     with pytest.raises(ValueError, match=message):
         ContextPrediction(ContextPrediction.Config(**config))

@@ -38,11 +38,11 @@ def test_a_swap_exchanges_exactly_the_two_patches():
     out = swap_patches(images, first, second, 5)
     for b in range(2):
         (r1, c1), (r2, c2) = first[b].tolist(), second[b].tolist()
-        assert torch.equal(out[b, :, r1:r1 + 5, c1:c1 + 5], images[b, :, r2:r2 + 5, c2:c2 + 5])
-        assert torch.equal(out[b, :, r2:r2 + 5, c2:c2 + 5], images[b, :, r1:r1 + 5, c1:c1 + 5])
+        assert torch.equal(out[b, :, r1 : r1 + 5, c1 : c1 + 5], images[b, :, r2 : r2 + 5, c2 : c2 + 5])
+        assert torch.equal(out[b, :, r2 : r2 + 5, c2 : c2 + 5], images[b, :, r1 : r1 + 5, c1 : c1 + 5])
         untouched = torch.ones(32, 32, dtype=torch.bool)
-        untouched[r1:r1 + 5, c1:c1 + 5] = False
-        untouched[r2:r2 + 5, c2:c2 + 5] = False
+        untouched[r1 : r1 + 5, c1 : c1 + 5] = False
+        untouched[r2 : r2 + 5, c2 : c2 + 5] = False
         assert torch.equal(out[b][:, untouched], images[b][:, untouched])
     # swapping the same pair again undoes the disordering
     assert torch.equal(swap_patches(out, first, second, 5), images)
@@ -74,7 +74,9 @@ def test_make_batch_is_reproducible_per_seed_and_differs_across_seeds():
 
 def test_zero_iterations_is_the_identity():
     images = _images()
-    corrupted, targets = ContextRestoration(ContextRestoration.Config(iterations=0)).make_batch(images, torch.Generator())
+    corrupted, targets = ContextRestoration(ContextRestoration.Config(iterations=0)).make_batch(
+        images, torch.Generator()
+    )
     assert torch.equal(corrupted, images) and torch.equal(targets, images)
 
 

@@ -17,8 +17,14 @@ CLASSES = ("cat", "dog", "eel")
 
 
 def _classification_table(true: list[int], predicted: list[int]) -> pd.DataFrame:
-    return pd.DataFrame({"subject_id": "p", "image": range(len(true)),
-                         "true_class": [CLASSES[t] for t in true], "predicted_class": [CLASSES[p] for p in predicted]})
+    return pd.DataFrame(
+        {
+            "subject_id": "p",
+            "image": range(len(true)),
+            "true_class": [CLASSES[t] for t in true],
+            "predicted_class": [CLASSES[p] for p in predicted],
+        }
+    )
 
 
 def test_classification_summary_matches_scikit_learn_and_a_hand_computation():
@@ -79,7 +85,9 @@ class _OrganDetector(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         flat = images.flatten(1)
-        present = [((flat - (k + 1) / 10).abs() < 1e-4).any(dim=1) & torch.tensor(on) for k, on in enumerate(self.detect)]
+        present = [
+            ((flat - (k + 1) / 10).abs() < 1e-4).any(dim=1) & torch.tensor(on) for k, on in enumerate(self.detect)
+        ]
         return torch.stack(present, dim=1).float() * 20 - 10
 
 
@@ -96,7 +104,12 @@ def test_localisation_with_a_perfect_detector_has_zero_distances_and_no_misses()
     boxes = task.predict_boxes(_OrganDetector(), _ct_volume().images, torch.device("cpu"))
     assert boxes[0].tolist() == [[2, 5], [3, 8], [4, 11]] and boxes[1].tolist() == [[9, 14], [1, 6], [0, 4]]
     table = task.evaluate(_OrganDetector(), [_ct_volume()], torch.device("cpu"))
-    assert table.loc[0, ["centroid_left_kidney", "wall_left_kidney", "centroid_liver", "wall_liver"]].tolist() == [0, 0, 0, 0]
+    assert table.loc[0, ["centroid_left_kidney", "wall_left_kidney", "centroid_liver", "wall_liver"]].tolist() == [
+        0,
+        0,
+        0,
+        0,
+    ]
     assert table.loc[0, ["missed_left_kidney", "missed_liver"]].tolist() == [0, 0]
 
 

@@ -23,15 +23,30 @@ def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]
     """pip-install the example into its own site folder; returns the environment that sees it (as an installed package)."""
     site = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(site), str(EXAMPLE)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(EXAMPLE),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     assert list(site.glob("ssl_medbench_rotation-*.dist-info/entry_points.txt"))
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
 
 
 def _benchmark(env: dict[str, str], *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "benchmark", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmark", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_installed_plugin_is_listed(installed_plugin):
@@ -43,7 +58,9 @@ def test_installed_plugin_is_listed(installed_plugin):
 
 def test_installed_plugin_runs_a_tiny_grid(installed_plugin, tiny_phantom_root, tmp_path):
     grid = tmp_path / "grid.yaml"
-    grid.write_text(yaml.safe_dump(tiny_grid(tiny_phantom_root, initialisations=["random", "rotation"], fractions=[1.0])))
+    grid.write_text(
+        yaml.safe_dump(tiny_grid(tiny_phantom_root, initialisations=["random", "rotation"], fractions=[1.0]))
+    )
     out = tmp_path / "out"
     ran = _benchmark(installed_plugin, "run", "--grid", str(grid), "--out", str(out), "--no-progress")
     assert ran.returncode == 0, ran.stderr
@@ -56,7 +73,13 @@ def test_installed_plugin_runs_a_tiny_grid(installed_plugin, tiny_phantom_root, 
 
 
 def test_plugin_passes_its_own_tests_built_on_the_shipped_contract(installed_plugin):
-    tested = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
-                            env=installed_plugin, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    tested = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
+        env=installed_plugin,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert tested.returncode == 0, tested.stdout[-3000:]
     assert "8 passed" in tested.stdout

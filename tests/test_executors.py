@@ -46,19 +46,43 @@ def in_process(tmp_path_factory, tiny_phantom_root) -> tuple[Path, dict[str, dic
 
 def test_local_pool_gives_the_in_process_metrics(in_process, tmp_path, capsys):
     grid, expected = in_process
-    assert main(["run", "--grid", str(grid), "--out", str(tmp_path / "out"), "--no-progress", "--workers", "2", *ONE_THREAD]) == 0
+    assert (
+        main(
+            ["run", "--grid", str(grid), "--out", str(tmp_path / "out"), "--no-progress", "--workers", "2", *ONE_THREAD]
+        )
+        == 0
+    )
     assert "5 jobs finished, 0 skipped" in capsys.readouterr().out
     metrics = _finished_metrics(tmp_path / "out")
     assert len(metrics) == 5 and metrics == expected
-    assert ("1 pretrain jobs (1 initialisations with pretraining x 1 datasets x 1 seeds = 1), each shared by the finetune cells "
-            "on its dataset: 2 cells started from them.") in (tmp_path / "out" / "report" / "report.md").read_text()
+    assert (
+        "1 pretrain jobs (1 initialisations with pretraining x 1 datasets x 1 seeds = 1), each shared by the finetune cells "
+        "on its dataset: 2 cells started from them."
+    ) in (tmp_path / "out" / "report" / "report.md").read_text()
 
 
 def test_slurm_executor_through_submitit_local_backend_gives_the_in_process_metrics(in_process, tmp_path, capsys):
     pytest.importorskip("submitit", reason="the slurm extra (pip install '.[slurm]') is not installed")
     grid, expected = in_process
     out = tmp_path / "out"
-    assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress", "--executor", "slurm", "--slurm-cluster", "local", *ONE_THREAD]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--grid",
+                str(grid),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--executor",
+                "slurm",
+                "--slurm-cluster",
+                "local",
+                *ONE_THREAD,
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     # two waves: the pretrain job with the cells that need none, then the cells of the pretrain job
     assert "submitted 3 jobs as local array" in printed and "submitted 2 jobs as local array" in printed
@@ -71,7 +95,22 @@ def test_ray_executor_on_a_local_cluster_gives_the_in_process_metrics(in_process
     grid, expected = in_process
     ray.init(num_cpus=2, include_dashboard=False)
     try:
-        assert main(["run", "--grid", str(grid), "--out", str(tmp_path / "out"), "--no-progress", "--executor", "ray", *ONE_THREAD]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    "--grid",
+                    str(grid),
+                    "--out",
+                    str(tmp_path / "out"),
+                    "--no-progress",
+                    "--executor",
+                    "ray",
+                    *ONE_THREAD,
+                ]
+            )
+            == 0
+        )
     finally:
         ray.shutdown()
     assert _finished_metrics(tmp_path / "out") == expected
@@ -88,15 +127,25 @@ def test_a_missing_engine_names_the_extra_to_install(write_grid, tmp_path, capsy
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", without_submitit)
-    monkeypatch.setattr(importlib, "import_module", lambda name, *a: without_submitit(name) if name == "submitit" else real_import_module(name, *a))
+    monkeypatch.setattr(
+        importlib,
+        "import_module",
+        lambda name, *a: without_submitit(name) if name == "submitit" else real_import_module(name, *a),
+    )
     assert main(["run", "--grid", str(write_grid(**GRID)), "--out", str(tmp_path / "out"), "--executor", "slurm"]) == 2
-    assert capsys.readouterr().err.strip() == "error: --executor slurm needs submitit, which is not installed: pip install 'ssl-medbench[slurm]'"
+    assert (
+        capsys.readouterr().err.strip()
+        == "error: --executor slurm needs submitit, which is not installed: pip install 'ssl-medbench[slurm]'"
+    )
 
 
 real_import_module = importlib.import_module
 
 
-FAULTY_PLUGINS = {"kill_test": "tests.plugins.denoising:KillsWorker", "disk_full_test": "tests.plugins.denoising:FillsTheDisk"}
+FAULTY_PLUGINS = {
+    "kill_test": "tests.plugins.denoising:KillsWorker",
+    "disk_full_test": "tests.plugins.denoising:FillsTheDisk",
+}
 
 
 @pytest.fixture
@@ -109,12 +158,16 @@ def faulty_plugins(monkeypatch, tmp_path):
     info = site / "faulty_test_plugins-0.0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: faulty-test-plugins\nVersion: 0.0\n")
-    (info / "entry_points.txt").write_text(f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in FAULTY_PLUGINS.items()))
+    (info / "entry_points.txt").write_text(
+        f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in FAULTY_PLUGINS.items())
+    )
     monkeypatch.syspath_prepend(str(ROOT))
     monkeypatch.syspath_prepend(str(site))
     points = [importlib.metadata.EntryPoint(name, target, group) for name, target in FAULTY_PLUGINS.items()]
     real = importlib.metadata.entry_points
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: points if kw.get("group") == group else real(**kw))
+    monkeypatch.setattr(
+        importlib.metadata, "entry_points", lambda **kw: points if kw.get("group") == group else real(**kw)
+    )
     monkeypatch.setattr(PRETEXT_TASKS, "_entry_points_loaded", False)
     monkeypatch.setattr(PRETEXT_TASKS, "_items", dict(PRETEXT_TASKS._items))
 
@@ -124,7 +177,9 @@ def test_a_dead_worker_fails_only_its_job_and_is_replaced(faulty_plugins, write_
     grid = write_grid(initialisations=["random", "kill_test", "context_restoration"], fractions=[1.0])
     assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress", "--workers", "2", *ONE_THREAD]) == 1
     printed = capsys.readouterr().out
-    assert "FAILED pretrain/kill_test/phantom/seed0: worker process died (signal 9; killed, or out of memory)" in printed
+    assert (
+        "FAILED pretrain/kill_test/phantom/seed0: worker process died (signal 9; killed, or out of memory)" in printed
+    )
     assert "3 jobs finished, 0 skipped (finished earlier), 2 failed" in printed
     status = {r.info.run_name: r.info.status for r in _runs(out)}
     assert status == {
@@ -145,8 +200,14 @@ def test_pool_workers_are_pinned_to_one_gpu_each_through_cuda_visible_devices(wr
     setup = WorkerSetup(grid=load_grid(str(write_grid(**GRID))), out=Path("unused"), tracking_uri="sqlite:///unused.db")
     workers = [_Worker(slot, setup, gpu) for slot, gpu in enumerate(["3", "7"])]
     try:
-        environments = [dict(line.split("=", 1) for line in Path(f"/proc/{w.process.pid}/environ").read_text().split("\0") if "=" in line)
-                        for w in workers]
+        environments = [
+            dict(
+                line.split("=", 1)
+                for line in Path(f"/proc/{w.process.pid}/environ").read_text().split("\0")
+                if "=" in line
+            )
+            for w in workers
+        ]
     finally:
         for worker in workers:
             worker.stop()
@@ -157,7 +218,22 @@ def test_pool_workers_are_pinned_to_one_gpu_each_through_cuda_visible_devices(wr
 def test_dataloader_workers_give_the_in_process_metrics(in_process, tmp_path):
     grid, expected = in_process
     out = tmp_path / "out"
-    assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress", "--set", "runtime.loader_workers=2", *ONE_THREAD]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--grid",
+                str(grid),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--set",
+                "runtime.loader_workers=2",
+                *ONE_THREAD,
+            ]
+        )
+        == 0
+    )
     assert _finished_metrics(out) == expected
 
 
@@ -169,14 +245,33 @@ def test_an_option_of_another_executor_is_refused_not_ignored(write_grid, tmp_pa
     assert capsys.readouterr().err.strip() == "error: --ray-address applies to --executor ray, not to --executor local"
 
 
-def test_a_full_disk_in_a_pool_worker_ends_the_grid_in_one_line_and_a_rerun_resumes(faulty_plugins, write_grid, tmp_path, capsys):
+def test_a_full_disk_in_a_pool_worker_ends_the_grid_in_one_line_and_a_rerun_resumes(
+    faulty_plugins, write_grid, tmp_path, capsys
+):
     out = tmp_path / "out"
     grid = write_grid(initialisations=["random", "disk_full_test"], fractions=[1.0])
     assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress", "--workers", "2", *ONE_THREAD]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "error: /shared/out/checkpoints/x.pt: could not write (No space left on device); nothing was left half-written"
+    assert (
+        err
+        == "error: /shared/out/checkpoints/x.pt: could not write (No space left on device); nothing was left half-written"
+    )
     status = {r.info.run_name: r.info.status for r in _runs(out)}
     assert status["pretrain/disk_full_test/phantom/seed0"] == "FAILED"
     assert "RUNNING" not in status.values()  # a job the ended grid interrupted is closed as KILLED
-    assert main(["run", "--grid", str(write_grid(initialisations=["random"], fractions=[1.0])), "--out", str(out), "--no-progress",
-                 "--workers", "2", *ONE_THREAD]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--grid",
+                str(write_grid(initialisations=["random"], fractions=[1.0])),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--workers",
+                "2",
+                *ONE_THREAD,
+            ]
+        )
+        == 0
+    )

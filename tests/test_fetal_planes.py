@@ -37,7 +37,9 @@ def write_fetal_db(root: Path, rows=ROWS, header: str = HEADER) -> Path:
         sixteen_bit = Image.fromarray(pixels.astype(np.uint16) * 257)
         image = [image, image.convert("RGB"), image.convert("RGBA"), sixteen_bit][index % 4]
         image.save(root / "Images" / f"{name}.png")
-    lines = [header] + [f"{name};{patient};{plane};{brain};Op. 1;Voluson E6;{train}" for name, patient, plane, brain, train in rows]
+    lines = [header] + [
+        f"{name};{patient};{plane};{brain};Op. 1;Voluson E6;{train}" for name, patient, plane, brain, train in rows
+    ]
     (root / CSV_NAME).write_text("\n".join(lines) + "\n")
     return root
 
@@ -76,7 +78,9 @@ def test_brain_planes_can_refine_the_brain_class(tmp_path):
 def test_a_changed_image_changes_the_hash_and_recaches_only_that_patient(tmp_path):
     root = write_fetal_db(tmp_path / "db")
     first = _load(root, tmp_path)
-    Image.fromarray(np.random.default_rng(9).integers(1, 255, (30, 30), dtype=np.uint8)).save(root / "Images" / f"{ROWS[3][0]}.png")
+    Image.fromarray(np.random.default_rng(9).integers(1, 255, (30, 30), dtype=np.uint8)).save(
+        root / "Images" / f"{ROWS[3][0]}.png"
+    )
     second = _load(root, tmp_path)
     assert first.content_hash() != second.content_hash()
     assert np.array_equal(first.load("patient-1209").images, second.load("patient-1209").images)
@@ -86,11 +90,34 @@ def test_a_changed_image_changes_the_hash_and_recaches_only_that_patient(tmp_pat
 @pytest.mark.parametrize(
     "breakage, message",
     [
-        (lambda root: (root / CSV_NAME).write_text((root / CSV_NAME).read_text().replace("Plane;", "Planes;", 1)), r"FETAL_PLANES_DB_data.csv: missing column\(s\) Plane"),
-        (lambda root: (root / "Images" / f"{ROWS[2][0]}.png").unlink(), r"Patient01209_Plane6_3_of_3.png: listed in FETAL_PLANES_DB_data.csv \(line 4\) but missing"),
-        (lambda root: (root / "Images" / f"{ROWS[1][0]}.png").write_bytes(b"not a png"), "Patient01209_Plane1_2_of_3.png: not a readable PNG image"),
-        (lambda root: (root / CSV_NAME).write_text((root / CSV_NAME).read_text().replace("Fetal femur", "Fetal knee")), "line 6: Plane 'Fetal knee' is not one of"),
-        (lambda root: (root / CSV_NAME).write_text((root / CSV_NAME).read_text().replace("Maternal cervix;Not A Brain;Op. 1;Voluson E6;0", "Maternal cervix;Not A Brain;Op. 1;Voluson E6;1")), "patient 1300 has images in both the train and the test split"),
+        (
+            lambda root: (root / CSV_NAME).write_text((root / CSV_NAME).read_text().replace("Plane;", "Planes;", 1)),
+            r"FETAL_PLANES_DB_data.csv: missing column\(s\) Plane",
+        ),
+        (
+            lambda root: (root / "Images" / f"{ROWS[2][0]}.png").unlink(),
+            r"Patient01209_Plane6_3_of_3.png: listed in FETAL_PLANES_DB_data.csv \(line 4\) but missing",
+        ),
+        (
+            lambda root: (root / "Images" / f"{ROWS[1][0]}.png").write_bytes(b"not a png"),
+            "Patient01209_Plane1_2_of_3.png: not a readable PNG image",
+        ),
+        (
+            lambda root: (root / CSV_NAME).write_text(
+                (root / CSV_NAME).read_text().replace("Fetal femur", "Fetal knee")
+            ),
+            "line 6: Plane 'Fetal knee' is not one of",
+        ),
+        (
+            lambda root: (root / CSV_NAME).write_text(
+                (root / CSV_NAME)
+                .read_text()
+                .replace(
+                    "Maternal cervix;Not A Brain;Op. 1;Voluson E6;0", "Maternal cervix;Not A Brain;Op. 1;Voluson E6;1"
+                )
+            ),
+            "patient 1300 has images in both the train and the test split",
+        ),
         (lambda root: (root / CSV_NAME).unlink(), "FETAL_PLANES_DB table not found"),
     ],
 )
@@ -116,7 +143,9 @@ def test_label_fractions_are_nested_and_stratified_by_class(tmp_path):
 
 
 def test_phantom_writes_the_release_layout_exactly(tmp_path):
-    root = generate_fetal_phantoms(tmp_path / "phantom", FetalPhantomSpec(n_patients=4, images_per_patient=6, height=48))
+    root = generate_fetal_phantoms(
+        tmp_path / "phantom", FetalPhantomSpec(n_patients=4, images_per_patient=6, height=48)
+    )
     lines = (root / CSV_NAME).read_text().splitlines()
     assert lines[0] == HEADER
     assert len(lines) == 1 + 24
@@ -130,13 +159,17 @@ def test_phantom_writes_the_release_layout_exactly(tmp_path):
 
 
 def test_phantom_classes_are_not_separable_by_intensity_statistics_alone(tmp_path):
-    root = generate_fetal_phantoms(tmp_path / "phantom", FetalPhantomSpec(n_patients=40, images_per_patient=6, height=64))
+    root = generate_fetal_phantoms(
+        tmp_path / "phantom", FetalPhantomSpec(n_patients=40, images_per_patient=6, height=64)
+    )
     rows = [line.split(";") for line in (root / CSV_NAME).read_text().splitlines()[1:]]
     features, labels = [], []
     for name, _, plane, *_ in rows:
         pixels = np.asarray(Image.open(root / "Images" / f"{name}.png").convert("L"), np.float32)
         sector = pixels[pixels > 0]
-        features.append([sector.mean(), sector.std(), *np.percentile(sector, [5, 25, 50, 75, 95]), sector.size / pixels.size])
+        features.append(
+            [sector.mean(), sector.std(), *np.percentile(sector, [5, 25, 50, 75, 95]), sector.size / pixels.size]
+        )
         labels.append(PLANES.index(plane))
     features = np.array(features)
     features = (features - features.mean(0)) / features.std(0)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ssl_medbench.core.errors import ConfigError, UnknownPluginError
 from benchmark.grid import load_grid, preset_names
 from benchmark.planner import plan_grid
+from ssl_medbench.core.errors import ConfigError, UnknownPluginError
 from ssl_medbench.downstream.brats_segmentation import BratsSegmentation
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 
@@ -18,7 +18,9 @@ def test_presets_load_and_plan(name):
     pretraining = [i for i in grid.initialisations if PRETEXT_TASKS.get(i)().requires_pretraining]
     datasets = {grid.downstream_config(task).dataset for task in grid.downstream_tasks}
     assert len(plan.pretrain_jobs) == len(pretraining) * len(grid.seeds) * len(datasets)
-    assert len(plan.finetune_cells) == len(grid.initialisations) * len(grid.fractions) * len(grid.seeds) * len(grid.downstream_tasks)
+    assert len(plan.finetune_cells) == len(grid.initialisations) * len(grid.fractions) * len(grid.seeds) * len(
+        grid.downstream_tasks
+    )
 
 
 def test_paper_preset_follows_the_paper_protocol():
@@ -29,7 +31,9 @@ def test_paper_preset_follows_the_paper_protocol():
 
 
 def test_overrides_are_typed_and_can_replace_a_dataset():
-    grid = load_grid("smoke", ["pretrain.epochs=7", "fractions=[0.25]", "datasets.brats_phantom={type: brats, root: /data}"])
+    grid = load_grid(
+        "smoke", ["pretrain.epochs=7", "fractions=[0.25]", "datasets.brats_phantom={type: brats, root: /data}"]
+    )
     assert grid.pretrain.epochs == 7
     assert grid.fractions == (0.25,)
     assert grid.dataset_config("brats_phantom").root == "/data"
@@ -52,10 +56,22 @@ def test_overrides_are_typed_and_can_replace_a_dataset():
         (["datasets.brats_phantom.voxel_size_mm=big"], "datasets.brats_phantom.voxel_size_mm: expected a number"),
         (["datasets.brats_phantom.colour=1"], "datasets.brats_phantom: unknown key 'colour'"),
         (["pretext.context_restoration.iterations=-1"], "pretext.context_restoration: iterations must be >= 0"),
-        (["pretext.context_restoration.decoder=mlp"], "pretext.context_restoration: decoder must be one of auto, unet, deconv, got 'mlp'"),
-        (["pretext.jigsaw.patch_fraction=0.3"], r"pretext.jigsaw: a 3x3 grid of 19-pixel patches .* \(pretrain.patch_size is 64\)"),
-        (["pretext.relative_position.jitter_fraction=0.2"], "pretext.relative_position: jitter .* must not exceed the gap"),
-        (["pretext.context_restoration.patch_size=40"], "pretext.context_restoration: two disjoint 40x40 patches do not fit"),
+        (
+            ["pretext.context_restoration.decoder=mlp"],
+            "pretext.context_restoration: decoder must be one of auto, unet, deconv, got 'mlp'",
+        ),
+        (
+            ["pretext.jigsaw.patch_fraction=0.3"],
+            r"pretext.jigsaw: a 3x3 grid of 19-pixel patches .* \(pretrain.patch_size is 64\)",
+        ),
+        (
+            ["pretext.relative_position.jitter_fraction=0.2"],
+            "pretext.relative_position: jitter .* must not exceed the gap",
+        ),
+        (
+            ["pretext.context_restoration.patch_size=40"],
+            "pretext.context_restoration: two disjoint 40x40 patches do not fit",
+        ),
         (["pretext.random_augmentation.scale=1.5"], "pretext.random_augmentation: scale must be < 1"),
         (["pretrain"], "expected key=value"),
     ],
@@ -68,7 +84,9 @@ def test_bad_grids_name_the_key(overrides, message):
 def test_augmented_baseline_needs_downstream_tasks_that_declare_their_target_geometry(monkeypatch):
     assert load_grid("smoke").initialisations  # random_augmentation with brats_segmentation ("dense") is fine
     monkeypatch.setattr(BratsSegmentation, "target_geometry", None)
-    with pytest.raises(ConfigError, match="random_augmentation augments training batches, but downstream task 'brats_segmentation'"):
+    with pytest.raises(
+        ConfigError, match="random_augmentation augments training batches, but downstream task 'brats_segmentation'"
+    ):
         load_grid("smoke")
 
 
@@ -76,7 +94,9 @@ def test_datasets_with_identical_content_share_their_pretrain_jobs():
     grid = load_grid("smoke", ["downstream_tasks=[fetal_plane_classification, abdominal_organ_localisation]"])
     same = plan_grid(grid, {"brats_phantom": "v", "fetal_phantom": "same", "ct_phantom": "same"})
     different = plan_grid(grid, {"brats_phantom": "v", "fetal_phantom": "f", "ct_phantom": "c"})
-    assert len(different.pretrain_jobs) == 10 and len(same.pretrain_jobs) == 5  # both get deconv decoders: identical jobs
+    assert (
+        len(different.pretrain_jobs) == 10 and len(same.pretrain_jobs) == 5
+    )  # both get deconv decoders: identical jobs
     assert len({job.key for job in same.pretrain_jobs}) == 5
     assert {c.pretrain_key for c in same.finetune_cells if c.pretrain_key} == {job.key for job in same.pretrain_jobs}
 
@@ -96,8 +116,19 @@ def test_every_preset_runs_all_seven_initialisations_of_the_paper():
     for name in ("smoke", "paper", "full"):
         grid = load_grid(name)
         assert set(grid.initialisations) == {
-            "random", "random_augmentation", "autoencoder", "relative_position", "jigsaw", "context_prediction", "context_restoration"}
-        assert set(grid.downstream_tasks) == {"brats_segmentation", "fetal_plane_classification", "abdominal_organ_localisation"}
+            "random",
+            "random_augmentation",
+            "autoencoder",
+            "relative_position",
+            "jigsaw",
+            "context_prediction",
+            "context_restoration",
+        }
+        assert set(grid.downstream_tasks) == {
+            "brats_segmentation",
+            "fetal_plane_classification",
+            "abdominal_organ_localisation",
+        }
 
 
 def test_unknown_grid_and_plugins():
@@ -118,11 +149,19 @@ def test_pretrain_jobs_are_shared_and_keys_track_every_setting():
     cr_cells = [c for c in plan.finetune_cells if c.initialisation == "context_restoration"]
     cr_jobs = {j.key for j in plan.pretrain_jobs if j.initialisation == "context_restoration"}
     assert len(cr_jobs) == 6 and {c.pretrain_key for c in cr_cells} == cr_jobs
-    assert all(c.pretrain_key is None for c in plan.finetune_cells if c.initialisation in ("random", "random_augmentation"))
+    assert all(
+        c.pretrain_key is None for c in plan.finetune_cells if c.initialisation in ("random", "random_augmentation")
+    )
     assert len({c.key for c in plan.finetune_cells}) == len(plan.finetune_cells)
-    same = plan_grid(load_grid("smoke", ["seeds=[0, 1]", "fractions=[1.0, 0.5, 0.25]"]), {"brats_phantom": "v1", "fetal_phantom": "f1", "ct_phantom": "c1"})
+    same = plan_grid(
+        load_grid("smoke", ["seeds=[0, 1]", "fractions=[1.0, 0.5, 0.25]"]),
+        {"brats_phantom": "v1", "fetal_phantom": "f1", "ct_phantom": "c1"},
+    )
     assert same == plan
-    changed_epochs = plan_grid(load_grid("smoke", ["seeds=[0, 1]", "fractions=[1.0, 0.5, 0.25]", "pretrain.epochs=3"]), {"brats_phantom": "v1", "fetal_phantom": "f1", "ct_phantom": "c1"})
+    changed_epochs = plan_grid(
+        load_grid("smoke", ["seeds=[0, 1]", "fractions=[1.0, 0.5, 0.25]", "pretrain.epochs=3"]),
+        {"brats_phantom": "v1", "fetal_phantom": "f1", "ct_phantom": "c1"},
+    )
     assert {j.key for j in changed_epochs.pretrain_jobs}.isdisjoint(j.key for j in plan.pretrain_jobs)
     random_keys = lambda p: {c.key for c in p.finetune_cells if c.initialisation == "random"}  # noqa: E731
     assert random_keys(changed_epochs) == random_keys(plan)  # random cells do not depend on pretraining

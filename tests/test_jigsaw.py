@@ -47,7 +47,7 @@ def test_undoing_the_labelled_permutation_restores_the_grid_order():
     restored = inputs[torch.arange(32)[:, None], permutations.argsort(dim=1)]
     assert torch.equal(task.restore(inputs, labels), restored)
     for cell, (row, col) in enumerate(CELLS):
-        assert torch.equal(restored[:, cell], images[:, :, 16 * row:16 * row + 16, 16 * col:16 * col + 16])
+        assert torch.equal(restored[:, cell], images[:, :, 16 * row : 16 * row + 16, 16 * col : 16 * col + 16])
     assert len(set(labels.tolist())) > 10
 
 
@@ -61,8 +61,12 @@ def test_with_jitter_each_restored_tile_comes_from_its_own_cell():
         found = []
         for cell in range(9):
             tile = restored[b, cell, 0]
-            matches = [(r, c) for r in range(64 - grid.patch + 1) for c in range(64 - grid.patch + 1)
-                       if torch.equal(images[b, 0, r:r + grid.patch, c:c + grid.patch], tile)]
+            matches = [
+                (r, c)
+                for r in range(64 - grid.patch + 1)
+                for c in range(64 - grid.patch + 1)
+                if torch.equal(images[b, 0, r : r + grid.patch, c : c + grid.patch], tile)
+            ]
             assert len(matches) == 1
             found.append(matches[0])
         rows = [r for r, _ in found]
@@ -88,7 +92,9 @@ def test_permutation_set_is_written_for_the_run(tmp_path):
     assert [int(rows[5][f"position_{i}"]) for i in range(9)] == task.permutations[5].tolist()
 
 
-@pytest.mark.parametrize("config, message", [({"num_permutations": 1}, "num_permutations"), ({"patch_fraction": 1.5}, "patch_fraction")])
+@pytest.mark.parametrize(
+    "config, message", [({"num_permutations": 1}, "num_permutations"), ({"patch_fraction": 1.5}, "patch_fraction")]
+)
 def test_bad_configs_are_rejected(config, message):
     with pytest.raises(ValueError, match=message):
         Jigsaw(Jigsaw.Config(**config))

@@ -20,7 +20,12 @@ def test_chen_vgg_is_a_timm_features_only_model():
     encoder = timm.create_model("chen_vgg", features_only=True, in_chans=4, channels=(8, 16, 32, 64))
     assert encoder.feature_info.channels() == [8, 16, 32, 64]
     assert encoder.feature_info.reduction() == [1, 2, 4, 8]
-    assert [info["module"] for info in encoder.feature_info.get_dicts()] == ["stages.0", "stages.1", "stages.2", "stages.3"]
+    assert [info["module"] for info in encoder.feature_info.get_dicts()] == [
+        "stages.0",
+        "stages.1",
+        "stages.2",
+        "stages.3",
+    ]
     features = encoder(torch.randn(2, 4, 64, 64))
     assert [tuple(f.shape) for f in features] == [(2, 8, 64, 64), (2, 16, 32, 32), (2, 32, 16, 16), (2, 64, 8, 8)]
     assert all(key.startswith("stages_") for key in encoder.state_dict())
@@ -73,7 +78,9 @@ def _trained_parts():
 
 def test_weights_round_trip_strict(tmp_path):
     encoder, decoder = _trained_parts()
-    manifest = export_weights(tmp_path, {"encoder": encoder, "decoder": decoder}, SMALL, 4, {"pretext_task": "x", "seed": 3})
+    manifest = export_weights(
+        tmp_path, {"encoder": encoder, "decoder": decoder}, SMALL, 4, {"pretext_task": "x", "seed": 3}
+    )
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
     assert manifest["parts"]["encoder"]["sha256"] == state_dict_sha256(encoder.state_dict())
     _, loaded_encoder, loaded_decoder = import_weights(tmp_path)

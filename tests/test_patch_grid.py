@@ -34,7 +34,11 @@ def test_fractions_scale_with_the_image_side():
 
 @pytest.mark.parametrize(
     "grid, message",
-    [(PatchGrid(0, 1, 0), "0 pixels wide"), (PatchGrid(8, 2, 3), "must not exceed the gap"), (PatchGrid(20, 4, 2), "spans 70 pixels")],
+    [
+        (PatchGrid(0, 1, 0), "0 pixels wide"),
+        (PatchGrid(8, 2, 3), "must not exceed the gap"),
+        (PatchGrid(20, 4, 2), "spans 70 pixels"),
+    ],
 )
 def test_grids_that_do_not_fit_are_refused(grid, message):
     with pytest.raises(ValueError, match=message):
@@ -49,4 +53,4 @@ def test_crop_patches_equals_slicing():
     for b in range(3):
         for k in range(2):
             r, c = corners[b, k].tolist()
-            assert torch.equal(crops[b, k], images[b, :, r:r + 5, c:c + 5])
+            assert torch.equal(crops[b, k], images[b, :, r : r + 5, c : c + 5])

@@ -17,15 +17,19 @@ def _volume(subject: str = "S0") -> Volume:
 
 def test_patches_come_from_axial_slices_with_matching_labels():
     volume = _volume()
-    images, labels = PatchSampler([volume], patch_size=16, foreground_fraction=1.0).sample(20, torch.Generator().manual_seed(0))
+    images, labels = PatchSampler([volume], patch_size=16, foreground_fraction=1.0).sample(
+        20, torch.Generator().manual_seed(0)
+    )
     assert images.shape == (20, 2, 16, 16) and images.dtype == torch.float32
     assert labels.shape == (20, 16, 16) and labels.dtype == torch.int64
     assert (labels == 3).any(dim=(1, 2)).all()  # every patch is centred on the tumour
     # each patch is a verbatim crop of slice 5
     for patch in images:
         matches = [
-            (x, y) for x in range(40 - 15) for y in range(30 - 15)
-            if np.array_equal(volume.images[:, x:x + 16, y:y + 16, 5], patch.numpy())
+            (x, y)
+            for x in range(40 - 15)
+            for y in range(30 - 15)
+            if np.array_equal(volume.images[:, x : x + 16, y : y + 16, 5], patch.numpy())
         ]
         assert matches
 

@@ -6,14 +6,27 @@ import pytest
 
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 from ssl_medbench.pretext_tasks.base import PretextTask
-from ssl_medbench.pretext_tasks.contract import PRETEXT_CHECKS, check_builds_from_default_config, contract_images, ContractSetup
+from ssl_medbench.pretext_tasks.contract import (
+    PRETEXT_CHECKS,
+    ContractSetup,
+    check_builds_from_default_config,
+    contract_images,
+)
 
 PRETEXT_NAMES = [name for name in PRETEXT_TASKS.names() if issubclass(PRETEXT_TASKS.get(name), PretextTask)]
 BASELINE_NAMES = [name for name in PRETEXT_TASKS.names() if name not in PRETEXT_NAMES]
 
 
 def test_all_seven_initialisations_of_the_paper_are_registered():
-    paper = {"random", "random_augmentation", "autoencoder", "relative_position", "jigsaw", "context_prediction", "context_restoration"}
+    paper = {
+        "random",
+        "random_augmentation",
+        "autoencoder",
+        "relative_position",
+        "jigsaw",
+        "context_prediction",
+        "context_restoration",
+    }
     assert paper <= set(PRETEXT_TASKS.names())
     labels = {PRETEXT_TASKS.get(name).label for name in paper}
     assert labels == {"RD", "RD+AG", "AE", "RP", "JS", "CP", "CR"}
@@ -34,8 +47,13 @@ def test_baseline_builds_and_transfers_nothing(name):
 
 @pytest.mark.parametrize(
     "name, transfers",
-    [("autoencoder", ("encoder", "decoder")), ("context_prediction", ("encoder", "decoder")),
-     ("context_restoration", ("encoder", "decoder")), ("relative_position", ("encoder",)), ("jigsaw", ("encoder",))],
+    [
+        ("autoencoder", ("encoder", "decoder")),
+        ("context_prediction", ("encoder", "decoder")),
+        ("context_restoration", ("encoder", "decoder")),
+        ("relative_position", ("encoder",)),
+        ("jigsaw", ("encoder",)),
+    ],
 )
 def test_what_each_paper_task_transfers(name, transfers):
     """Chen et al. 2019, Section 2: RP and JS initialise only the analysis part; AE, CP and CR also the reconstruction part."""

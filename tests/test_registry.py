@@ -129,17 +129,24 @@ def test_an_entry_point_that_takes_a_built_in_name_is_reported_not_dropped(monke
     from ssl_medbench.pretext_tasks.context_restoration import ContextRestoration
 
     registry.register("context_restoration")(ContextRestoration)
-    with pytest.warns(PluginLoadWarning, match=r"'context_restoration' from entry point .*already taken by ssl-medbench \(built-in\)"):
+    with pytest.warns(
+        PluginLoadWarning, match=r"'context_restoration' from entry point .*already taken by ssl-medbench \(built-in\)"
+    ):
         assert registry.get("context_restoration") is ContextRestoration
 
 
 def test_two_plugins_with_one_name_are_both_named(monkeypatch):
     _entry_points(monkeypatch, "test.pretext", denoise="tests.plugins.denoising:Denoising")
     points = list(importlib.metadata.entry_points(group="test.pretext"))
-    points.append(importlib.metadata.EntryPoint(name="denoise", value="tests.plugins.denoising:NanLoss", group="test.pretext"))
+    points.append(
+        importlib.metadata.EntryPoint(name="denoise", value="tests.plugins.denoising:NanLoss", group="test.pretext")
+    )
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kwargs: points)
     registry: Registry[type] = Registry("pretext task", "test.pretext", Initialisation)
     with pytest.warns(PluginLoadWarning) as warned:
         assert registry.get("denoise").__name__ == "Denoising"
     (message,) = [str(w.message) for w in warned]
-    assert "'tests.plugins.denoising:NanLoss'" in message and "already taken by tests.plugins.denoising (Denoising)" in message
+    assert (
+        "'tests.plugins.denoising:NanLoss'" in message
+        and "already taken by tests.plugins.denoising (Denoising)" in message
+    )

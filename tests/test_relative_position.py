@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from ssl_medbench.pretext_tasks.relative_position import CENTRE_CELL, NEIGHBOUR_CELLS, NEIGHBOUR_OFFSETS, RelativePosition, sample_pairs
 from ssl_medbench.pretext_tasks.patch_grid import CELLS, crop_patches
+from ssl_medbench.pretext_tasks.relative_position import (
+    CENTRE_CELL,
+    NEIGHBOUR_CELLS,
+    NEIGHBOUR_OFFSETS,
+    RelativePosition,
+    sample_pairs,
+)
 
 
 def test_labels_and_neighbour_offsets_are_a_bijection_over_the_eight_positions():
@@ -34,7 +40,9 @@ def test_make_batch_returns_the_centre_and_neighbour_crops_of_each_image():
     task = RelativePosition()
     images = torch.randn(16, 4, 64, 64, generator=torch.Generator().manual_seed(1))
     inputs, labels = task.make_batch(images, torch.Generator().manual_seed(5))
-    corners, expected_labels = sample_pairs(task.grid(64, 64), 16, 64, 64, torch.Generator().manual_seed(5), images.device)
+    corners, expected_labels = sample_pairs(
+        task.grid(64, 64), 16, 64, 64, torch.Generator().manual_seed(5), images.device
+    )
     assert torch.equal(labels, expected_labels)
     assert torch.equal(inputs, crop_patches(images, corners, task.grid(64, 64).patch))
 

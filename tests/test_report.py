@@ -24,10 +24,14 @@ DIRECTIONS = {"centroid_liver": "lower", "wall_liver": "lower"}
 SUBJECTS = [f"s{i}" for i in range(6)]
 #: (fraction, label, seed) -> per-subject centroid distances; wall distances are half of them.
 CENTROIDS = {
-    (1.0, "RD", 0): [7.0, 8.0, 9.0, 6.0, 7.5, 8.5], (1.0, "RD", 1): [8.0, 8.0, 10.0, 6.0, 6.5, 9.5],
-    (1.0, "CR", 0): [5.0, 6.0, 8.0, 5.0, 6.0, 7.0], (1.0, "CR", 1): [6.0, 7.0, 7.0, 4.0, 6.0, 8.0],
-    (1.0, "JS", 0): [9.0, 9.0, 12.0, 7.0, 9.0, 9.0], (1.0, "JS", 1): [8.0, 10.0, 11.0, 8.0, 8.0, 10.0],
-    (0.5, "RD", 0): [12.0, 10.0, 14.0, 9.0, 11.0, 13.0], (0.5, "RD", 1): [11.0, 12.0, 13.0, 10.0, 12.0, 12.0],
+    (1.0, "RD", 0): [7.0, 8.0, 9.0, 6.0, 7.5, 8.5],
+    (1.0, "RD", 1): [8.0, 8.0, 10.0, 6.0, 6.5, 9.5],
+    (1.0, "CR", 0): [5.0, 6.0, 8.0, 5.0, 6.0, 7.0],
+    (1.0, "CR", 1): [6.0, 7.0, 7.0, 4.0, 6.0, 8.0],
+    (1.0, "JS", 0): [9.0, 9.0, 12.0, 7.0, 9.0, 9.0],
+    (1.0, "JS", 1): [8.0, 10.0, 11.0, 8.0, 8.0, 10.0],
+    (0.5, "RD", 0): [12.0, 10.0, 14.0, 9.0, 11.0, 13.0],
+    (0.5, "RD", 1): [11.0, 12.0, 13.0, 10.0, 12.0, 12.0],
     (0.5, "CR", 0): [9.0, 9.0, 10.0, 8.0, 9.0, 11.0],
     (0.5, "JS", 0): [13.0, 11.0, 15.0, 10.0, 12.0, 14.0],
 }
@@ -38,14 +42,37 @@ def _write_store(out: Path) -> str:
     uri = f"sqlite:///{out / 'mlflow.db'}"
     client = MlflowClient(uri)
     experiment = client.create_experiment("grid-hand", artifact_location=str(out / "artifacts"))
-    common = {"grid": "hand", "kind": "finetune", "downstream_task": TASK, "dataset": "ct", "dataset_type": "msd",
-              "dataset_sha256": "a" * 64, "test_subjects_sha256": "b" * 64, "device": "cpu", "suite_version": "0.1.0",
-              "git_commit": "abc123", "metric_units": json.dumps(UNITS), "metric_directions": json.dumps(DIRECTIONS)}
+    common = {
+        "grid": "hand",
+        "kind": "finetune",
+        "downstream_task": TASK,
+        "dataset": "ct",
+        "dataset_type": "msd",
+        "dataset_sha256": "a" * 64,
+        "test_subjects_sha256": "b" * 64,
+        "device": "cpu",
+        "suite_version": "0.1.0",
+        "git_commit": "abc123",
+        "metric_units": json.dumps(UNITS),
+        "metric_directions": json.dumps(DIRECTIONS),
+    }
     for (fraction, label, seed), centroids in CENTROIDS.items():
-        tags = common | {"label_fraction": f"{fraction:g}", "initialisation": INIT_NAMES[label], "initialisation_label": label,
-                         "seed": str(seed), "mlflow.runName": f"finetune/{label}/{fraction:g}/seed{seed}"}
+        tags = common | {
+            "label_fraction": f"{fraction:g}",
+            "initialisation": INIT_NAMES[label],
+            "initialisation_label": label,
+            "seed": str(seed),
+            "mlflow.runName": f"finetune/{label}/{fraction:g}/seed{seed}",
+        }
         run = client.create_run(experiment, tags=tags)
-        table = pd.DataFrame({"subject_id": SUBJECTS, "centroid_liver": centroids, "wall_liver": np.array(centroids) / 2, "missed_liver": 0})
+        table = pd.DataFrame(
+            {
+                "subject_id": SUBJECTS,
+                "centroid_liver": centroids,
+                "wall_liver": np.array(centroids) / 2,
+                "missed_liver": 0,
+            }
+        )
         path = out / "scratch" / run.info.run_id / "per_subject_metrics.csv"
         path.parent.mkdir(parents=True)
         table.to_csv(path, index=False)
@@ -53,11 +80,29 @@ def _write_store(out: Path) -> str:
         client.log_metric(run.info.run_id, "centroid_liver", float(np.mean(centroids)))
         client.log_metric(run.info.run_id, "wall_liver", float(np.mean(centroids) / 2))
         client.set_terminated(run.info.run_id, "FINISHED")
-    failed = client.create_run(experiment, tags=common | {"label_fraction": "0.5", "initialisation": "jigsaw", "initialisation_label": "JS",
-                                                          "seed": "1", "mlflow.runName": "finetune/JS/0.5/seed1"})
+    failed = client.create_run(
+        experiment,
+        tags=common
+        | {
+            "label_fraction": "0.5",
+            "initialisation": "jigsaw",
+            "initialisation_label": "JS",
+            "seed": "1",
+            "mlflow.runName": "finetune/JS/0.5/seed1",
+        },
+    )
     client.set_terminated(failed.info.run_id, "FAILED")
-    client.create_run(experiment, tags=common | {"label_fraction": "0.5", "initialisation": "context_restoration",
-                                                 "initialisation_label": "CR", "seed": "1", "mlflow.runName": "finetune/CR/0.5/seed1"})
+    client.create_run(
+        experiment,
+        tags=common
+        | {
+            "label_fraction": "0.5",
+            "initialisation": "context_restoration",
+            "initialisation_label": "CR",
+            "seed": "1",
+            "mlflow.runName": "finetune/CR/0.5/seed1",
+        },
+    )
     return uri
 
 
@@ -84,18 +129,27 @@ def test_table_cells_are_mean_and_std_over_seeds_with_the_best_in_bold(report):
     rd = _cell(markdown, "100%", "RD")
     rd_means = [np.mean(CENTROIDS[(1.0, "RD", s)]) for s in (0, 1)]
     assert rd[3] == f"{np.mean(rd_means):.2f} ± {np.std(rd_means, ddof=1):.2f}"
-    assert _cell(markdown, "50%", "CR")[2:4] == ["1", f"**{np.mean(CENTROIDS[(0.5, 'CR', 0)]):.2f}**"]  # one seed: no std
+    assert _cell(markdown, "50%", "CR")[2:4] == [
+        "1",
+        f"**{np.mean(CENTROIDS[(0.5, 'CR', 0)]):.2f}**",
+    ]  # one seed: no std
     js = _cell(markdown, "50%", "JS")
     assert js[2] == "1" and js[-2:] == ["1", "0"]  # one finished, one failed
     assert _cell(markdown, "50%", "CR")[-2:] == ["0", "1"]  # one still running
     assert "Not finished: 1 failed, 1 running" in markdown
     csv = pd.read_csv(report / "tables" / f"{TASK}.csv")
-    assert list(csv.columns[:3]) == ["fraction", "initialisation", "seeds"] and list(csv["initialisation"][:3]) == ["RD", "JS", "CR"]  # the paper's row order
+    assert list(csv.columns[:3]) == ["fraction", "initialisation", "seeds"] and list(csv["initialisation"][:3]) == [
+        "RD",
+        "JS",
+        "CR",
+    ]  # the paper's row order
 
 
 def test_statistics_against_random_match_scipy(report):
     table = pd.read_csv(report / "tables" / f"{TASK}_vs_random.csv")
-    row = table[(table["fraction"] == 1.0) & (table["initialisation"] == "CR") & (table["metric"] == "centroid_liver")].iloc[0]
+    row = table[
+        (table["fraction"] == 1.0) & (table["initialisation"] == "CR") & (table["metric"] == "centroid_liver")
+    ].iloc[0]
     cr = np.mean([CENTROIDS[(1.0, "CR", s)] for s in (0, 1)], axis=0)
     rd = np.mean([CENTROIDS[(1.0, "RD", s)] for s in (0, 1)], axis=0)
     assert row["n_subjects"] == 6 and row["n_seeds"] == 2
@@ -121,7 +175,7 @@ def test_holm_and_bootstrap_by_hand():
 def test_paper_numbers_sit_beside_ours_labelled_as_the_papers(report):
     markdown = (report / "report.md").read_text()
     assert "not directly comparable" in markdown
-    line = next(l for l in markdown.splitlines() if l.startswith(f"| {TASK} | 100% | RD | centroid_liver"))
+    line = next(row for row in markdown.splitlines() if row.startswith(f"| {TASK} | 100% | RD | centroid_liver"))
     rd_means = [np.mean(CENTROIDS[(1.0, "RD", s)]) for s in (0, 1)]
     assert "7.50 ± 5.22" in line and f"{np.mean(rd_means):.2f} ± {np.std(rd_means, ddof=1):.2f}" in line
 
@@ -150,11 +204,22 @@ def _chromium() -> str | None:
 
 @pytest.mark.skipif(_chromium() is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_html_renders_in_headless_chromium_with_its_tables_and_images(report, tmp_path):
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
     url = (report / "report.html").resolve().as_uri()
     dom = subprocess.run([_chromium(), *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
     assert dom.count("<table>") >= 5 and dom.count("<img") == 2 and "Side by side with Chen et al. (2019)" in dom
     shot = tmp_path / "report.png"
-    subprocess.run([_chromium(), *flags, "--window-size=1280,2400", f"--screenshot={shot}", url], capture_output=True, timeout=120)
+    subprocess.run(
+        [_chromium(), *flags, "--window-size=1280,2400", f"--screenshot={shot}", url], capture_output=True, timeout=120
+    )
     assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 20_000

@@ -9,11 +9,11 @@ from torch import nn
 
 from benchmark.batches import StepBatches, host_batches, step_seed
 from benchmark.checkpoints import Checkpoint
-from ssl_medbench.core.errors import ConfigError
 from benchmark.grid import TrainConfig, load_grid
 from benchmark.planner import plan_grid
 from benchmark.runtime import RuntimeConfig
 from benchmark.training import train
+from ssl_medbench.core.errors import ConfigError
 
 SCHEDULE = TrainConfig(epochs=3, steps_per_epoch=4, batch_size=5, learning_rate=0.01)
 
@@ -41,8 +41,15 @@ def _train(checkpoint: Checkpoint | None, interrupt_after: int | None = None) ->
         if epoch == interrupt_after:
             raise KeyboardInterrupt
 
-    history = train(model, lambda start: (b for _, b in host_batches(batches, range(start, 12))), _mse, SCHEDULE, on_epoch,
-                    "test", checkpoint=checkpoint)
+    history = train(
+        model,
+        lambda start: (b for _, b in host_batches(batches, range(start, 12))),
+        _mse,
+        SCHEDULE,
+        on_epoch,
+        "test",
+        checkpoint=checkpoint,
+    )
     return model, history, logged
 
 
@@ -122,7 +129,9 @@ def test_runtime_settings_are_checked_and_only_precision_changes_the_job_keys(wr
         plan = plan_grid(load_grid(path, list(overrides)), {"phantom": "v1"})
         return {job.key for job in (*plan.pretrain_jobs, *plan.finetune_cells)}
 
-    assert keys() == keys("runtime.loader_workers=2", "runtime.channels_last=true", "runtime.compile=true", "runtime.checkpoint_every=5")
+    assert keys() == keys(
+        "runtime.loader_workers=2", "runtime.channels_last=true", "runtime.compile=true", "runtime.checkpoint_every=5"
+    )
     assert keys().isdisjoint(keys("runtime.precision=bf16"))
 
 
@@ -135,7 +144,8 @@ def test_pretrain_jobs_are_initialisations_with_pretraining_x_datasets_x_seeds()
     used = {cell.pretrain_key for cell in plan.finetune_cells if cell.pretrain_key}
     assert used == {job.key for job in plan.pretrain_jobs}
     assert plan.pretrain_count_line(grid).startswith(
-        "pretrain jobs: 30 = 5 initialisations with pretraining x 3 datasets x 2 seeds, each shared by 3 label fractions")
+        "pretrain jobs: 30 = 5 initialisations with pretraining x 3 datasets x 2 seeds, each shared by 3 label fractions"
+    )
     assert plan.pretrain_count_line(grid) in plan.describe(grid, "cpu")
 
 
@@ -144,15 +154,55 @@ def test_report_line_counts_pretrain_jobs_against_the_product_and_the_cells_that
 
     from ssl_medbench.reports.build import pretrain_sharing
 
-    rows = [{"status": "FINISHED", "kind": "pretrain", "initialisation": init, "dataset": "brats", "seed": seed, "job_key": f"{init}{seed}",
-             "pretrain_key": None} for init in ("autoencoder", "jigsaw") for seed in ("0", "1")]
-    rows.append({"status": "FAILED", "kind": "pretrain", "initialisation": "context_prediction", "dataset": "brats", "seed": "0",
-                 "job_key": "cp0", "pretrain_key": None})
-    rows += [{"status": "FINISHED", "kind": "finetune", "initialisation": "jigsaw", "dataset": "brats", "seed": "0", "job_key": f"c{f}",
-              "pretrain_key": "jigsaw0"} for f in range(3)]
-    rows.append({"status": "FINISHED", "kind": "finetune", "initialisation": "random", "dataset": "brats", "seed": "0", "job_key": "r",
-                 "pretrain_key": ""})
+    rows = [
+        {
+            "status": "FINISHED",
+            "kind": "pretrain",
+            "initialisation": init,
+            "dataset": "brats",
+            "seed": seed,
+            "job_key": f"{init}{seed}",
+            "pretrain_key": None,
+        }
+        for init in ("autoencoder", "jigsaw")
+        for seed in ("0", "1")
+    ]
+    rows.append(
+        {
+            "status": "FAILED",
+            "kind": "pretrain",
+            "initialisation": "context_prediction",
+            "dataset": "brats",
+            "seed": "0",
+            "job_key": "cp0",
+            "pretrain_key": None,
+        }
+    )
+    rows += [
+        {
+            "status": "FINISHED",
+            "kind": "finetune",
+            "initialisation": "jigsaw",
+            "dataset": "brats",
+            "seed": "0",
+            "job_key": f"c{f}",
+            "pretrain_key": "jigsaw0",
+        }
+        for f in range(3)
+    ]
+    rows.append(
+        {
+            "status": "FINISHED",
+            "kind": "finetune",
+            "initialisation": "random",
+            "dataset": "brats",
+            "seed": "0",
+            "job_key": "r",
+            "pretrain_key": "",
+        }
+    )
     assert pretrain_sharing(pd.DataFrame(rows)) == (
         "4 pretrain jobs (2 initialisations with pretraining x 1 datasets x 2 seeds = 4), each shared by the finetune cells "
-        "on its dataset: 3 cells started from them.")
+        "on its dataset: 3 cells started from them."
+    )
     assert pretrain_sharing(pd.DataFrame(rows[-1:])) is None

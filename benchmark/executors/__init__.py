@@ -10,11 +10,11 @@ from typing import Protocol
 
 import torch
 
-from ssl_medbench.core.errors import ConfigError, UserError
 from benchmark.executors.dispatch import Summary
 from benchmark.planner import Plan
 from benchmark.tracking import Tracker
 from benchmark.worker import WorkerSetup
+from ssl_medbench.core.errors import ConfigError, UserError
 
 #: executor name -> (module, the optional extra that installs its engine, the engine's import name)
 EXECUTORS = {
@@ -30,7 +30,9 @@ class ExecutorOptions:
 
     workers: int | None = None  # local: worker processes (default: one per visible GPU, else 1)
     gpus_per_job: int | None = None  # slurm, ray (default: 1 if the driver sees CUDA or --device asks for it, else 0)
-    cpus_per_job: int | None = None  # CPUs and torch threads per job: slurm (default 4), ray (default 1), local (default cores / workers)
+    cpus_per_job: int | None = (
+        None  # CPUs and torch threads per job: slurm (default 4), ray (default 1), local (default cores / workers)
+    )
     mem_gb: int = 32  # slurm
     time_min: int = 24 * 60  # slurm: wall-time limit of one job
     partition: str | None = None  # slurm
@@ -38,7 +40,6 @@ class ExecutorOptions:
     slurm_folder: str | None = None  # slurm: logs and pickled jobs, on a shared file system (default <out>/slurm)
     slurm_cluster: str | None = None  # slurm: submitit cluster; "local" runs the jobs as subprocesses here (tests)
     ray_address: str | None = None  # ray: existing cluster (default: start a local one)
-
 
     def gpus(self, device: str) -> int:
         """GPUs per job: ``--gpus-per-job``, or 1 when ``--device`` asks for CUDA or is auto and CUDA is visible here, else 0."""
@@ -60,5 +61,7 @@ def get_executor(name: str) -> Executor:
         try:
             importlib.import_module(engine)
         except ImportError:
-            raise UserError(f"--executor {name} needs {engine}, which is not installed: pip install 'ssl-medbench[{extra}]'") from None
+            raise UserError(
+                f"--executor {name} needs {engine}, which is not installed: pip install 'ssl-medbench[{extra}]'"
+            ) from None
     return importlib.import_module(module).execute

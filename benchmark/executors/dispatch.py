@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 from benchmark.planner import FinetuneCell, Plan, PretrainJob
-from ssl_medbench.core.progress import progress_bar
 from benchmark.tracking import Tracker
 from benchmark.worker import Job, JobOutcome
+from ssl_medbench.core.progress import progress_bar
 
 #: A job and the run id of the pretrain job it starts from (None: none, or let the worker look it up).
 Dispatchable = tuple[Job, str | None]
@@ -27,7 +27,9 @@ class Summary:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        lines = [f"{len(self.finished)} jobs finished, {len(self.skipped)} skipped (finished earlier), {len(self.failed)} failed"]
+        lines = [
+            f"{len(self.finished)} jobs finished, {len(self.skipped)} skipped (finished earlier), {len(self.failed)} failed"
+        ]
         lines += [f"  FAILED {name}: {reason}" for name, reason in self.failed]
         return lines
 
@@ -66,7 +68,7 @@ class Dispatch:
                     self.ready_cells.append((job, finished.get(job.pretrain_key) if job.pretrain_key else None))
         self.remaining = len(jobs) - len(finished)
 
-    def __enter__(self) -> "Dispatch":
+    def __enter__(self) -> Dispatch:
         return self
 
     def __exit__(self, *exc_info) -> None:

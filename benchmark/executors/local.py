@@ -12,18 +12,18 @@ import dataclasses
 import multiprocessing
 import os
 from collections import deque
+from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
-from typing import Iterator
 
 import torch
 
-from ssl_medbench.core.errors import ConfigError
 from benchmark.executors import ExecutorOptions
 from benchmark.executors.dispatch import Dispatch, Dispatchable, Summary, lost_job
 from benchmark.planner import Plan
 from benchmark.tracking import Tracker
 from benchmark.worker import JobOutcome, WorkerSetup, run_job, run_job_in_worker, worker_context
+from ssl_medbench.core.errors import ConfigError
 
 
 def execute(plan: Plan, setup: WorkerSetup, tracker: Tracker, options: ExecutorOptions) -> Summary:
@@ -88,7 +88,9 @@ class _Worker:
     def __init__(self, slot: int, setup: WorkerSetup, gpu: str | None):
         context = multiprocessing.get_context("spawn")
         self.connection, child = context.Pipe()
-        self.process = context.Process(target=_worker_main, args=(child, setup), name=f"benchmark-worker-{slot}", daemon=True)
+        self.process = context.Process(
+            target=_worker_main, args=(child, setup), name=f"benchmark-worker-{slot}", daemon=True
+        )
         environment = {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}
         with _environment(**environment):
             self.process.start()
@@ -116,7 +118,9 @@ class _Worker:
 def _run_in_pool(dispatch: Dispatch, setup: WorkerSetup, workers: int, gpus: list[str], tracker: Tracker) -> None:
     if gpus:
         setup = dataclasses.replace(setup, device="cuda")  # each worker sees its one GPU as cuda:0
-    setup = dataclasses.replace(setup, progress=False)  # the driver shows the grid's bar; step bars of parallel jobs would interleave
+    setup = dataclasses.replace(
+        setup, progress=False
+    )  # the driver shows the grid's bar; step bars of parallel jobs would interleave
 
     def start(slot: int) -> _Worker:
         return _Worker(slot, setup, gpus[slot % len(gpus)] if gpus else None)
@@ -128,7 +132,9 @@ def _run_in_pool(dispatch: Dispatch, setup: WorkerSetup, workers: int, gpus: lis
             for worker in pool:
                 if worker.job is None and queue:
                     worker.give(queue.popleft())
-            busy = {w.connection: w for w in pool if w.job is not None} | {w.process.sentinel: w for w in pool if w.job is not None}
+            busy = {w.connection: w for w in pool if w.job is not None} | {
+                w.process.sentinel: w for w in pool if w.job is not None
+            }
             for ready in wait(list(busy)):
                 worker = busy[ready]
                 if worker.job is None:

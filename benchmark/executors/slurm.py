@@ -38,8 +38,13 @@ def execute(plan: Plan, setup: WorkerSetup, tracker: Tracker, options: ExecutorO
     setup = dataclasses.replace(setup, threads=options.cpus_per_job or 4, progress=False)
     executor = submitit.AutoExecutor(folder=folder / "%j", cluster=options.slurm_cluster)
     parameters = {
-        "name": f"benchmark-{setup.grid.name}", "timeout_min": options.time_min, "nodes": 1, "tasks_per_node": 1,
-        "cpus_per_task": setup.threads, "gpus_per_node": options.gpus(setup.device), "mem_gb": options.mem_gb,
+        "name": f"benchmark-{setup.grid.name}",
+        "timeout_min": options.time_min,
+        "nodes": 1,
+        "tasks_per_node": 1,
+        "cpus_per_task": setup.threads,
+        "gpus_per_node": options.gpus(setup.device),
+        "mem_gb": options.mem_gb,
         "slurm_array_parallelism": options.max_concurrent,
     }
     if options.partition:
@@ -52,11 +57,21 @@ def execute(plan: Plan, setup: WorkerSetup, tracker: Tracker, options: ExecutorO
         return dispatch.summary
 
 
-def _run_wave(executor: submitit.AutoExecutor, wave: list[Dispatchable], setup: WorkerSetup, dispatch: Dispatch,
-              tracker: Tracker, folder: Path) -> list[Dispatchable]:
+def _run_wave(
+    executor: submitit.AutoExecutor,
+    wave: list[Dispatchable],
+    setup: WorkerSetup,
+    dispatch: Dispatch,
+    tracker: Tracker,
+    folder: Path,
+) -> list[Dispatchable]:
     """Submit ``wave`` as one array, record each task as it ends; returns the cells that became ready."""
-    jobs = executor.map_array(BenchmarkTask(), [setup] * len(wave), [job for job, _ in wave], [run_id for _, run_id in wave])
-    tqdm.write(f"submitted {len(jobs)} jobs as {executor.cluster} array {jobs[0].job_id.split('_')[0]}; logs in {folder}")
+    jobs = executor.map_array(
+        BenchmarkTask(), [setup] * len(wave), [job for job, _ in wave], [run_id for _, run_id in wave]
+    )
+    tqdm.write(
+        f"submitted {len(jobs)} jobs as {executor.cluster} array {jobs[0].job_id.split('_')[0]}; logs in {folder}"
+    )
     by_id = {submitted.job_id: job for submitted, (job, _) in zip(jobs, wave)}
     ready: list[Dispatchable] = []
     try:
@@ -74,8 +89,12 @@ def _outcome(submitted: submitit.Job, job: Job, tracker: Tracker) -> JobOutcome:
     try:
         return submitted.result()
     except Exception as error:
-        return lost_job(job, tracker, f"{executor_state(submitted)} task {submitted.job_id} died: {describe_error(error)} "
-                                      f"(log: {submitted.paths.stderr})")
+        return lost_job(
+            job,
+            tracker,
+            f"{executor_state(submitted)} task {submitted.job_id} died: {describe_error(error)} "
+            f"(log: {submitted.paths.stderr})",
+        )
 
 
 def executor_state(submitted: submitit.Job) -> str:

@@ -79,7 +79,9 @@ def make_subject(spec: CTPhantomSpec, index: int) -> tuple[np.ndarray, np.ndarra
     for name, (centre, axes_mm, value) in ORGAN_LAYOUT.items():
         centre = np.array(centre) + rng.uniform(-10, 10, 3)
         semi = np.array(axes_mm) * rng.uniform(0.85, 1.15, 3)
-        organ = ((x - centre[0]) / semi[0]) ** 2 + ((y - centre[1]) / semi[1]) ** 2 + ((z - centre[2]) / semi[2]) ** 2 < 1
+        organ = ((x - centre[0]) / semi[0]) ** 2 + ((y - centre[1]) / semi[1]) ** 2 + (
+            (z - centre[2]) / semi[2]
+        ) ** 2 < 1
         organ &= body < 0.85
         hu[organ] = value + rng.normal(0, 8)
         labels[organ] = BTCV_LABELS[name]
@@ -110,10 +112,15 @@ def generate_ct_phantoms(root: Path, spec: CTPhantomSpec) -> Path:
                 training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
                 bar.update(1)
         description = {
-            "name": "AbdomenPhantom", "description": "ssl-medbench abdominal CT phantoms (BTCV label ids)",
-            "tensorImageSize": "3D", "modality": {"0": "CT"},
+            "name": "AbdomenPhantom",
+            "description": "ssl-medbench abdominal CT phantoms (BTCV label ids)",
+            "tensorImageSize": "3D",
+            "modality": {"0": "CT"},
             "labels": {"0": "background", **{str(BTCV_LABELS[organ]): organ for organ in ORGAN_LAYOUT}},
-            "numTraining": len(training), "numTest": 0, "training": training, "test": [],
+            "numTraining": len(training),
+            "numTest": 0,
+            "training": training,
+            "test": [],
         }
         (folder / "dataset.json").write_text(json.dumps(description, indent=2))
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
-from ssl_medbench.core.progress import progress_bar
 
+from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.datasets.phantoms.folder import build_once
 from ssl_medbench.datasets.phantoms.mni_template import load_tissue_maps
 
@@ -61,7 +61,9 @@ def _coarse_field(rng: np.random.Generator, shape: tuple[int, ...], points: int 
     """A very smooth random field with unit std: ``points``^3 control values, cubic up to 1/4 size, then linear."""
     coarse = rng.standard_normal((points,) * 3)
     quarter = ndimage.zoom(coarse, [max(s // 4, points) / points for s in shape], order=3)
-    field = ndimage.zoom(quarter, [s / q for s, q in zip(shape, quarter.shape)], order=1, grid_mode=True, mode="nearest")
+    field = ndimage.zoom(
+        quarter, [s / q for s, q in zip(shape, quarter.shape)], order=1, grid_mode=True, mode="nearest"
+    )
     return (field / (field.std() + 1e-8)).astype(np.float32)
 
 
@@ -94,7 +96,9 @@ def _tumour_labels(wm: np.ndarray, brain: np.ndarray, rng: np.random.Generator, 
     return labels
 
 
-def make_subject(template: dict[str, np.ndarray], spec: PhantomSpec, index: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def make_subject(
+    template: dict[str, np.ndarray], spec: PhantomSpec, index: int
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Images (int16, one per modality) and BraTS labels for subject ``index``."""
     rng = np.random.default_rng([spec.seed, index])
     maps = _warp(template, rng, spec.deformation_mm / spec.voxel_size_mm)
@@ -118,7 +122,9 @@ def make_subject(template: dict[str, np.ndarray], spec: PhantomSpec, index: int)
         tumour_signal = sum(fractions[t] * levels[t] for t in ("edema", "enhancing", "necrosis")) * heterogeneity
         texture = 1.0 + 0.05 * _smooth_noise(rng, shape, sigma=1.0)
         bias = np.exp(0.12 * _coarse_field(rng, shape, points=4))
-        image = (healthy_signal + tumour_signal) * texture * bias + spec.noise * rng.standard_normal(shape).astype(np.float32)
+        image = (healthy_signal + tumour_signal) * texture * bias + spec.noise * rng.standard_normal(shape).astype(
+            np.float32
+        )
         image = np.where(brain, np.clip(image, 0.01, None), 0.0)
         images[modality] = np.round(image * 1000).astype(np.int16)
     return images, labels

@@ -61,7 +61,9 @@ def _ellipse(u: np.ndarray, v: np.ndarray, cu: float, cv: float, a: float, b: fl
 SHADOW_TRANSMISSION = {"Fetal brain": 0.7, "Fetal thorax": 0.5, "Fetal abdomen": 0.15, "Fetal femur": 0.15}
 
 
-def _anatomy(plane: str, brain_plane: str, u: np.ndarray, v: np.ndarray, rng: np.random.Generator, tissue: float) -> tuple[np.ndarray, np.ndarray]:
+def _anatomy(
+    plane: str, brain_plane: str, u: np.ndarray, v: np.ndarray, rng: np.random.Generator, tissue: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Echogenicity (0..1) and bone mask on local coordinates (u, v) in units of the structure's radius."""
     echo = np.full(u.shape, tissue, np.float32)
     bone = np.zeros(u.shape, bool)
@@ -117,13 +119,17 @@ def _anatomy(plane: str, brain_plane: str, u: np.ndarray, v: np.ndarray, rng: np
     return echo, bone
 
 
-def _add_distractors(echo: np.ndarray, bone: np.ndarray, y: np.ndarray, x: np.ndarray, height: int, rng: np.random.Generator) -> None:
+def _add_distractors(
+    echo: np.ndarray, bone: np.ndarray, y: np.ndarray, x: np.ndarray, height: int, rng: np.random.Generator
+) -> None:
     """Class-independent clutter in every image: dark and bright blobs, and sometimes a shadow-casting bright fleck
     (maternal tissue, limbs, other fetal parts), so that histograms overlap between classes."""
     for _ in range(rng.integers(1, 4)):
         centre_y, centre_x = rng.uniform(0.2, 0.95) * height, rng.uniform(0.2, 1.05) * height
         radius = rng.uniform(0.04, 0.15) * height
-        echo[np.hypot(y - centre_y, x - centre_x) < radius] = rng.choice([rng.uniform(0.02, 0.1), rng.uniform(0.6, 0.9)])
+        echo[np.hypot(y - centre_y, x - centre_x) < radius] = rng.choice(
+            [rng.uniform(0.02, 0.1), rng.uniform(0.6, 0.9)]
+        )
     if rng.random() < 0.5:
         centre_y, centre_x = rng.uniform(0.15, 0.6) * height, rng.uniform(0.3, 0.95) * height
         bone |= np.hypot((y - centre_y) / 0.02, (x - centre_x) / rng.uniform(0.03, 0.12)) < height
@@ -177,12 +183,17 @@ def _plan(spec: FetalPhantomSpec) -> list[dict[str, str | int]]:
         planes = rng.choice(PLANES, size=spec.images_per_patient, p=PLANE_SHARES)
         for index, plane in enumerate(planes.tolist(), start=1):
             brain = str(rng.choice(BRAIN_PLANES)) if plane == "Fetal brain" else "Not A Brain"
-            rows.append({
-                "Image_name": f"Patient{patient + 1:05d}_Plane{PLANES.index(plane) + 1}_{index}_of_{spec.images_per_patient}",
-                "Patient_num": patient + 1, "Plane": plane, "Brain_plane": brain,
-                "Operator": str(rng.choice(OPERATORS)), "US_Machine": str(rng.choice(MACHINES)),
-                "Train": 0 if patient in test else 1,
-            })
+            rows.append(
+                {
+                    "Image_name": f"Patient{patient + 1:05d}_Plane{PLANES.index(plane) + 1}_{index}_of_{spec.images_per_patient}",
+                    "Patient_num": patient + 1,
+                    "Plane": plane,
+                    "Brain_plane": brain,
+                    "Operator": str(rng.choice(OPERATORS)),
+                    "US_Machine": str(rng.choice(MACHINES)),
+                    "Train": 0 if patient in test else 1,
+                }
+            )
     return rows
 
 
@@ -197,7 +208,9 @@ def generate_fetal_phantoms(root: Path, spec: FetalPhantomSpec) -> Path:
                 rng = np.random.default_rng([spec.seed, 1, number])
                 pixels = make_image(str(row["Plane"]), str(row["Brain_plane"]), spec, rng)
                 image = Image.fromarray(pixels, mode="L")
-                (image.convert("RGB") if number % 3 == 0 else image).save(folder / IMAGES_FOLDER / f"{row['Image_name']}.png")
+                (image.convert("RGB") if number % 3 == 0 else image).save(
+                    folder / IMAGES_FOLDER / f"{row['Image_name']}.png"
+                )
                 bar.update(1)
         header = ";".join(COLUMNS[:-1] + ("Train ",))
         lines = [";".join(str(row[column]) for column in COLUMNS) for row in rows]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from ssl_medbench.core.errors import StorageError
 
@@ -26,7 +26,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(temporary, path)
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
-            raise StorageError(f"{path}: could not write ({os.strerror(error.errno)}); nothing was left half-written") from None
+            raise StorageError(
+                f"{path}: could not write ({os.strerror(error.errno)}); nothing was left half-written"
+            ) from None
         raise
     finally:
         temporary.unlink(missing_ok=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ssl_medbench.core.errors import ConfigError
 
@@ -23,7 +24,9 @@ def parse_dataclass(cls: type, data: Any, where: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{where or 'top level'}: unknown key {unknown[0]!r} (expected one of: {', '.join(fields) or 'none'})")
+        raise ConfigError(
+            f"{where or 'top level'}: unknown key {unknown[0]!r} (expected one of: {', '.join(fields) or 'none'})"
+        )
     hints = typing.get_type_hints(cls)
     values = {}
     for name, field in fields.items():

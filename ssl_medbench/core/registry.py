@@ -13,7 +13,8 @@ import dataclasses
 import difflib
 import importlib.metadata
 import warnings
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from ssl_medbench.core.errors import UnknownPluginError
 
@@ -106,7 +107,9 @@ class Registry(Generic[T]):
             try:
                 obj = entry_point.load()
             except Exception as error:  # a broken plugin must not take the others down
-                self._warn(f"skipping {self.kind} plugin {entry_point.name!r} from {source}: {type(error).__name__}: {error}")
+                self._warn(
+                    f"skipping {self.kind} plugin {entry_point.name!r} from {source}: {type(error).__name__}: {error}"
+                )
                 continue
             existing = self._items.get(entry_point.name)
             if existing is obj:  # the plugin module registered itself on import through the decorator

@@ -29,9 +29,13 @@ def main(grid_path: str, out: str) -> int:
     from benchmark.worker import WorkerSetup, run_job_in_worker, worker_context
 
     grid = load_grid(grid_path)
-    setup = WorkerSetup(grid=grid, out=Path(out).resolve(), tracking_uri=default_tracking_uri(Path(out)), device="cpu", threads=1)
+    setup = WorkerSetup(
+        grid=grid, out=Path(out).resolve(), tracking_uri=default_tracking_uri(Path(out)), device="cpu", threads=1
+    )
     datasets = worker_context(setup).datasets
-    (cell,) = plan_grid(grid, {name: f"{data.content_hash()}/{data.split().test_hash()}" for name, data in datasets.items()}).finetune_cells
+    (cell,) = plan_grid(
+        grid, {name: f"{data.content_hash()}/{data.split().test_hash()}" for name, data in datasets.items()}
+    ).finetune_cells
     peak, done = [rss_anon_bytes()], threading.Event()
 
     def sample() -> None:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
-def paired_medians(benchmark: Any, subject: Callable[[], Any], reference: Callable[[], Any], rounds: int) -> tuple[float, float]:
+def paired_medians(
+    benchmark: Any, subject: Callable[[], Any], reference: Callable[[], Any], rounds: int
+) -> tuple[float, float]:
     """Median seconds of ``subject`` and of ``reference`` over ``rounds`` alternating rounds (after one warm-up of each)."""
     subject_times: list[float] = []
     reference_times: list[float] = []
@@ -25,8 +28,14 @@ def paired_medians(benchmark: Any, subject: Callable[[], Any], reference: Callab
 
     subject()
     reference()
-    benchmark.pedantic(lambda: timed(subject, subject_times), setup=lambda: timed(reference, reference_times), rounds=rounds, iterations=1)
+    benchmark.pedantic(
+        lambda: timed(subject, subject_times),
+        setup=lambda: timed(reference, reference_times),
+        rounds=rounds,
+        iterations=1,
+    )
     subject_median, reference_median = statistics.median(subject_times), statistics.median(reference_times)
-    benchmark.extra_info.update(subject_median_s=subject_median, reference_median_s=reference_median,
-                                ratio=subject_median / reference_median)
+    benchmark.extra_info.update(
+        subject_median_s=subject_median, reference_median_s=reference_median, ratio=subject_median / reference_median
+    )
     return subject_median, reference_median

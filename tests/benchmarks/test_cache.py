@@ -51,10 +51,16 @@ def test_cached_subject_loads_at_least_10x_faster_than_decoding_its_nifti_files(
     assert np.array_equal(images, decoded_images) and np.array_equal(labels, decoded_labels)
     benchmark.group = f"cached subject vs NIfTI decode, {shape}"
     ours, decoding = paired_medians(benchmark, cached, lambda: decode_subject(files), rounds=5)
-    nibabel_only = statistics.median(_seconds(lambda: [np.asanyarray(nib.load(files.files[m]).dataobj, np.float32) for m in CHANNELS])
-                                     for _ in range(3))
-    benchmark.extra_info.update(nibabel_four_images_median_s=nibabel_only, nibabel_four_images_ratio=nibabel_only / ours)
-    assert decoding / ours >= MIN_SPEEDUP, f"cache {ours * 1e3:.0f} ms vs decode {decoding * 1e3:.0f} ms: {decoding / ours:.1f}x"
+    nibabel_only = statistics.median(
+        _seconds(lambda: [np.asanyarray(nib.load(files.files[m]).dataobj, np.float32) for m in CHANNELS])
+        for _ in range(3)
+    )
+    benchmark.extra_info.update(
+        nibabel_four_images_median_s=nibabel_only, nibabel_four_images_ratio=nibabel_only / ours
+    )
+    assert decoding / ours >= MIN_SPEEDUP, (
+        f"cache {ours * 1e3:.0f} ms vs decode {decoding * 1e3:.0f} ms: {decoding / ours:.1f}x"
+    )
 
 
 def _seconds(function) -> float:
@@ -67,7 +73,11 @@ def _peak_memory_of_a_segmentation_job(root: Path, folder: Path) -> tuple[int, i
     """Peak RssAnon of a segmentation job (the grid's one finetune cell, on the BraTS folder ``root``, run as a
     worker runs it, after a first run filled the cache), and the cache's size in bytes."""
     grid = {
-        "name": "memory", "seeds": [0], "fractions": [1.0], "initialisations": ["random"], "downstream_tasks": ["brats_segmentation"],
+        "name": "memory",
+        "seeds": [0],
+        "fractions": [1.0],
+        "initialisations": ["random"],
+        "downstream_tasks": ["brats_segmentation"],
         "datasets": {"brats": {"type": "brats", "root": str(root), "test_fraction": 0.1}},
         "encoder": {"name": "chen_vgg", "kwargs": {"channels": [16, 32, 64, 128]}},
         "finetune": {"epochs": 1, "steps_per_epoch": 10, "batch_size": 16},
@@ -75,12 +85,29 @@ def _peak_memory_of_a_segmentation_job(root: Path, folder: Path) -> tuple[int, i
     }
     folder.mkdir()
     (folder / "grid.yaml").write_text(yaml.safe_dump(grid))
-    run = ["run", "--grid", str(folder / "grid.yaml"), "--out", str(folder / "out"), "--no-progress", "--cpus-per-job", "1"]
+    run = [
+        "run",
+        "--grid",
+        str(folder / "grid.yaml"),
+        "--out",
+        str(folder / "out"),
+        "--no-progress",
+        "--cpus-per-job",
+        "1",
+    ]
     environment = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-m", "benchmark", *run], cwd=ROOT, env=environment, check=True, capture_output=True)  # fills the cache
+    subprocess.run(
+        [sys.executable, "-m", "benchmark", *run], cwd=ROOT, env=environment, check=True, capture_output=True
+    )  # fills the cache
     (folder / "grid_seed1.yaml").write_text(yaml.safe_dump({**grid, "seeds": [1]}))
-    measured = subprocess.run([sys.executable, "-m", "tests.benchmarks.peak_memory", str(folder / "grid_seed1.yaml"), str(folder / "out")],
-                              cwd=ROOT, env=environment, check=True, capture_output=True, text=True)
+    measured = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.peak_memory", str(folder / "grid_seed1.yaml"), str(folder / "out")],
+        cwd=ROOT,
+        env=environment,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     cache_bytes = sum(path.stat().st_size for path in (folder / "out" / "cache").rglob("*.npy"))
     return int(measured.stdout.strip().splitlines()[-1]), cache_bytes
 
@@ -96,10 +123,18 @@ def test_peak_memory_of_a_segmentation_job_is_bounded_by_the_cache_not_the_datas
     peak_40, bytes_40 = _peak_memory_of_a_segmentation_job(everything, tmp_path / "run40")
     assert bytes_40 > 3.5 * bytes_10
     growth = peak_40 - peak_10
-    for name, value in {"peak_rss_anon_10": peak_10, "peak_rss_anon_40": peak_40, "cache_bytes_10": bytes_10, "cache_bytes_40": bytes_40}.items():
+    for name, value in {
+        "peak_rss_anon_10": peak_10,
+        "peak_rss_anon_40": peak_40,
+        "cache_bytes_10": bytes_10,
+        "cache_bytes_40": bytes_40,
+    }.items():
         record_property(name, value)
-    print(f"peak RssAnon {peak_10 / 2**20:.0f} MiB (10 subjects, {bytes_10 / 2**20:.0f} MiB cached) vs "
-          f"{peak_40 / 2**20:.0f} MiB (40 subjects, {bytes_40 / 2**20:.0f} MiB cached)")
+    print(
+        f"peak RssAnon {peak_10 / 2**20:.0f} MiB (10 subjects, {bytes_10 / 2**20:.0f} MiB cached) vs "
+        f"{peak_40 / 2**20:.0f} MiB (40 subjects, {bytes_40 / 2**20:.0f} MiB cached)"
+    )
     assert growth < 0.25 * (bytes_40 - bytes_10), (
         f"peak memory {peak_10 / 2**20:.0f} MiB with 10 subjects, {peak_40 / 2**20:.0f} MiB with 40: grew by {growth / 2**20:.0f} MiB "
-        f"for {(bytes_40 - bytes_10) / 2**20:.0f} MiB more cached data")
+        f"for {(bytes_40 - bytes_10) / 2**20:.0f} MiB more cached data"
+    )

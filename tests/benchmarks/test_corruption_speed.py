@@ -25,7 +25,9 @@ def smoke_step():
     network = PretextNetwork.for_task(task, create_encoder(GRID.encoder, 4), 4)
     optimiser = torch.optim.Adam(network.parameters())
     size = GRID.pretrain.patch_size
-    inputs, targets = task.make_batch(torch.randn(GRID.pretrain.batch_size, 4, size, size), torch.Generator().manual_seed(0))
+    inputs, targets = task.make_batch(
+        torch.randn(GRID.pretrain.batch_size, 4, size, size), torch.Generator().manual_seed(0)
+    )
 
     def step() -> None:
         loss = task.loss(network(inputs), targets)["loss"]
@@ -43,4 +45,6 @@ def test_corrupting_64_patches_costs_under_5_percent_of_a_training_step(benchmar
     images, generator = torch.randn(64, 4, size, size), torch.Generator().manual_seed(0)
     benchmark.group = "pretext corruption vs smoke training step"
     corruption, step = paired_medians(benchmark, lambda: task.make_batch(images, generator), smoke_step, rounds=9)
-    assert corruption / step < MAX_SHARE, f"{name}: {corruption * 1e3:.1f} ms per batch of 64 = {corruption / step:.1%} of a {step * 1e3:.0f} ms step"
+    assert corruption / step < MAX_SHARE, (
+        f"{name}: {corruption * 1e3:.1f} ms per batch of 64 = {corruption / step:.1%} of a {step * 1e3:.0f} ms step"
+    )

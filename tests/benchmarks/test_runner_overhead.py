@@ -25,15 +25,21 @@ MAX_OVERHEAD = 1.10
 def phantom_volumes(tiny_phantom_root, tmp_path_factory):
     from ssl_medbench.datasets import DATASETS
 
-    dataset = DATASETS.get("brats")(DATASETS.get("brats").Config(root=str(tiny_phantom_root)), tmp_path_factory.mktemp("cache"))
+    dataset = DATASETS.get("brats")(
+        DATASETS.get("brats").Config(root=str(tiny_phantom_root)), tmp_path_factory.mktemp("cache")
+    )
     dataset.prepare()
     return [dataset.load(subject) for subject in dataset.subject_ids()]
 
 
 def test_runner_epoch_costs_at_most_1_10x_a_bare_loop(benchmark, phantom_volumes, tmp_path):
     grid = load_grid("smoke")
-    schedule = TrainConfig(epochs=1, steps_per_epoch=grid.finetune.steps_per_epoch, batch_size=grid.finetune.batch_size,
-                           learning_rate=grid.finetune.learning_rate)
+    schedule = TrainConfig(
+        epochs=1,
+        steps_per_epoch=grid.finetune.steps_per_epoch,
+        batch_size=grid.finetune.batch_size,
+        learning_rate=grid.finetune.learning_rate,
+    )
     task = DOWNSTREAM_TASKS.get("brats_segmentation")(grid.downstream_config("brats_segmentation"), 4)
     torch.manual_seed(0)
     model = task.build_model(create_encoder(grid.encoder, 4), None)
@@ -47,9 +53,17 @@ def test_runner_epoch_costs_at_most_1_10x_a_bare_loop(benchmark, phantom_volumes
     def runner_epoch() -> None:
         checkpoint.discard()
         with mlflow.start_run():
-            train(runner_model, lambda start: iter(batches[start:]), task.loss, schedule,
-                  on_epoch=lambda epoch, losses: mlflow.log_metrics({f"train_{k}": v for k, v in losses.items()}, step=epoch),
-                  description="runner", checkpoint=checkpoint)
+            train(
+                runner_model,
+                lambda start: iter(batches[start:]),
+                task.loss,
+                schedule,
+                on_epoch=lambda epoch, losses: mlflow.log_metrics(
+                    {f"train_{k}": v for k, v in losses.items()}, step=epoch
+                ),
+                description="runner",
+                checkpoint=checkpoint,
+            )
 
     def bare_epoch() -> None:
         optimiser = torch.optim.Adam(bare_model.parameters(), lr=schedule.learning_rate)

@@ -56,4 +56,6 @@ class FillsTheDisk(Denoising):
     def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         from ssl_medbench.core.errors import StorageError
 
-        raise StorageError("/shared/out/checkpoints/x.pt: could not write (No space left on device); nothing was left half-written")
+        raise StorageError(
+            "/shared/out/checkpoints/x.pt: could not write (No space left on device); nothing was left half-written"
+        )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from ssl_medbench_rotation import RotationPrediction
 
 from ssl_medbench.pretext_tasks.contract import PRETEXT_CHECKS, ContractSetup
-from ssl_medbench_rotation import RotationPrediction
 
 
 @pytest.mark.parametrize("check", sorted(PRETEXT_CHECKS))
