@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import timm
 import torch
@@ -23,9 +22,10 @@ from benchmark.batches import device_batches, step_generator
 from benchmark.checkpoints import Checkpoint
 from benchmark.grid import GridConfig
 from benchmark.planner import FinetuneCell, PretrainJob
-from benchmark.tracking import Tracker
+from benchmark.tracking import JobRun, Tracker
 from benchmark.training import train
 from ssl_medbench.core.errors import DataError
+from ssl_medbench.core.run_tags import Artifact, Kind, MetricPrefix, Param, Tag
 from ssl_medbench.core.sampling import Batch
 from ssl_medbench.datasets.base import Dataset, Volume
 from ssl_medbench.datasets.patches import PatchSampler
@@ -96,25 +96,25 @@ def git_commit() -> str:
 def _common_tags(ctx: RunContext, kind: str, key: str, initialisation: str, dataset: str, seed: int) -> dict[str, str]:
     data = ctx.datasets[dataset]
     return {
-        "grid": ctx.grid.name,
-        "kind": kind,
-        "job_key": key,
-        "initialisation": initialisation,
-        "initialisation_label": PRETEXT_TASKS.get(initialisation).label or initialisation,
-        "dataset": dataset,
-        "dataset_type": ctx.grid.dataset_type(dataset),
-        "dataset_sha256": data.content_hash(),
-        "test_subjects_sha256": data.split().test_hash(),
-        "seed": str(seed),
-        "device": str(ctx.device),
-        "autocast": "bf16" if ctx.grid.runtime.uses_bf16(ctx.device) else "off",
-        "runtime_ignored": ",".join(ctx.grid.runtime.ignored_on(ctx.device)),
-        "deterministic": str(ctx.deterministic).lower(),
-        "suite_version": suite_version(),
-        "git_commit": git_commit(),
-        "torch_version": torch.__version__,
-        "timm_version": timm.__version__,
-        "python_version": platform.python_version(),
+        Tag.GRID: ctx.grid.name,
+        Tag.KIND: kind,
+        Tag.JOB_KEY: key,
+        Tag.INITIALISATION: initialisation,
+        Tag.INITIALISATION_LABEL: PRETEXT_TASKS.get(initialisation).label or initialisation,
+        Tag.DATASET: dataset,
+        Tag.DATASET_TYPE: ctx.grid.dataset_type(dataset),
+        Tag.DATASET_SHA256: data.content_hash(),
+        Tag.TEST_SUBJECTS_SHA256: data.split().test_hash(),
+        Tag.SEED: str(seed),
+        Tag.DEVICE: str(ctx.device),
+        Tag.AUTOCAST: "bf16" if ctx.grid.runtime.uses_bf16(ctx.device) else "off",
+        Tag.RUNTIME_IGNORED: ",".join(ctx.grid.runtime.ignored_on(ctx.device)),
+        Tag.DETERMINISTIC: str(ctx.deterministic).lower(),
+        Tag.SUITE_VERSION: suite_version(),
+        Tag.GIT_COMMIT: git_commit(),
+        Tag.TORCH_VERSION: torch.__version__,
+        Tag.TIMM_VERSION: timm.__version__,
+        Tag.PYTHON_VERSION: platform.python_version(),
     }
 
 
@@ -127,14 +127,13 @@ def _flatten(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: json.dumps(value) if isinstance(value, (list, tuple)) else value}
 
 
-def _log_config(ctx: RunContext, sections: dict[str, Any]) -> None:
+def _log_config(ctx: RunContext, run: JobRun, sections: dict[str, Any]) -> None:
+    """The job's configuration sections as flattened parameters, and with the whole grid as ``resolved_config.yaml``."""
     plain = json.loads(json.dumps(sections, default=asdict))
-    mlflow.log_params(_flatten("", plain))
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "resolved_config.yaml"
-        grid = json.loads(json.dumps(ctx.grid.to_dict()))
-        path.write_text(yaml.safe_dump({"job": plain, "grid": grid}, sort_keys=False))
-        mlflow.log_artifact(str(path))
+    run.log_params(_flatten("", plain))
+    grid = json.loads(json.dumps(ctx.grid.to_dict()))
+    document = yaml.safe_dump({"job": plain, "grid": grid}, sort_keys=False)
+    run.log_files({Artifact.RESOLVED_CONFIG: lambda path: path.write_text(document)})
 
 
 def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
@@ -143,11 +142,13 @@ def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
     task = PRETEXT_TASKS.get(job.initialisation)(grid.pretext_config_for(job.initialisation, job.dataset))
     assert isinstance(task, PretextTask)
     dataset = ctx.datasets[job.dataset]
-    tags = _common_tags(ctx, "pretrain", job.key, job.initialisation, job.dataset, job.seed)
+    tags = _common_tags(ctx, Kind.PRETRAIN, job.key, job.initialisation, job.dataset, job.seed)
     checkpoint = ctx.checkpoint(job.key)
     with ctx.tracker.job_run(job.name, tags) as run:
         _log_config(
-            ctx, {"pretext": task.config, "pretrain": grid.pretrain, "encoder": grid.encoder, "runtime": grid.runtime}
+            ctx,
+            run,
+            {"pretext": task.config, "pretrain": grid.pretrain, "encoder": grid.encoder, "runtime": grid.runtime},
         )
         init_seed, sampling_seed, corruption_seed = job_seeds(job.seed)
         torch.manual_seed(init_seed)
@@ -167,8 +168,8 @@ def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
             batches,
             task.loss,
             grid.pretrain,
-            on_epoch=lambda epoch, losses: mlflow.log_metrics(
-                {f"pretrain_{k}": v for k, v in losses.items()}, step=epoch
+            on_epoch=lambda epoch, losses: run.log_metrics(
+                {f"{MetricPrefix.PRETRAIN}{k}": v for k, v in losses.items()}, step=epoch
             ),
             description=job.name,
             runtime=grid.runtime,
@@ -176,24 +177,26 @@ def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
             checkpoint=checkpoint,
         )
         _log_pretext_outputs(
-            task, network, sampler.sample(PREVIEW_EXAMPLES, torch.Generator().manual_seed(sampling_seed))[0], ctx.device
+            run,
+            task,
+            network,
+            sampler.sample(PREVIEW_EXAMPLES, torch.Generator().manual_seed(sampling_seed))[0],
+            ctx.device,
         )
         parts = {name: getattr(network, name) for name in task.transfers}
-        with tempfile.TemporaryDirectory() as folder:
-            metadata = {
-                "pretext_task": job.initialisation,
-                "pretext_config": asdict(task.config),
-                "seed": job.seed,
-                "job_key": job.key,
-            }
-            export_weights(Path(folder), parts, grid.encoder, in_chans, metadata)
-            mlflow.log_artifacts(folder, "weights")
+        metadata = {
+            "pretext_task": job.initialisation,
+            "pretext_config": asdict(task.config),
+            "seed": job.seed,
+            "job_key": job.key,
+        }
+        run.log_folder(lambda folder: export_weights(folder, parts, grid.encoder, in_chans, metadata), Artifact.WEIGHTS)
     checkpoint.discard()
-    return run.info.run_id
+    return run.run_id
 
 
 def _log_pretext_outputs(
-    task: PretextTask, network: PretextNetwork, images: torch.Tensor, device: torch.device
+    run: JobRun, task: PretextTask, network: PretextNetwork, images: torch.Tensor, device: torch.device
 ) -> None:
     """Log ``pretext/preview.png`` (inputs, corruptions, outputs of a few examples) and the task's own artifacts."""
     network.eval()
@@ -201,10 +204,12 @@ def _log_pretext_outputs(
         inputs, targets = task.make_batch(images.to(device), torch.Generator(device=device).manual_seed(0))
         outputs = network(inputs)
     figure = task.preview(inputs.cpu(), targets.cpu(), outputs.cpu())
-    with tempfile.TemporaryDirectory() as folder:
-        figure.savefig(Path(folder) / "preview.png", dpi=110)
-        task.write_artifacts(Path(folder))
-        mlflow.log_artifacts(folder, "pretext")
+
+    def fill(folder: Path) -> None:
+        figure.savefig(folder / Path(Artifact.PREVIEW).name, dpi=110)
+        task.write_artifacts(folder)
+
+    run.log_folder(fill, Artifact.PRETEXT)
 
 
 def _transferred_parts(
@@ -212,7 +217,7 @@ def _transferred_parts(
 ) -> tuple[nn.Module, nn.Module | None]:
     """Rebuild the pretrained encoder (and decoder, if exported and accepted) from the run's manifest, loaded strictly."""
     with tempfile.TemporaryDirectory() as folder:
-        weights = ctx.tracker.download(run_id, "weights", Path(folder))
+        weights = ctx.tracker.download(run_id, Artifact.WEIGHTS, Path(folder))
         manifest, encoder, decoder = import_weights(weights)
     if manifest["in_chans"] != in_chans:
         raise DataError(
@@ -230,15 +235,15 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
     )
     initialisation = PRETEXT_TASKS.get(cell.initialisation)(grid.pretext_config(cell.initialisation))
     augmentation = initialisation.finetune_augmentation()
-    tags = _common_tags(ctx, "finetune", cell.key, cell.initialisation, cell.dataset, cell.seed)
+    tags = _common_tags(ctx, Kind.FINETUNE, cell.key, cell.initialisation, cell.dataset, cell.seed)
     tags |= {
-        "downstream_task": cell.downstream_task,
-        "label_fraction": f"{cell.fraction:g}",
-        "pretrain_key": cell.pretrain_key or "",
-        "pretrain_run_id": pretrain_run_id or "",
-        "augmentation": "on" if augmentation is not None else "off",
-        "metric_units": json.dumps(task.metric_units),
-        "metric_directions": json.dumps(task.metric_directions),
+        Tag.DOWNSTREAM_TASK: cell.downstream_task,
+        Tag.LABEL_FRACTION: f"{cell.fraction:g}",
+        Tag.PRETRAIN_KEY: cell.pretrain_key or "",
+        Tag.PRETRAIN_RUN_ID: pretrain_run_id or "",
+        Tag.AUGMENTATION: "on" if augmentation is not None else "off",
+        Tag.METRIC_UNITS: json.dumps(task.metric_units),
+        Tag.METRIC_DIRECTIONS: json.dumps(task.metric_directions),
     }
     checkpoint = ctx.checkpoint(cell.key)
     with ctx.tracker.job_run(cell.name, tags) as run:
@@ -246,6 +251,7 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
             raise RuntimeError(f"its pretrain job ({cell.initialisation}, seed {cell.seed}) did not finish")
         _log_config(
             ctx,
+            run,
             {
                 "initialisation": initialisation.config,
                 "downstream": task.config,
@@ -257,14 +263,14 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
         )
         split = dataset.split()
         labelled = dataset.labelled_subjects(cell.fraction, cell.seed)
-        mlflow.log_params({"labelled_subjects": len(labelled), "test_subjects": len(split.test)})
+        run.log_params({Param.LABELLED_SUBJECTS: len(labelled), Param.TEST_SUBJECTS: len(split.test)})
         init_seed, sampling_seed, augmentation_seed = job_seeds(cell.seed)
         torch.manual_seed(init_seed)
         if pretrain_run_id is None:
             encoder, decoder = create_encoder(grid.encoder, len(dataset.channels)), None
         else:
             encoder, decoder = _transferred_parts(ctx, pretrain_run_id, task.accepts, len(dataset.channels))
-            mlflow.set_tag("transferred_parts", "encoder,decoder" if decoder is not None else "encoder")
+            run.set_tag(Tag.TRANSFERRED_PARTS, "encoder,decoder" if decoder is not None else "encoder")
         model = task.build_model(encoder, decoder).to(ctx.device)
         sampler = task.make_sampler(ctx.load(cell.dataset, labelled))
 
@@ -280,19 +286,23 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
             device_batches(sampler, grid.finetune, sampling_seed, grid.runtime, ctx.device, augmented),
             task.loss,
             grid.finetune,
-            on_epoch=lambda epoch, losses: mlflow.log_metrics({f"train_{k}": v for k, v in losses.items()}, step=epoch),
+            on_epoch=lambda epoch, losses: run.log_metrics(
+                {f"{MetricPrefix.FINETUNE}{k}": v for k, v in losses.items()}, step=epoch
+            ),
             description=cell.name,
             runtime=grid.runtime,
             device=ctx.device,
             checkpoint=checkpoint,
         )
         per_subject = task.evaluate(model, ctx.load(cell.dataset, split.test), ctx.device)
-        with tempfile.TemporaryDirectory() as folder:
-            per_subject.to_csv(Path(folder) / "per_subject_metrics.csv", index=False)
-            (Path(folder) / "labelled_subjects.txt").write_text("\n".join(labelled) + "\n")
-            (Path(folder) / "test_subjects.txt").write_text("\n".join(split.test) + "\n")
-            task.write_artifacts(per_subject, Path(folder))
-            mlflow.log_artifacts(folder)
-        mlflow.log_metrics(task.summarise(per_subject))
+
+        def fill(folder: Path) -> None:
+            per_subject.to_csv(folder / Artifact.PER_SUBJECT_METRICS, index=False)
+            (folder / Artifact.LABELLED_SUBJECTS).write_text("\n".join(labelled) + "\n")
+            (folder / Artifact.TEST_SUBJECTS).write_text("\n".join(split.test) + "\n")
+            task.write_artifacts(per_subject, folder)
+
+        run.log_folder(fill)
+        run.log_metrics(task.summarise(per_subject))
     checkpoint.discard()
-    return run.info.run_id
+    return run.run_id

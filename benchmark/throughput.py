@@ -29,7 +29,7 @@ from benchmark.runtime import RuntimeConfig
 from benchmark.training import train
 from ssl_medbench.core.progress import enable_progress
 from ssl_medbench.datasets.patches import PatchSampler
-from ssl_medbench.datasets.phantoms.brats_phantom import PhantomSpec, generate_brats_phantoms
+from ssl_medbench.datasets.phantom_generators.brats import PhantomSpec, generate_brats_phantoms
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.networks.encoder import create_encoder
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS

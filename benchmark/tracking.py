@@ -11,12 +11,13 @@ import logging
 import os
 import tempfile
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ssl_medbench.core.errors import TrackingUnavailable
+from ssl_medbench.core.run_tags import Artifact, Tag
 
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 # A remote tracking server's transient failures are retried with exponential backoff (1, 2, 4, 8, 16 s);
@@ -95,7 +96,7 @@ class Tracker:
             self.experiment_id = existing.experiment_id
 
     def runs_with_key(self, key: str, status: str | None = None) -> list[Run]:
-        query = f"tags.job_key = '{key}'" + (f" and attributes.status = '{status}'" if status else "")
+        query = f"tags.{Tag.JOB_KEY} = '{key}'" + (f" and attributes.status = '{status}'" if status else "")
         return list(self.client.search_runs([self.experiment_id], filter_string=query, max_results=1000))
 
     def finished_run(self, key: str) -> Run | None:
@@ -106,25 +107,22 @@ class Tracker:
         """Mark runs of ``key`` still RUNNING (their process was killed) as KILLED; returns how many."""
         stale = self.runs_with_key(key, "RUNNING")
         for run in stale:
-            self.client.set_tag(run.info.run_id, "interrupted", "true")
+            self.client.set_tag(run.info.run_id, Tag.INTERRUPTED, "true")
             self.client.set_terminated(run.info.run_id, "KILLED")
         return len(stale)
 
     @contextmanager
-    def job_run(self, name: str, tags: dict[str, str]) -> Iterator[Any]:
+    def job_run(self, name: str, tags: dict[str, str]) -> Iterator[JobRun]:
         """Start a run; end it FINISHED on success, FAILED (traceback logged) on error, KILLED on Ctrl-C."""
-        run = mlflow.start_run(experiment_id=self.experiment_id, run_name=name, tags=tags)
+        run = JobRun(mlflow.start_run(experiment_id=self.experiment_id, run_name=name, tags=tags).info.run_id)
         try:
             yield run
         except KeyboardInterrupt:
             mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
             raise
         except BaseException as error:
-            with tempfile.TemporaryDirectory() as folder:
-                path = Path(folder) / "traceback.txt"
-                path.write_text(traceback.format_exc())
-                mlflow.log_artifact(str(path))
-            mlflow.set_tag("error", f"{type(error).__name__}: {error}"[:5000])
+            run.log_files({Artifact.TRACEBACK: lambda path: path.write_text(traceback.format_exc())})
+            mlflow.set_tag(Tag.ERROR, f"{type(error).__name__}: {error}"[:5000])
             mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
             raise
         else:
@@ -134,3 +132,32 @@ class Tracker:
         return Path(
             mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=str(destination))
         )
+
+
+class JobRun:
+    """The one door through which a job writes to its MLflow run: tags, parameters, metrics and artifacts."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+
+    def set_tag(self, name: str, value: str) -> None:
+        mlflow.set_tag(name, value)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        mlflow.log_params(params)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        mlflow.log_metrics(metrics, step=step)
+
+    def log_files(self, writers: dict[str, Callable[[Path], object]], artifact_path: str | None = None) -> None:
+        """Log one artifact per entry: ``writers[name](path)`` writes the file ``name`` in a scratch folder."""
+        with tempfile.TemporaryDirectory() as folder:
+            for name, write in writers.items():
+                write(Path(folder) / name)
+            mlflow.log_artifacts(folder, artifact_path)
+
+    def log_folder(self, fill: Callable[[Path], object], artifact_path: str | None = None) -> None:
+        """Log every file that ``fill(folder)`` writes into a scratch folder, under ``artifact_path``."""
+        with tempfile.TemporaryDirectory() as folder:
+            fill(Path(folder))
+            mlflow.log_artifacts(folder, artifact_path)

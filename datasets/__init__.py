@@ -10,11 +10,9 @@ DATASETS: Registry[type[Dataset]] = Registry("dataset", "ssl_medbench.datasets",
 from ssl_medbench.datasets import (  # noqa: E402,F401  (register the built-ins)
     abdominal_ct,
     brats,
-    brats_phantom,
-    ct_phantom,
-    fetal_phantom,
     fetal_planes,
     medmnist,
+    phantom_datasets,
 )
 
 __all__ = ["DATASETS", "Dataset", "Volume"]

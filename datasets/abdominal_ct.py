@@ -31,10 +31,10 @@ from ssl_medbench.core.errors import DataError
 from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.base import Volume
-from ssl_medbench.datasets.brats import checked_image
 from ssl_medbench.datasets.cached import CachedDataset, CachedVolume
 from ssl_medbench.datasets.file_hashes import FileHashes
 from ssl_medbench.datasets.nifti import check_same_grid, read_array
+from ssl_medbench.datasets.preprocessing import checked_image
 from ssl_medbench.datasets.splits import Split, split_subjects
 
 ORGANS = ("left_kidney", "right_kidney", "liver", "spleen", "pancreas")
@@ -174,6 +174,14 @@ class MSDFolder(AbdominalCT):
 
     layout = "msd"
 
+    @classmethod
+    def example_config(cls, folder: Path) -> AbdominalCT.Config:
+        """Six tiny CT phantoms (:meth:`CTPhantomSpec.example`) in the MSD layout, with BTCV label ids."""
+        from ssl_medbench.datasets.phantom_generators.abdominal_ct import CTPhantomSpec  # it imports this module
+
+        CTPhantomSpec.example().generate(folder)
+        return cls.Config(root=str(folder))
+
     def _description(self) -> dict:
         path = self.root / "dataset.json"
         if not path.is_file():
@@ -210,6 +218,19 @@ class BTCVFolder(AbdominalCT):
     """The BTCV abdomen release (``Config.root`` holds ``img/`` and ``label/``)."""
 
     layout = "btcv"
+
+    @classmethod
+    def example_config(cls, folder: Path) -> AbdominalCT.Config:
+        """Six tiny CT phantoms (:meth:`CTPhantomSpec.example`) in the BTCV layout."""
+        from ssl_medbench.datasets.phantom_generators import abdominal_ct as generator  # it imports this module
+
+        spec = generator.CTPhantomSpec.example()
+        for kind in ("img", "label"):
+            (folder / kind).mkdir(parents=True, exist_ok=True)
+        for index in range(spec.n_subjects):
+            name = f"{index + 1:04d}.nii.gz"
+            generator.write_subject(spec, index, folder / "img" / f"img{name}", folder / "label" / f"label{name}")
+        return cls.Config(root=str(folder))
 
     def layout_label_ids(self) -> dict[str, int]:
         return dict(BTCV_LABELS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -45,6 +45,13 @@ class Dataset(ABC):
     def __init__(self, config, workdir: Path):
         self.config = config
         self.workdir = workdir
+
+    @classmethod
+    @abstractmethod
+    def example_config(cls, folder: Path) -> Any:
+        """Write a tiny example of the dataset in its real layout under ``folder`` (a handful of subjects, tiny
+        images, seconds at most) and return the ``Config`` that reads it: the data of the shipped contract checks
+        (:mod:`ssl_medbench.datasets.contract`). Paths in that ``Config`` are strings under ``folder``."""
 
     @abstractmethod
     def prepare(self) -> None:

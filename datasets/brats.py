@@ -31,6 +31,8 @@ from ssl_medbench.datasets.base import Volume
 from ssl_medbench.datasets.cached import CachedDataset, CachedVolume
 from ssl_medbench.datasets.file_hashes import FileHashes
 from ssl_medbench.datasets.nifti import check_same_grid, read_array
+from ssl_medbench.datasets.phantom_generators.brats import PhantomSpec
+from ssl_medbench.datasets.preprocessing import checked_image, normalise
 from ssl_medbench.datasets.splits import Split, split_subjects
 
 CHANNELS = ("t1", "t1ce", "t2", "flair")
@@ -87,28 +89,6 @@ def canonical_labels(seg: np.ndarray, enhancing_label: int, path: Path) -> np.nd
     return labels
 
 
-def checked_image(image: np.ndarray, path: Path) -> np.ndarray:
-    """``image`` unchanged; DataError naming ``path`` if it holds NaN or infinite values or a single value everywhere."""
-    if not np.isfinite(image).all():
-        raise DataError(f"{path}: contains NaN or infinite values")
-    if image.size and image.min() == image.max():
-        raise DataError(f"{path}: every voxel is {image.flat[0]:g}; an image without contrast cannot be normalised")
-    return image
-
-
-def normalise(images: np.ndarray) -> np.ndarray:
-    """Per-modality z-score inside the brain mask (any modality non-zero); 0 outside."""
-    brain = np.any(images != 0, axis=0)
-    out = np.zeros_like(images, dtype=np.float32)
-    if not brain.any():
-        return out
-    for channel, image in enumerate(images):
-        values = image[brain]
-        std = values.std()
-        out[channel][brain] = (values - values.mean()) / (std if std > 0 else 1.0)
-    return out
-
-
 def region_masks(labels: np.ndarray) -> dict[str, np.ndarray]:
     """Boolean masks of the BraTS regions (whole, core, enhancing) from canonical labels."""
     return {name: np.isin(labels, classes) for name, classes in REGIONS.items()}
@@ -125,6 +105,12 @@ class BratsFolder(CachedDataset["_CachedSubject"]):
         root: str = ""
         test_fraction: float = 0.2
         split_seed: int = 0
+
+    @classmethod
+    def example_config(cls, folder: Path) -> Config:
+        """Six tiny brain-tumour phantoms (:meth:`PhantomSpec.example`) in the BraTS 2021 layout."""
+        PhantomSpec.example().generate(folder)
+        return cls.Config(root=str(folder))
 
     @property
     def root(self) -> Path:

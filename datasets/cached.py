@@ -11,7 +11,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from ssl_medbench.datasets.base import Dataset, Volume
-from ssl_medbench.datasets.nifti import save_npy
+from ssl_medbench.datasets.preprocessing import save_npy
 
 Entry = TypeVar("Entry")
 

@@ -30,10 +30,9 @@ from ssl_medbench.core.errors import DataError
 from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.base import Volume
-from ssl_medbench.datasets.brats import checked_image, normalise
 from ssl_medbench.datasets.cached import CachedDataset, npy_path
 from ssl_medbench.datasets.file_hashes import FileHashes
-from ssl_medbench.datasets.nifti import save_npy
+from ssl_medbench.datasets.preprocessing import checked_image, normalise, save_npy
 from ssl_medbench.datasets.splits import Split, stratified_labelled_subjects
 
 CSV_NAME = "FETAL_PLANES_DB_data.csv"
@@ -102,6 +101,14 @@ class FetalPlanesFolder(CachedDataset["_CachedPatient"]):
         image_size: int = 128
         #: Split "Fetal brain" by Brain_plane into its standard planes.
         refine_brain_planes: bool = False
+
+    @classmethod
+    def example_config(cls, folder: Path) -> Config:
+        """Six patients of tiny ultrasound phantoms (:meth:`FetalPhantomSpec.example`) in this layout."""
+        from ssl_medbench.datasets.phantom_generators.fetal_ultrasound import FetalPhantomSpec  # it imports this module
+
+        FetalPhantomSpec.example().generate(folder)
+        return cls.Config(root=str(folder))
 
     @property
     def root(self) -> Path:

@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from ssl_medbench.core.errors import DataError
 from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.base import Volume
-from ssl_medbench.datasets.brats import normalise
 from ssl_medbench.datasets.cached import CachedDataset
 from ssl_medbench.datasets.file_hashes import file_sha256
+from ssl_medbench.datasets.preprocessing import normalise
 from ssl_medbench.datasets.splits import Split, stratified_labelled_subjects
 
 SPLITS = {"train": "train", "val": "train", "test": "test"}
@@ -54,6 +54,18 @@ class MedMNISTFile(CachedDataset[Volume]):
         super().__init__(config, workdir)
         self._split: Split | None = None
         self._names: tuple[str, ...] = ()
+
+    @classmethod
+    def example_config(cls, folder: Path) -> Config:
+        """A file of 28 x 28 grey images of three classes: eight training, two validation and four test images."""
+        rng = np.random.default_rng(0)
+        arrays = {}
+        for prefix, count in (("train", 8), ("val", 2), ("test", 4)):
+            arrays[f"{prefix}_images"] = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8)
+            arrays[f"{prefix}_labels"] = (np.arange(count) % 3)[:, None]
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / "examplemnist.npz", **arrays)
+        return cls.Config(path=str(folder / "examplemnist.npz"))
 
     @property
     def class_names(self) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""Reading NIfTI files into canonical (RAS+) arrays, checking that images and labels share one grid, and saving cache arrays."""
+"""Reading NIfTI files into canonical (RAS+) arrays and checking that images and labels share one grid."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ssl_medbench.core.atomic import atomic_path
 from ssl_medbench.core.errors import DataError
 
 
@@ -44,9 +43,3 @@ def check_same_grid(reference_path: Path, paths: Sequence[Path]) -> tuple[float,
         if not np.allclose(image.affine, reference.affine, atol=1e-3):
             raise DataError(f"{path}: affine differs from {reference_path.name}; images and labels must share one grid")
     return tuple(round(float(z), 6) for z in nib.as_closest_canonical(reference).header.get_zooms()[:3])
-
-
-def save_npy(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` atomically (a reader never sees half a file)."""
-    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
-        np.save(handle, array)

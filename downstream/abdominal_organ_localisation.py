@@ -30,11 +30,13 @@ from ssl_medbench.datasets.abdominal_ct import ORGANS
 from ssl_medbench.datasets.base import Volume
 from ssl_medbench.datasets.slice_samplers import OrthogonalSliceSampler, axis_slices
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
-from ssl_medbench.downstream.base import DownstreamTask
+from ssl_medbench.downstream.base import DownstreamTask, ExampleData, MetricSpec
 from ssl_medbench.downstream.boxes import box_from_mask, centroid_distance_mm, largest_run, wall_distance_mm
 from ssl_medbench.networks.classifier import SonoNetClassifier
 
 METRICS = ("centroid", "wall")
+#: When a distance is NaN (see the module docstring).
+NAN_WHEN = "the organ is absent from the reference labels, or missed (counted in missed_<organ>)"
 
 
 @DOWNSTREAM_TASKS.register("abdominal_organ_localisation")
@@ -59,8 +61,26 @@ class AbdominalOrganLocalisation(DownstreamTask):
         super().__init__(config, image_channels, class_names or ORGANS)
         if not 0 < config.threshold < 1:
             raise ValueError(f"threshold must lie in (0, 1), got {config.threshold}")
-        self.metric_directions = {f"{metric}_{organ}": "lower" for metric in METRICS for organ in self.class_names}
-        self.metric_units = {name: "mm" for name in self.metric_directions}
+
+    @classmethod
+    def metric_specs(cls, class_names: Sequence[str] = ()) -> dict[str, MetricSpec]:
+        """``<metric>_<organ>`` in mm, lower is better, for each organ of ``class_names`` (default: :data:`ORGANS`)."""
+        spec = MetricSpec("lower", "mm", nan_when=NAN_WHEN)
+        return {f"{metric}_{organ}": spec for metric in METRICS for organ in tuple(class_names) or ORGANS}
+
+    @classmethod
+    def example_data(cls, generator: np.random.Generator) -> ExampleData:
+        """Two noisy CTs of 20x16x12 voxels at 2x2x3 mm with two box-shaped organs; the second lacks the liver."""
+        organs = ("left_kidney", "liver")
+        volumes = []
+        for index, with_liver in enumerate((True, False)):
+            labels = np.zeros((20, 16, 12), np.uint8)
+            labels[2:8, 3:9, 2:6] = 1
+            if with_liver:
+                labels[11:18, 4:12, 5:11] = 2
+            images = generator.normal(0.0, 0.05, (1, *labels.shape)) + labels / len(organs)
+            volumes.append(Volume(f"ct-{index}", images.astype(np.float32), labels, (2.0, 2.0, 3.0)))
+        return ExampleData(tuple(volumes), 1, organs)
 
     @property
     def organs(self) -> tuple[str, ...]:

@@ -2,7 +2,10 @@
 
 A downstream task names the dataset it runs on, builds its network around a (possibly pretrained)
 encoder and decoder, samples labelled training batches, defines its loss, and evaluates a trained
-network on test subjects into a per-subject table whose numeric columns are its metrics.
+network on test subjects into a per-subject table. Its metrics (names, units, better direction,
+NaN rule) are class-level metadata (:meth:`DownstreamTask.metric_specs`), readable without building
+the task, and it provides tiny example data of its own kind for the shipped contract
+(:mod:`ssl_medbench.downstream.contract`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -24,6 +28,31 @@ from ssl_medbench.datasets.base import Volume
 Direction = Literal["higher", "lower"]
 
 
+@dataclass(frozen=True)
+class MetricSpec:
+    """How to read one metric: which direction is better, its unit, and when (if ever) it is NaN."""
+
+    direction: Direction
+    #: "fraction" (reports show it as %) or a physical unit such as "mm".
+    unit: str
+    #: The documented case in which a subject's value is NaN (left out of means, counted elsewhere);
+    #: empty: never NaN, an undefined case gets a documented worst-case value instead.
+    nan_when: str = ""
+    #: Whether every test subject has its own value (False: defined over all test images only, e.g. macro F1).
+    per_subject: bool = True
+
+
+@dataclass(frozen=True)
+class ExampleData:
+    """A few tiny synthetic subjects of the kind a task trains on, with the dataset facts the task is built from."""
+
+    volumes: tuple[Volume, ...]
+    #: Image channels (``Volume.images.shape[0]``).
+    channels: int
+    #: The dataset's ``class_names`` (empty where the task defines its own classes).
+    class_names: tuple[str, ...] = ()
+
+
 class DownstreamTask(ABC):
     """Subclasses define a frozen dataclass ``Config`` with at least a ``dataset`` field (a dataset name in the grid)."""
 
@@ -31,10 +60,6 @@ class DownstreamTask(ABC):
     class Config:
         dataset: str = ""
 
-    #: Metric name (column of the per-subject table) -> which direction is better.
-    metric_directions: ClassVar[dict[str, Direction]] = {}
-    #: Metric name -> unit: "fraction" (reports show it as %) or a physical unit such as "mm".
-    metric_units: ClassVar[dict[str, str]] = {}
     #: Parts of a pretrained network this task's model can take.
     accepts: ClassVar[tuple[str, ...]] = ("encoder",)
     #: How training targets follow flips/rotations of the images ("dense" label maps, "invariant" class
@@ -46,6 +71,39 @@ class DownstreamTask(ABC):
         self.image_channels = image_channels
         #: The dataset's ``class_names`` (classes or organs), for tasks whose outputs depend on them.
         self.class_names = class_names
+
+    @classmethod
+    @abstractmethod
+    def metric_specs(cls, class_names: Sequence[str] = ()) -> dict[str, MetricSpec]:
+        """Metric name -> its spec, for a dataset with ``class_names`` (empty: the task's default classes).
+
+        Per-subject metrics are columns of :meth:`subject_scores`; every metric is a key of :meth:`summarise`.
+        """
+
+    @classmethod
+    @abstractmethod
+    def example_data(cls, generator: np.random.Generator) -> ExampleData:
+        """A few tiny synthetic subjects (including a documented empty or missed case) for the contract checks."""
+
+    @classmethod
+    def metric_directions_for(cls, class_names: Sequence[str] = ()) -> dict[str, Direction]:
+        """Metric name -> which direction is better (logged as the ``metric_directions`` tag)."""
+        return {name: spec.direction for name, spec in cls.metric_specs(class_names).items()}
+
+    @classmethod
+    def metric_units_for(cls, class_names: Sequence[str] = ()) -> dict[str, str]:
+        """Metric name -> unit (logged as the ``metric_units`` tag)."""
+        return {name: spec.unit for name, spec in cls.metric_specs(class_names).items()}
+
+    @property
+    def metric_directions(self) -> dict[str, Direction]:
+        """:meth:`metric_directions_for` this task's dataset classes."""
+        return self.metric_directions_for(self.class_names)
+
+    @property
+    def metric_units(self) -> dict[str, str]:
+        """:meth:`metric_units_for` this task's dataset classes."""
+        return self.metric_units_for(self.class_names)
 
     @abstractmethod
     def build_model(self, encoder: nn.Module, decoder: nn.Module | None) -> nn.Module:
@@ -61,9 +119,10 @@ class DownstreamTask(ABC):
 
     @abstractmethod
     def evaluate(self, model: nn.Module, volumes: Sequence[Volume], device: torch.device) -> pd.DataFrame:
-        """One row per test subject: ``subject_id`` and one column per metric in ``metric_directions``."""
+        """Rows of test subjects (``subject_id``), by default one per subject with one column per per-subject metric."""
 
-    def subject_scores(self, per_subject: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    @classmethod
+    def subject_scores(cls, per_subject: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
         """One row per test subject with those of ``metrics`` that are defined per subject (for the report's paired statistics)."""
         return per_subject.groupby("subject_id", as_index=False)[[m for m in metrics if m in per_subject]].mean()
 

@@ -20,14 +20,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_medbench.datasets.base import Volume
-from ssl_medbench.datasets.brats import CLASSES, REGIONS, region_masks
+from ssl_medbench.datasets.brats import CHANNELS, CLASSES, REGIONS, region_masks
 from ssl_medbench.datasets.patches import PatchSampler
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
-from ssl_medbench.downstream.base import DownstreamTask
+from ssl_medbench.downstream.base import DownstreamTask, ExampleData, MetricSpec
 from ssl_medbench.downstream.metrics import dice, empty_case, hd95, sensitivity, specificity
 from ssl_medbench.networks.unet_decoder import UNetDecoder
 
 METRICS = {"dice": dice, "sensitivity": sensitivity, "specificity": specificity}
+#: Per metric, its spec in every region, with the empty-mask rules of :mod:`downstream.metrics`.
+SPECS = {
+    "dice": MetricSpec("higher", "fraction"),
+    "sensitivity": MetricSpec("higher", "fraction", nan_when="the reference region is empty"),
+    "specificity": MetricSpec("higher", "fraction", nan_when="the reference region covers the whole volume"),
+    "hd95": MetricSpec("lower", "mm"),
+}
 
 
 class SegmentationUNet(nn.Module):
@@ -60,13 +67,6 @@ class BratsSegmentation(DownstreamTask):
 
     accepts = ("encoder", "decoder")
     target_geometry = "dense"
-    metric_directions = {
-        f"{metric}_{region}": ("lower" if metric == "hd95" else "higher")
-        for metric in ("dice", "sensitivity", "specificity", "hd95")
-        for region in REGIONS
-    }
-
-    metric_units = {name: ("mm" if name.startswith("hd95") else "fraction") for name in metric_directions}
 
     @dataclass(frozen=True)
     class Config:
@@ -79,6 +79,25 @@ class BratsSegmentation(DownstreamTask):
         dice_loss_weight: float = 1.0
 
     num_classes = len(CLASSES)
+
+    @classmethod
+    def metric_specs(cls, class_names: Sequence[str] = ()) -> dict[str, MetricSpec]:
+        """``<metric>_<region>`` for every metric of :data:`SPECS` and BraTS region; the dataset's classes play no part."""
+        return {f"{metric}_{region}": spec for metric, spec in SPECS.items() for region in REGIONS}
+
+    @classmethod
+    def example_data(cls, generator: np.random.Generator) -> ExampleData:
+        """Two noisy 4-channel 32x32x4 brains at 1x1x2 mm: one with a layered tumour, one without (empty regions)."""
+        volumes = []
+        for index, tumour in enumerate((True, False)):
+            labels = np.zeros((32, 32, 4), np.uint8)
+            if tumour:
+                labels[8:22, 9:23, 1:3] = 2
+                labels[11:19, 12:20, 1:3] = 3
+                labels[13:17, 14:18, 1:3] = 1
+            images = generator.normal(0.0, 0.1, (len(CHANNELS), *labels.shape)) + labels / len(CLASSES)
+            volumes.append(Volume(f"brain-{index}", images.astype(np.float32), labels, (1.0, 1.0, 2.0)))
+        return ExampleData(tuple(volumes), len(CHANNELS))
 
     def build_model(self, encoder: nn.Module, decoder: nn.Module | None) -> nn.Module:
         decoder = decoder if decoder is not None else UNetDecoder.for_encoder(encoder)

@@ -28,7 +28,7 @@ from torch import nn
 from ssl_medbench.datasets.base import Volume
 from ssl_medbench.datasets.slice_samplers import SliceClassSampler
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
-from ssl_medbench.downstream.base import DownstreamTask
+from ssl_medbench.downstream.base import DownstreamTask, ExampleData, MetricSpec
 from ssl_medbench.networks.classifier import SonoNetClassifier
 
 
@@ -36,8 +36,6 @@ from ssl_medbench.networks.classifier import SonoNetClassifier
 class FetalPlaneClassification(DownstreamTask):
     """Classify each image into its standard plane (the dataset's ``class_names``)."""
 
-    metric_directions = {"precision": "higher", "recall": "higher", "f1": "higher", "accuracy": "higher"}
-    metric_units = {name: "fraction" for name in metric_directions}
     target_geometry = "invariant"
 
     @dataclass(frozen=True)
@@ -46,6 +44,32 @@ class FetalPlaneClassification(DownstreamTask):
         class_balanced: bool = True
         #: Images per forward pass at inference.
         inference_batch: int = 64
+
+    @classmethod
+    def metric_specs(cls, class_names: Sequence[str] = ()) -> dict[str, MetricSpec]:
+        """Fractions, higher is better, never NaN; precision, recall and F1 are defined over all test images only."""
+        over_all_images = MetricSpec("higher", "fraction", per_subject=False)
+        return {
+            "precision": over_all_images,
+            "recall": over_all_images,
+            "f1": over_all_images,
+            "accuracy": MetricSpec("higher", "fraction"),
+        }
+
+    @classmethod
+    def example_data(cls, generator: np.random.Generator) -> ExampleData:
+        """Two patients with four noisy 32x32 images of three planes each; an image's plane sets its brightness.
+
+        The second patient has no image of the last plane.
+        """
+        planes = ("abdomen", "brain", "femur")
+        volumes = []
+        for index, classes in enumerate(([0, 1, 2, 1], [0, 1, 1, 0])):
+            classes = np.asarray(classes, np.int64)
+            images = generator.normal(0.0, 0.1, (1, 32, 32, len(classes))) + classes / len(planes)
+            labels = np.zeros((32, 32, len(classes)), np.uint8)
+            volumes.append(Volume(f"patient-{index}", images.astype(np.float32), labels, (1.0, 1.0, 1.0), classes))
+        return ExampleData(tuple(volumes), 1, planes)
 
     def _check_classes(self) -> None:
         if len(self.class_names) < 2:
@@ -95,7 +119,8 @@ class FetalPlaneClassification(DownstreamTask):
             "accuracy": float(accuracy_score(true, predicted)),
         }
 
-    def subject_scores(self, per_subject: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    @classmethod
+    def subject_scores(cls, per_subject: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
         """Accuracy per test patient (precision, recall and F1 are defined over all images only)."""
         correct = per_subject.assign(
             accuracy=(per_subject["true_class"] == per_subject["predicted_class"]).astype(float)

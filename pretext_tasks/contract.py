@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from ssl_medbench.core.config_parsing import parse_dataclass
+from ssl_medbench.core.contracts import expect
 from ssl_medbench.networks.decoders import DECODERS
 from ssl_medbench.networks.encoder import EncoderConfig, create_encoder
 from ssl_medbench.networks.weights import export_weights, import_weights
@@ -56,11 +57,6 @@ class ContractSetup:
         return (self.batch, self.channels, self.image_size, self.image_size)
 
 
-def _expect(condition: bool, message: str) -> None:
-    if not condition:
-        raise AssertionError(message)
-
-
 def contract_images(setup: ContractSetup) -> torch.Tensor:
     """(B, C, S, S) float32 images with structure: a few Gaussian blobs per channel inside a disc, zero outside."""
     generator = torch.Generator().manual_seed(setup.seed)
@@ -83,23 +79,23 @@ def _build(cls: type[PretextTask], setup: ContractSetup) -> tuple[PretextTask, P
 
 def check_builds_from_default_config(cls: type[Initialisation], setup: ContractSetup = ContractSetup()) -> None:
     """Its ``Config`` is a frozen dataclass whose defaults parse from an empty mapping; it declares what transfers."""
-    _expect(
+    expect(
         dataclasses.is_dataclass(cls.Config) and cls.Config.__dataclass_params__.frozen,
         f"{cls.__name__}.Config must be a frozen dataclass",
     )
-    _expect(
+    expect(
         cls(parse_dataclass(cls.Config, {}, cls.__name__)).config == cls.Config(),
         f"{cls.__name__}: the default config does not round-trip through the grid parser",
     )
     task = setup.task(cls)
-    _expect(
+    expect(
         set(task.transfers) <= {"encoder", "decoder"},
         f"{cls.__name__}.transfers must name encoder/decoder, got {task.transfers}",
     )
     task.check_image_size(setup.image_size, setup.image_size)
     if isinstance(task, PretextTask):
-        _expect(ENCODER in task.transfers, f"{cls.__name__}: a pretext task must transfer at least the encoder")
-        _expect(
+        expect(ENCODER in task.transfers, f"{cls.__name__}: a pretext task must transfer at least the encoder")
+        expect(
             task.decoder is None or task.decoder in DECODERS,
             f"{cls.__name__}.decoder must be None or one of {list(DECODERS)}",
         )
@@ -112,16 +108,16 @@ def check_batch_matches_spec(cls: type[PretextTask], setup: ContractSetup = Cont
     inputs, targets = task.make_batch(images, torch.Generator().manual_seed(0))
     spec = task.batch_spec(setup.images_shape)
     for name, tensor, expected in (("inputs", inputs, spec.inputs), ("targets", targets, spec.targets)):
-        _expect(isinstance(tensor, torch.Tensor), f"{cls.__name__}.make_batch: {name} is not a tensor")
-        _expect(
+        expect(isinstance(tensor, torch.Tensor), f"{cls.__name__}.make_batch: {name} is not a tensor")
+        expect(
             tuple(tensor.shape) == tuple(expected.shape),
             f"{cls.__name__}.make_batch: {name} shape {tuple(tensor.shape)}, documented {expected.shape}",
         )
-        _expect(
+        expect(
             tensor.dtype == expected.dtype,
             f"{cls.__name__}.make_batch: {name} dtype {tensor.dtype}, documented {expected.dtype}",
         )
-        _expect(
+        expect(
             tensor.device == images.device,
             f"{cls.__name__}.make_batch: {name} on {tensor.device}, images on {images.device}",
         )
@@ -136,18 +132,16 @@ def check_reproducible_per_seed(cls: type[PretextTask], setup: ContractSetup = C
     first = task.make_batch(images, torch.Generator().manual_seed(1))
     again = task.make_batch(images, torch.Generator().manual_seed(1))
     other = task.make_batch(images, torch.Generator().manual_seed(2))
-    _expect(
+    expect(
         torch.equal(torch.get_rng_state(), global_state),
         f"{cls.__name__}.make_batch draws from the global RNG; use the generator passed in",
     )
-    _expect(
-        all(torch.equal(a, b) for a, b in zip(first, again)), f"{cls.__name__}.make_batch differs for the same seed"
-    )
+    expect(all(torch.equal(a, b) for a, b in zip(first, again)), f"{cls.__name__}.make_batch differs for the same seed")
     same = all(torch.equal(a, b) for a, b in zip(first, other))
     if task.randomised:
-        _expect(not same, f"{cls.__name__}.make_batch gives the same batch for different seeds")
+        expect(not same, f"{cls.__name__}.make_batch gives the same batch for different seeds")
     else:
-        _expect(same, f"{cls.__name__} is not randomised, yet make_batch depends on the seed")
+        expect(same, f"{cls.__name__} is not randomised, yet make_batch depends on the seed")
 
 
 def check_gradients_reach_encoder(cls: type[PretextTask], setup: ContractSetup = ContractSetup()) -> None:
@@ -155,16 +149,16 @@ def check_gradients_reach_encoder(cls: type[PretextTask], setup: ContractSetup =
     task, network = _build(cls, setup)
     inputs, targets = task.make_batch(contract_images(setup), torch.Generator().manual_seed(0))
     losses = task.loss(network(inputs), targets)
-    _expect("loss" in losses, f"{cls.__name__}.loss must return a dict with a 'loss' entry, got {sorted(losses)}")
-    _expect(bool(torch.isfinite(losses["loss"])), f"{cls.__name__}: loss is {losses['loss'].item()}")
+    expect("loss" in losses, f"{cls.__name__}.loss must return a dict with a 'loss' entry, got {sorted(losses)}")
+    expect(bool(torch.isfinite(losses["loss"])), f"{cls.__name__}: loss is {losses['loss'].item()}")
     losses["loss"].backward()
     for name, parameter in network.encoder.named_parameters():
-        _expect(parameter.grad is not None, f"{cls.__name__}: no gradient reaches encoder parameter {name}")
-        _expect(
+        expect(parameter.grad is not None, f"{cls.__name__}: no gradient reaches encoder parameter {name}")
+        expect(
             bool(torch.isfinite(parameter.grad).all()),
             f"{cls.__name__}: non-finite gradient in encoder parameter {name}",
         )
-        _expect(bool(parameter.grad.abs().sum() > 0), f"{cls.__name__}: zero gradient in encoder parameter {name}")
+        expect(bool(parameter.grad.abs().sum() > 0), f"{cls.__name__}: zero gradient in encoder parameter {name}")
 
 
 def check_loss_falls_on_a_fixed_batch(cls: type[PretextTask], setup: ContractSetup = ContractSetup()) -> None:
@@ -179,10 +173,10 @@ def check_loss_falls_on_a_fixed_batch(cls: type[PretextTask], setup: ContractSet
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    _expect(
+    expect(
         all(math.isfinite(value) for value in history), f"{cls.__name__}: loss not finite during training: {history}"
     )
-    _expect(
+    expect(
         history[-1] < LOSS_RATIO * history[0],
         f"{cls.__name__}: loss fell only from {history[0]:.4g} to {history[-1]:.4g} in {LOSS_STEPS} steps",
     )
@@ -201,7 +195,7 @@ def check_weights_transfer_exactly(cls: type[PretextTask], setup: ContractSetup 
     with tempfile.TemporaryDirectory() as folder:
         export_weights(Path(folder), parts, setup.encoder, setup.channels, {"pretext_task": cls.__name__})
         manifest, encoder, decoder = import_weights(Path(folder))
-    _expect(
+    expect(
         sorted(manifest["parts"]) == sorted(task.transfers),
         f"{cls.__name__}: exported {sorted(manifest['parts'])}, transfers {task.transfers}",
     )
@@ -213,12 +207,12 @@ def check_weights_transfer_exactly(cls: type[PretextTask], setup: ContractSetup 
     images = contract_images(setup)
     with torch.no_grad():
         original, transferred = network.encoder(images), downstream.encoder(images)
-        _expect(
+        expect(
             all(torch.equal(a, b) for a, b in zip(original, transferred)),
             f"{cls.__name__}: transferred encoder computes different features",
         )
         if "decoder" in task.transfers:
-            _expect(
+            expect(
                 torch.equal(network.decoder(original), downstream.decoder(transferred)),
                 f"{cls.__name__}: transferred decoder computes a different output",
             )
@@ -239,6 +233,6 @@ PRETEXT_CHECKS: dict[str, PretextCheck] = {
 
 def check_pretext_task(cls: type[PretextTask], setup: ContractSetup = ContractSetup()) -> None:
     """Run every check of :data:`PRETEXT_CHECKS`; the first failure raises AssertionError."""
-    _expect(isinstance(cls, type) and issubclass(cls, PretextTask), f"{cls!r} is not a PretextTask subclass")
+    expect(isinstance(cls, type) and issubclass(cls, PretextTask), f"{cls!r} is not a PretextTask subclass")
     for check in PRETEXT_CHECKS.values():
         check(cls, setup)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ssl_medbench.core.run_tags import Artifact, Kind, Tag
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.reports.document import Document
 from ssl_medbench.reports.paper import side_by_side
@@ -29,7 +30,8 @@ def _recorded(cells: pd.DataFrame, tag: str, task: str) -> dict[str, str]:
     if len(values):
         return json.loads(values.iloc[0])
     plugin = DOWNSTREAM_TASKS.get(task)
-    return dict(getattr(plugin(plugin.Config(), 1), tag))
+    defaults = {Tag.METRIC_UNITS: plugin.metric_units_for, Tag.METRIC_DIRECTIONS: plugin.metric_directions_for}
+    return defaults[tag]()
 
 
 def _hours(runs: pd.DataFrame) -> pd.DataFrame:
@@ -38,8 +40,8 @@ def _hours(runs: pd.DataFrame) -> pd.DataFrame:
     if timed.empty:
         return pd.DataFrame(columns=["job kind", "device", "jobs", "hours"])
     duration = (pd.to_datetime(timed["end_time"]) - pd.to_datetime(timed["start_time"])).dt.total_seconds() / 3600
-    device = timed["device"].fillna("cpu").map(lambda d: "GPU" if str(d).startswith("cuda") else "CPU")
-    table = pd.DataFrame({"job kind": timed["kind"], "device": device, "hours": duration})
+    device = timed[Tag.DEVICE].fillna("cpu").map(lambda d: "GPU" if str(d).startswith("cuda") else "CPU")
+    table = pd.DataFrame({"job kind": timed[Tag.KIND], "device": device, "hours": duration})
     return (
         table.groupby(["job kind", "device"], as_index=False)
         .agg(jobs=("hours", "size"), hours=("hours", "sum"))
@@ -51,12 +53,13 @@ def pretrain_sharing(runs: pd.DataFrame) -> str | None:
     """How many pretrain jobs finished, against initialisations-with-pretraining x datasets x seeds, and how many
     finetune cells started from them (None if no pretrain job finished)."""
     finished = runs[runs["status"] == "FINISHED"]
-    pretrain = finished[finished["kind"] == "pretrain"]
+    pretrain = finished[finished[Tag.KIND] == Kind.PRETRAIN]
     if pretrain.empty:
         return None
-    inits, datasets, seeds = (pretrain[column].nunique() for column in ("initialisation", "dataset", "seed"))
-    jobs = pretrain["job_key"].nunique()
-    cells = int(finished[finished["kind"] == "finetune"]["pretrain_key"].isin(set(pretrain["job_key"])).sum())
+    inits, datasets, seeds = (pretrain[column].nunique() for column in (Tag.INITIALISATION, Tag.DATASET, Tag.SEED))
+    jobs = pretrain[Tag.JOB_KEY].nunique()
+    finetune = finished[finished[Tag.KIND] == Kind.FINETUNE]
+    cells = int(finetune[Tag.PRETRAIN_KEY].isin(set(pretrain[Tag.JOB_KEY])).sum())
     return (
         f"{jobs} pretrain jobs ({inits} initialisations with pretraining x {datasets} datasets x {seeds} seeds = "
         f"{inits * datasets * seeds}), each shared by the finetune cells on its dataset: {cells} cells started from them."
@@ -65,11 +68,18 @@ def pretrain_sharing(runs: pd.DataFrame) -> str | None:
 
 def _provenance(document: Document, runs: pd.DataFrame, tracking_uri: str, scratch: Path) -> None:
     document.heading("What produced these numbers")
-    grid = ", ".join(sorted(runs["grid"].dropna().unique())) if "grid" in runs else "unknown"
+    grid = ", ".join(sorted(runs[Tag.GRID].dropna().unique())) if Tag.GRID in runs else "unknown"
     started, ended = pd.to_datetime(runs["start_time"]).min(), pd.to_datetime(runs["end_time"]).max()
     versions = {
         key: ", ".join(sorted(runs[key].dropna().unique()))
-        for key in ("suite_version", "git_commit", "torch_version", "timm_version", "python_version", "device")
+        for key in (
+            Tag.SUITE_VERSION,
+            Tag.GIT_COMMIT,
+            Tag.TORCH_VERSION,
+            Tag.TIMM_VERSION,
+            Tag.PYTHON_VERSION,
+            Tag.DEVICE,
+        )
         if key in runs
     }
     document.text(
@@ -78,8 +88,8 @@ def _provenance(document: Document, runs: pd.DataFrame, tracking_uri: str, scrat
     )
     document.text("; ".join(f"{key}: {value}" for key, value in versions.items()))
     datasets = (
-        runs[["dataset", "dataset_type", "dataset_sha256", "test_subjects_sha256"]].dropna().drop_duplicates()
-        if "dataset" in runs
+        runs[[Tag.DATASET, Tag.DATASET_TYPE, Tag.DATASET_SHA256, Tag.TEST_SUBJECTS_SHA256]].dropna().drop_duplicates()
+        if Tag.DATASET in runs
         else pd.DataFrame()
     )
     document.table(datasets.reset_index(drop=True))
@@ -87,7 +97,7 @@ def _provenance(document: Document, runs: pd.DataFrame, tracking_uri: str, scrat
     sharing = pretrain_sharing(runs)
     if sharing is not None:
         document.text(sharing)
-    config = download_artifact(tracking_uri, runs.iloc[0]["run_id"], "resolved_config.yaml", scratch)
+    config = download_artifact(tracking_uri, runs.iloc[0]["run_id"], Artifact.RESOLVED_CONFIG, scratch)
     if config is not None:
         document.code(config.read_text(), "resolved grid and job configuration (first run)")
 
@@ -95,7 +105,7 @@ def _provenance(document: Document, runs: pd.DataFrame, tracking_uri: str, scrat
 def _task_section(
     document: Document, task: str, cells: pd.DataFrame, tracking_uri: str, out: Path, scratch: Path
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    units, directions = _recorded(cells, "metric_units", task), _recorded(cells, "metric_directions", task)
+    units, directions = _recorded(cells, Tag.METRIC_UNITS, task), _recorded(cells, Tag.METRIC_DIRECTIONS, task)
     document.heading(task)
     table, marks = paper_table(cells, units, directions)
     table.to_csv(out / "tables" / f"{task}.csv", index=False)
@@ -118,8 +128,7 @@ def _task_section(
             metric_vs_fraction(cells, units, out / "figures" / f"{task}_vs_fraction.png"),
             f"{task}: metrics against label fraction (95 % CI over seeds)",
         )
-    plugin_cls = DOWNSTREAM_TASKS.get(task)
-    plugin = plugin_cls(plugin_cls.Config(), 1)
+    plugin = DOWNSTREAM_TASKS.get(task)
     scores = subject_scores(tracking_uri, cells, lambda table: plugin.subject_scores(table, list(units)), scratch)
     if not scores.empty:
         figure = subject_distributions(
@@ -186,7 +195,9 @@ def _paper_section(document: Document, means: pd.DataFrame, units: dict[str, dic
 
 
 def _previews(document: Document, runs: pd.DataFrame, tracking_uri: str, out: Path, scratch: Path) -> None:
-    pretrain = runs[(runs["kind"] == "pretrain") & (runs["status"] == "FINISHED")] if "kind" in runs else runs.iloc[0:0]
+    if Tag.KIND not in runs:
+        return
+    pretrain = runs[(runs[Tag.KIND] == Kind.PRETRAIN) & (runs["status"] == "FINISHED")]
     if pretrain.empty:
         return
     document.heading("What pretraining learnt: preview images")
@@ -194,12 +205,13 @@ def _previews(document: Document, runs: pd.DataFrame, tracking_uri: str, out: Pa
         "Logged by each pretrain job after training: inputs, their corruption and the network's output "
         "(restorations, or true and predicted classes for relative position and jigsaw)."
     )
-    for _, run in pretrain.sort_values(["dataset", "initialisation"]).iterrows():
-        path = download_artifact(tracking_uri, run["run_id"], "pretext/preview.png", scratch)
+    for _, run in pretrain.sort_values([Tag.DATASET, Tag.INITIALISATION]).iterrows():
+        path = download_artifact(tracking_uri, run["run_id"], Artifact.PREVIEW, scratch)
         if path is not None:
-            target = out / "figures" / f"preview_{run['initialisation']}_{run['dataset']}_seed{run['seed']}.png"
+            init, dataset, seed = run[Tag.INITIALISATION], run[Tag.DATASET], run[Tag.SEED]
+            target = out / "figures" / f"preview_{init}_{dataset}_seed{seed}.png"
             shutil.copyfile(path, target)
-            document.image(target, f"{run['initialisation']} on {run['dataset']} (seed {run['seed']})")
+            document.image(target, f"{init} on {dataset} (seed {seed})")
 
 
 def build_report(tracking_uri: str, experiment: str, out_dir: Path) -> Path:
@@ -213,16 +225,16 @@ def build_report(tracking_uri: str, experiment: str, out_dir: Path) -> Path:
     document.text(f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.")
     with tempfile.TemporaryDirectory() as scratch_folder:
         scratch = Path(scratch_folder)
-        if runs.empty or "kind" not in runs:
+        if runs.empty or Tag.KIND not in runs:
             document.text("No runs recorded yet.")
         else:
             _provenance(document, runs, tracking_uri, scratch)
             all_means, units, directions = [], {}, {}
-            tasks = sorted(runs.loc[runs["kind"] == "finetune", "downstream_task"].dropna().unique())
+            tasks = sorted(runs.loc[runs[Tag.KIND] == Kind.FINETUNE, Tag.DOWNSTREAM_TASK].dropna().unique())
             for task in tasks:
                 cells = finetune_runs(runs, task)
                 means, directions[task] = _task_section(document, task, cells, tracking_uri, out_dir, scratch)
-                units[task] = _recorded(cells, "metric_units", task)
+                units[task] = _recorded(cells, Tag.METRIC_UNITS, task)
                 all_means.append(means)
             if all_means:
                 means = pd.concat(all_means, ignore_index=True)

@@ -10,6 +10,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from ssl_medbench.core.errors import UserError
+from ssl_medbench.core.run_tags import Artifact, Kind, Tag
 
 
 def load_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
@@ -23,8 +24,8 @@ def load_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
     if runs.empty:
         return runs
     runs = runs.rename(columns={c: c[len("tags.") :] for c in runs.columns if c.startswith("tags.")})
-    if "label_fraction" in runs:
-        runs["label_fraction"] = pd.to_numeric(runs["label_fraction"], errors="coerce")
+    if Tag.LABEL_FRACTION in runs:
+        runs[Tag.LABEL_FRACTION] = pd.to_numeric(runs[Tag.LABEL_FRACTION], errors="coerce")
     return runs
 
 
@@ -41,12 +42,12 @@ def sole_grid_experiment(tracking_uri: str) -> str:
 
 def finetune_runs(runs: pd.DataFrame, task: str) -> pd.DataFrame:
     """The finetune runs of ``task`` with ``fraction``, ``initialisation`` (table label) and integer ``seed`` columns."""
-    if runs.empty or "kind" not in runs:
+    if runs.empty or Tag.KIND not in runs:
         return pd.DataFrame()
-    cells = runs[(runs["kind"] == "finetune") & (runs["downstream_task"] == task)].copy()
-    cells["fraction"] = cells["label_fraction"]
-    cells["initialisation"] = cells["initialisation_label"]
-    cells["seed"] = pd.to_numeric(cells["seed"], errors="coerce").astype("Int64")
+    cells = runs[(runs[Tag.KIND] == Kind.FINETUNE) & (runs[Tag.DOWNSTREAM_TASK] == task)].copy()
+    cells["fraction"] = cells[Tag.LABEL_FRACTION]
+    cells["initialisation"] = cells[Tag.INITIALISATION_LABEL]
+    cells["seed"] = pd.to_numeric(cells[Tag.SEED], errors="coerce").astype("Int64")
     return cells
 
 
@@ -68,7 +69,7 @@ def subject_scores(
     """Per-subject scores (``scorer`` applied to each FINISHED cell's ``per_subject_metrics.csv``) with the cell's fraction, initialisation and seed."""
     tables = []
     for _, cell in cells[cells["status"] == "FINISHED"].iterrows():
-        path = download_artifact(tracking_uri, cell["run_id"], "per_subject_metrics.csv", folder)
+        path = download_artifact(tracking_uri, cell["run_id"], Artifact.PER_SUBJECT_METRICS, folder)
         if path is None:
             continue
         scores = scorer(pd.read_csv(path))

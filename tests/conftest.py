@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ssl_medbench.datasets.phantoms.brats_phantom import PhantomSpec, generate_brats_phantoms
+from ssl_medbench.datasets.phantom_generators.brats import PhantomSpec, generate_brats_phantoms
 
 TINY_PHANTOM = PhantomSpec(n_subjects=4, voxel_size_mm=4.0, seed=0)
 

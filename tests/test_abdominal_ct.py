@@ -11,7 +11,7 @@ import pytest
 
 from ssl_medbench.core.errors import DataError
 from ssl_medbench.datasets.abdominal_ct import BTCV_LABELS, BTCVFolder, MSDFolder
-from ssl_medbench.datasets.phantoms.abdominal_ct import CTPhantomSpec, generate_ct_phantoms, make_subject
+from ssl_medbench.datasets.phantom_generators.abdominal_ct import CTPhantomSpec, generate_ct_phantoms, make_subject
 
 SPACING = (0.8, 0.8, 2.5)
 
@@ -179,3 +179,12 @@ def test_phantoms_vary_between_subjects_and_are_written_in_the_msd_layout(tmp_pa
     assert image.header.get_zooms() == (10.0, 10.0, 12.0) and image.get_data_dtype() == np.int16
     first, second = (make_subject(spec, index)[1] for index in (0, 1))
     assert not np.array_equal(first, second)
+
+
+def test_a_finished_phantom_folder_is_reused_though_its_spec_holds_a_tuple(tmp_path):
+    """The field of view is a tuple, recorded in phantom.json as a JSON list: the same settings, so no rewrite."""
+    spec = CTPhantomSpec(n_subjects=2, spacing_xy_mm=20.0, spacing_z_mm=20.0)
+    root = generate_ct_phantoms(tmp_path / "ct", spec)
+    stamp = (root / "phantom.json").stat().st_mtime_ns
+    assert generate_ct_phantoms(root, spec) == root
+    assert (root / "phantom.json").stat().st_mtime_ns == stamp

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from ssl_medbench.core.errors import DataError
-from ssl_medbench.datasets.brats import BratsFolder, normalise, region_masks
+from ssl_medbench.datasets.brats import BratsFolder, region_masks
+from ssl_medbench.datasets.preprocessing import normalise
 from tests.brats_files import write_subject
 
 

@@ -9,8 +9,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from ssl_medbench.datasets.phantoms.brats_phantom import PhantomSpec, generate_brats_phantoms, make_subject
-from ssl_medbench.datasets.phantoms.mni_template import load_tissue_maps
+from ssl_medbench.datasets.phantom_generators.brats import PhantomSpec, generate_brats_phantoms, make_subject
+from ssl_medbench.datasets.phantom_generators.mni_template import load_tissue_maps
 from tests.conftest import TINY_PHANTOM
 
 

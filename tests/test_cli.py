@@ -19,6 +19,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from benchmark.cli import main
+from ssl_medbench.core.run_tags import ALL_TAGS
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 from tests.brats_files import write_subject
 
@@ -108,6 +109,8 @@ def test_tiny_grid_records_everything_in_mlflow_and_resumes(write_grid, tmp_path
         assert tags["label_fraction"] in {"1", "0.5"}
         assert int(cell.data.params["labelled_subjects"]) == (3 if tags["label_fraction"] == "1" else 1)
     assert len({c.data.tags["test_subjects_sha256"] for c in finetune}) == 1
+    written = {tag for run in runs for tag in run.data.tags if not tag.startswith("mlflow.")}
+    assert written - ALL_TAGS == set(), "tags written outside the run-tag schema (ssl_medbench.core.run_tags)"
 
     report = (out / "report" / "report.md").read_text()
     assert "## brats_segmentation" in report and "| 100% | RD |" in report and "| 50% | CR |" in report

@@ -17,6 +17,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 import benchmark.jobs as jobs
+import benchmark.tracking as tracking
 from benchmark.cli import main
 
 pytestmark = pytest.mark.slow
@@ -187,7 +188,7 @@ def test_tracking_store_lost_mid_grid_ends_the_grid_and_nothing_unfinished_is_fi
     write_grid, tmp_path, capsys, monkeypatch
 ):
     grid, out = write_grid(**GRID), tmp_path / "out"
-    real, calls = jobs.mlflow.log_metrics, [0]
+    real, calls = tracking.mlflow.log_metrics, [0]
 
     def flaky(*args, **kwargs):
         calls[0] += 1
@@ -197,7 +198,7 @@ def test_tracking_store_lost_mid_grid_ends_the_grid_and_nothing_unfinished_is_fi
             )
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(jobs.mlflow, "log_metrics", flaky)
+    monkeypatch.setattr(tracking.mlflow, "log_metrics", flaky)
     assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert (
@@ -207,7 +208,7 @@ def test_tracking_store_lost_mid_grid_ends_the_grid_and_nothing_unfinished_is_fi
     status = {r.info.run_name: r.info.status for r in runs}
     assert status["pretrain/context_restoration/phantom/seed0"] == "FINISHED"
     assert [name for name, s in status.items() if s == "FINISHED" and name.startswith("finetune")] == []
-    monkeypatch.setattr(jobs.mlflow, "log_metrics", real)
+    monkeypatch.setattr(tracking.mlflow, "log_metrics", real)
     assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress"]) == 0
     assert "4 jobs finished, 1 skipped" in capsys.readouterr().out
 

@@ -13,7 +13,7 @@ from sklearn.model_selection import cross_val_score
 from ssl_medbench.core.errors import DataError
 from ssl_medbench.datasets.fetal_planes import CSV_NAME, PLANES, FetalPlanesFolder
 from ssl_medbench.datasets.medmnist import MedMNISTFile
-from ssl_medbench.datasets.phantoms.fetal_ultrasound import FetalPhantomSpec, generate_fetal_phantoms
+from ssl_medbench.datasets.phantom_generators.fetal_ultrasound import FetalPhantomSpec, generate_fetal_phantoms
 
 HEADER = "Image_name;Patient_num;Plane;Brain_plane;Operator;US_Machine;Train "
 ROWS = [  # name, patient, plane, brain plane, train

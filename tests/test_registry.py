@@ -74,6 +74,7 @@ def test_unknown_name_lists_valid_names_and_closest_match():
         (Alpha(), "must subclass"),
         (Widget, "does not implement spin"),
         (type("NoConfig", (Alpha,), {"Config": object}), "needs a dataclass Config"),
+        (type("ConfigInstance", (Alpha,), {"Config": Alpha.Config()}), "needs a dataclass Config"),
     ],
 )
 def test_every_kind_is_checked_alike(obj, message):
@@ -150,3 +151,16 @@ def test_two_plugins_with_one_name_are_both_named(monkeypatch):
         "'tests.plugins.denoising:NanLoss'" in message
         and "already taken by tests.plugins.denoising (Denoising)" in message
     )
+
+
+def test_a_self_registering_plugin_is_credited_to_its_distribution(monkeypatch):
+    registry: Registry[type] = Registry("widget", "test.widgets", Widget)
+
+    class Distribution:
+        name = "acme-widgets"
+
+    point = importlib.metadata.EntryPoint(name="beta", value="tests.test_registry:Beta", group="test.widgets")
+    monkeypatch.setattr(importlib.metadata.EntryPoint, "dist", Distribution(), raising=False)
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kwargs: [point])
+    registry.register("beta")(Beta)  # what the plugin module does on import
+    assert registry.origin("beta") == "acme-widgets"

@@ -79,6 +79,11 @@ class Registry(Generic[T]):
         self._load_entry_points()
         return sorted(self._items)
 
+    def name_of(self, obj: type) -> str | None:
+        """The name ``obj`` is registered under, or None."""
+        self._load_entry_points()
+        return next((name for name, item in self._items.items() if item is obj), None)
+
     def origin(self, name: str) -> str:
         """Who registered ``name``: ``BUILT_IN`` or the distribution (or module) of a third-party plugin."""
         self._load_entry_points()

@@ -18,7 +18,7 @@ import yaml
 
 from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.brats import CHANNELS, decode_subject, find_subject_files
-from ssl_medbench.datasets.phantoms.brats_phantom import PhantomSpec, generate_brats_phantoms
+from ssl_medbench.datasets.phantom_generators.brats import PhantomSpec, generate_brats_phantoms
 from tests.benchmarks.ratios import paired_medians
 
 ROOT = Path(__file__).resolve().parents[2]

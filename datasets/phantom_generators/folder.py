@@ -19,7 +19,9 @@ MARKER = "phantom.json"
 def build_once(root: Path, settings: dict[str, Any], write: Callable[[Path], None]) -> Path:
     """``write(folder)`` fills a fresh temporary folder that becomes ``root``, unless ``root`` already holds these ``settings``."""
     marker = root / MARKER
-    if marker.is_file() and json.loads(marker.read_text()) == settings:
+    recorded = json.dumps(settings, indent=2)
+    # compared as JSON, where a tuple setting reads back as a list
+    if marker.is_file() and json.loads(marker.read_text()) == json.loads(recorded):
         return root
     if root.exists():
         shutil.rmtree(root)
@@ -27,6 +29,6 @@ def build_once(root: Path, settings: dict[str, Any], write: Callable[[Path], Non
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     write(partial)
-    (partial / MARKER).write_text(json.dumps(settings, indent=2))
+    (partial / MARKER).write_text(recorded)
     os.replace(partial, root)
     return root

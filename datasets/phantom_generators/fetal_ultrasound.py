@@ -30,9 +30,10 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from ssl_medbench.core.errors import ConfigError
 from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.datasets.fetal_planes import BRAIN_PLANES, COLUMNS, CSV_NAME, IMAGES_FOLDER, PLANES
-from ssl_medbench.datasets.phantoms.folder import build_once
+from ssl_medbench.datasets.phantom_generators.folder import build_once
 
 OPERATORS = ("Op. 1", "Op. 2", "Op. 3")
 #: Share of each plane among FETAL_PLANES_DB's 12,400 images (Burgos-Artizzu et al. 2020), in :data:`PLANES` order:
@@ -50,6 +51,19 @@ class FetalPhantomSpec:
     #: Nominal image height in pixels (each image varies by up to 15 %; width is 1.25 x height).
     height: int = 128
     seed: int = 0
+
+    @classmethod
+    def example(cls) -> FetalPhantomSpec:
+        """Six patients (two of them test patients) with two images about 32 pixels high each."""
+        return cls(n_patients=6, images_per_patient=2, height=32)
+
+    def check(self, dataset: str) -> None:
+        """ConfigError naming ``dataset`` for settings the generator cannot honour."""
+        if self.n_patients < 2 or self.images_per_patient < 1:
+            raise ConfigError(f"{dataset} needs n_patients >= 2 and images_per_patient >= 1")
+
+    def generate(self, root: Path) -> Path:
+        return generate_fetal_phantoms(root, self)
 
 
 def _ellipse(u: np.ndarray, v: np.ndarray, cu: float, cv: float, a: float, b: float) -> np.ndarray:

@@ -20,9 +20,10 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from ssl_medbench.core.errors import ConfigError
 from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.datasets.abdominal_ct import BTCV_LABELS
-from ssl_medbench.datasets.phantoms.folder import build_once
+from ssl_medbench.datasets.phantom_generators.folder import build_once
 
 #: Organ -> (centre x, y, z in mm, semi-axes in mm, HU), before per-subject variation.
 ORGAN_LAYOUT = {
@@ -46,6 +47,19 @@ class CTPhantomSpec:
     seed: int = 0
     #: Field of view (x, y, z) in mm.
     field_of_view_mm: tuple[float, float, float] = (360.0, 260.0, 220.0)
+
+    @classmethod
+    def example(cls) -> CTPhantomSpec:
+        """Six subjects at 20 mm (18 x 13 x 11 voxels), every organ in each, written in well under a second."""
+        return cls(n_subjects=6, spacing_xy_mm=20.0, spacing_z_mm=20.0)
+
+    def check(self, dataset: str) -> None:
+        """ConfigError naming ``dataset`` for settings the generator cannot honour."""
+        if self.n_subjects < 2:
+            raise ConfigError(f"{dataset}.n_subjects must be >= 2, got {self.n_subjects}")
+
+    def generate(self, root: Path) -> Path:
+        return generate_ct_phantoms(root, self)
 
 
 def _grid(spec: CTPhantomSpec) -> tuple[tuple[int, int, int], np.ndarray]:
@@ -95,9 +109,16 @@ def make_subject(spec: CTPhantomSpec, index: int) -> tuple[np.ndarray, np.ndarra
     return np.round(hu).astype(np.int16), labels
 
 
+def write_subject(spec: CTPhantomSpec, index: int, image: Path, label: Path) -> None:
+    """Subject ``index`` as two NIfTI files on the spec's grid: CT numbers (HU) and BTCV labels."""
+    _, affine = _grid(spec)
+    hu, labels = make_subject(spec, index)
+    nib.save(nib.Nifti1Image(hu, affine), image)
+    nib.save(nib.Nifti1Image(labels, affine), label)
+
+
 def generate_ct_phantoms(root: Path, spec: CTPhantomSpec) -> Path:
     """Write ``spec.n_subjects`` phantoms under ``root`` as an MSD task folder; reuse a finished folder."""
-    _, affine = _grid(spec)
 
     def write(folder: Path) -> None:
         (folder / "imagesTr").mkdir()
@@ -106,9 +127,7 @@ def generate_ct_phantoms(root: Path, spec: CTPhantomSpec) -> Path:
         with progress_bar(total=spec.n_subjects, desc="generating abdominal CT phantoms", unit="subject") as bar:
             for index in range(spec.n_subjects):
                 name = f"abdomen_{index:03d}.nii.gz"
-                hu, labels = make_subject(spec, index)
-                nib.save(nib.Nifti1Image(hu, affine), folder / "imagesTr" / name)
-                nib.save(nib.Nifti1Image(labels, affine), folder / "labelsTr" / name)
+                write_subject(spec, index, folder / "imagesTr" / name, folder / "labelsTr" / name)
                 training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
                 bar.update(1)
         description = {

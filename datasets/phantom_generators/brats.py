@@ -22,9 +22,10 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from ssl_medbench.core.errors import ConfigError
 from ssl_medbench.core.progress import progress_bar
-from ssl_medbench.datasets.phantoms.folder import build_once
-from ssl_medbench.datasets.phantoms.mni_template import load_tissue_maps
+from ssl_medbench.datasets.phantom_generators.folder import build_once
+from ssl_medbench.datasets.phantom_generators.mni_template import load_tissue_maps
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 TISSUES = ("csf", "gm", "wm", "edema", "enhancing", "necrosis")
@@ -49,6 +50,19 @@ class PhantomSpec:
     partial_volume_mm: float = 1.0
     #: Relative smooth intensity variation inside the tumour.
     tumour_heterogeneity: float = 0.15
+
+    @classmethod
+    def example(cls) -> PhantomSpec:
+        """Six subjects at 8 mm (25 x 29 x 24 voxels), written in well under a second."""
+        return cls(n_subjects=6, voxel_size_mm=8.0)
+
+    def check(self, dataset: str) -> None:
+        """ConfigError naming ``dataset`` for settings the generator cannot honour."""
+        if self.n_subjects < 2:
+            raise ConfigError(f"{dataset}.n_subjects must be >= 2, got {self.n_subjects}")
+
+    def generate(self, root: Path) -> Path:
+        return generate_brats_phantoms(root, self)
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:

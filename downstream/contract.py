@@ -1,0 +1,247 @@
+"""The contract every downstream task meets, as reusable checks: shipped so third-party plugins test themselves the same way.
+
+The suite's own tests run every check on every registered downstream task; a plugin's tests do::
+
+    from ssl_medbench.downstream.contract import DOWNSTREAM_CHECKS, check_downstream_task
+
+    def test_my_task_meets_the_contract():
+        check_downstream_task(MyTask)
+
+or parametrise over ``DOWNSTREAM_CHECKS`` for one test per check. The data come from the task itself
+(:meth:`DownstreamTask.example_data`), the network is a tiny ``chen_vgg`` encoder (with the U-Net
+decoder where the task accepts one), and everything runs on CPU in seconds. A failed check raises
+AssertionError naming the task and the check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ssl_medbench.core.config_parsing import parse_dataclass
+from ssl_medbench.core.contracts import contract_check, expect
+from ssl_medbench.downstream import DOWNSTREAM_TASKS
+from ssl_medbench.downstream.base import DownstreamTask, ExampleData, MetricSpec
+from ssl_medbench.networks.encoder import EncoderConfig, create_encoder
+from ssl_medbench.networks.unet_decoder import UNetDecoder
+
+CPU = torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class ContractSetup:
+    """Batch and network sizes the checks use."""
+
+    batch: int = 4
+    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(kwargs={"channels": [8, 16, 32]}))
+    seed: int = 0
+    #: Config values of the task under test, as a grid file would give them (empty: the defaults).
+    task_config: dict[str, Any] = field(default_factory=dict)
+
+
+DownstreamCheck = Callable[[type[DownstreamTask], ContractSetup], None]
+
+#: Every check a downstream task must pass, by name (filled by :func:`_check` in definition order).
+DOWNSTREAM_CHECKS: dict[str, DownstreamCheck] = {}
+
+
+def _check(name: str) -> Callable[[DownstreamCheck], DownstreamCheck]:
+    """Add a check to :data:`DOWNSTREAM_CHECKS` under ``name``."""
+    return contract_check(DOWNSTREAM_CHECKS, DOWNSTREAM_TASKS, name)
+
+
+def _task(cls: type[DownstreamTask], setup: ContractSetup) -> tuple[DownstreamTask, ExampleData]:
+    data = cls.example_data(np.random.default_rng(setup.seed))
+    config = parse_dataclass(cls.Config, setup.task_config, cls.__name__)
+    return cls(config, data.channels, data.class_names), data
+
+
+def _model(task: DownstreamTask, data: ExampleData, setup: ContractSetup, with_decoder: bool) -> nn.Module:
+    torch.manual_seed(setup.seed)
+    encoder = create_encoder(setup.encoder, data.channels)
+    return task.build_model(encoder, UNetDecoder.for_encoder(encoder) if with_decoder else None)
+
+
+def _evaluated(cls: type[DownstreamTask], setup: ContractSetup) -> tuple[DownstreamTask, ExampleData, pd.DataFrame]:
+    """The task, its data and its evaluation table of the example subjects, for a freshly built model."""
+    task, data = _task(cls, setup)
+    return task, data, task.evaluate(_model(task, data, setup, "decoder" in task.accepts), list(data.volumes), CPU)
+
+
+def _scores(cls: type[DownstreamTask], data: ExampleData, table: pd.DataFrame) -> pd.DataFrame:
+    return cls.subject_scores(table, list(cls.metric_specs(data.class_names)))
+
+
+@_check("builds_from_default_config")
+def check_builds_from_default_config(cls: type[DownstreamTask], setup: ContractSetup) -> None:
+    """Its ``Config`` is a frozen dataclass with a ``dataset`` field whose defaults parse from an empty mapping;
+    it builds for its example data and declares what it accepts and how its targets move."""
+    expect(
+        dataclasses.is_dataclass(cls.Config) and cls.Config.__dataclass_params__.frozen,
+        "Config must be a frozen dataclass",
+    )
+    expect(
+        "dataset" in {f.name for f in dataclasses.fields(cls.Config)}, "Config needs a 'dataset' field (its dataset)"
+    )
+    expect(
+        parse_dataclass(cls.Config, {}, cls.__name__) == cls.Config(),
+        "the default config does not round-trip through the grid parser",
+    )
+    task, data = _task(cls, setup)
+    expect(len(data.volumes) > 0, "example_data gives no volumes")
+    expect(
+        "encoder" in task.accepts and set(task.accepts) <= {"encoder", "decoder"},
+        f"accepts must name the encoder and optionally the decoder, got {task.accepts}",
+    )
+    expect(
+        task.target_geometry in (None, "dense", "invariant"),
+        f"target_geometry must be None, 'dense' or 'invariant', got {task.target_geometry!r}",
+    )
+
+
+@_check("metadata_consistent")
+def check_metadata_consistent(cls: type[DownstreamTask], setup: ContractSetup) -> None:
+    """Metrics read from the class (with and without class names) have a direction and a unit, and an
+    instance reports the same ones."""
+    task, data = _task(cls, setup)
+    for class_names in ((), data.class_names):
+        specs = cls.metric_specs(class_names)
+        expect(bool(specs), f"metric_specs({class_names!r}) declares no metric")
+        for name, spec in specs.items():
+            expect(isinstance(spec, MetricSpec), f"metric {name!r}: expected a MetricSpec, got {spec!r}")
+            expect(
+                spec.direction in ("higher", "lower"),
+                f"metric {name!r}: direction must be 'higher' or 'lower', got {spec.direction!r}",
+            )
+            expect(isinstance(spec.unit, str) and spec.unit != "", f"metric {name!r} has no unit")
+    expect(
+        task.metric_directions == cls.metric_directions_for(data.class_names),
+        f"the instance's metric_directions {task.metric_directions} differ from the class's",
+    )
+    expect(
+        task.metric_units == cls.metric_units_for(data.class_names),
+        f"the instance's metric_units {task.metric_units} differ from the class's",
+    )
+
+
+@_check("builds_model")
+def check_builds_model(cls: type[DownstreamTask], setup: ContractSetup) -> None:
+    """``build_model`` takes a fresh encoder, with and without a decoder as ``accepts`` says, keeps the very parts
+    it was given (pretrained weights must not be copied away), and its output has one entry per example of a batch."""
+    task, data = _task(cls, setup)
+    inputs, _ = task.make_sampler(list(data.volumes)).sample(setup.batch, torch.Generator().manual_seed(setup.seed))
+    for with_decoder in (False, True) if "decoder" in task.accepts else (False,):
+        torch.manual_seed(setup.seed)
+        encoder = create_encoder(setup.encoder, data.channels)
+        decoder = UNetDecoder.for_encoder(encoder) if with_decoder else None
+        model = task.build_model(encoder, decoder)
+        expect(isinstance(model, nn.Module), f"build_model returned {type(model).__name__}, not an nn.Module")
+        expect(getattr(model, "encoder", None) is encoder, "the model must keep the encoder it was given as 'encoder'")
+        if with_decoder:
+            expect(model.decoder is decoder, "the model must keep the decoder it was given as 'decoder'")
+        with torch.no_grad():
+            outputs = model.eval()(inputs)
+        expect(
+            outputs.shape[0] == setup.batch,
+            f"with{'' if with_decoder else 'out'} a decoder: output shape {tuple(outputs.shape)} for a batch of {setup.batch}",
+        )
+
+
+@_check("sampler_batches")
+def check_sampler_batches(cls: type[DownstreamTask], setup: ContractSetup) -> None:
+    """The sampler's inputs (B, C, H, W) and targets (B, ...) are finite CPU tensors, the same for the same
+    generator seed, drawn without the global RNG."""
+    task, data = _task(cls, setup)
+    sampler = task.make_sampler(list(data.volumes))
+    global_state = torch.get_rng_state()
+    first = sampler.sample(setup.batch, torch.Generator().manual_seed(1))
+    again = sampler.sample(setup.batch, torch.Generator().manual_seed(1))
+    expect(torch.equal(torch.get_rng_state(), global_state), "the sampler draws from the global RNG")
+    inputs, targets = first
+    expect(isinstance(inputs, torch.Tensor) and isinstance(targets, torch.Tensor), "sample must return two tensors")
+    expect(
+        inputs.ndim == 4 and inputs.shape[:2] == (setup.batch, data.channels),
+        f"inputs shape {tuple(inputs.shape)}, expected ({setup.batch}, {data.channels}, H, W)",
+    )
+    expect(targets.shape[0] == setup.batch, f"targets shape {tuple(targets.shape)} for a batch of {setup.batch}")
+    expect(inputs.device == CPU and targets.device == CPU, "the sampler must return CPU tensors")
+    expect(inputs.is_floating_point() and bool(torch.isfinite(inputs).all()), "inputs are not finite floats")
+    expect(all(torch.equal(a, b) for a, b in zip(first, again)), "the batch differs for the same generator seed")
+
+
+@_check("one_step_trains")
+def check_one_step_trains(cls: type[DownstreamTask], setup: ContractSetup) -> None:
+    """The loss has a finite ``"loss"`` entry whose gradient reaches every encoder parameter (finite, non-zero);
+    after one Adam step the loss is still finite."""
+    task, data = _task(cls, setup)
+    model = _model(task, data, setup, "decoder" in task.accepts).train()
+    inputs, targets = task.make_sampler(list(data.volumes)).sample(
+        setup.batch, torch.Generator().manual_seed(setup.seed)
+    )
+    losses = task.loss(model(inputs), targets)
+    expect("loss" in losses, f"loss must return a dict with a 'loss' entry, got {sorted(losses)}")
+    loss = losses["loss"]
+    expect(loss.ndim == 0 and bool(torch.isfinite(loss)), f"loss is {loss.detach()}")
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss.backward()
+    for name, parameter in model.encoder.named_parameters():
+        expect(parameter.grad is not None, f"no gradient reaches encoder parameter {name}")
+        expect(bool(torch.isfinite(parameter.grad).all()), f"non-finite gradient in encoder parameter {name}")
+        expect(bool(parameter.grad.abs().sum() > 0), f"zero gradient in encoder parameter {name}")
+    optimiser.step()
+    after = task.loss(model(inputs), targets)["loss"]
+    expect(bool(torch.isfinite(after)), f"loss is {after.detach()} after one optimiser step")
+
+
+@_check("evaluates_every_subject")
+def check_evaluates_every_subject(cls: type[DownstreamTask], setup: ContractSetup) -> None:
+    """``evaluate`` covers every example subject; ``subject_scores`` gives one row per subject with every
+    per-subject metric; ``summarise`` gives every metric as a float."""
+    task, data, table = _evaluated(cls, setup)
+    subjects = sorted(volume.subject_id for volume in data.volumes)
+    expect(
+        isinstance(table, pd.DataFrame) and "subject_id" in table, "evaluate must return a DataFrame with subject_id"
+    )
+    expect(
+        sorted(set(table["subject_id"])) == subjects,
+        f"evaluated {sorted(set(table['subject_id']))}, expected {subjects}",
+    )
+    scores = _scores(cls, data, table)
+    expect(
+        sorted(scores["subject_id"]) == subjects,
+        f"subject_scores rows {sorted(scores['subject_id'])}, expected {subjects}",
+    )
+    specs = cls.metric_specs(data.class_names)
+    missing = [name for name, spec in specs.items() if spec.per_subject and name not in scores]
+    expect(not missing, f"per-subject metrics missing from the evaluation: {missing}")
+    summary = task.summarise(table)
+    absent = [name for name in specs if not isinstance(summary.get(name), float)]
+    expect(not absent, f"summarise gives no float for {absent}")
+
+
+@_check("nan_only_where_documented")
+def check_nan_only_where_documented(cls: type[DownstreamTask], setup: ContractSetup) -> None:
+    """On the example data (which include an empty or missed case) every metric is finite, or NaN where its
+    spec documents a NaN case (``MetricSpec.nan_when``); never infinite, never a silent NaN."""
+    task, data, table = _evaluated(cls, setup)
+    scores, summary = _scores(cls, data, table), task.summarise(table)
+    for name, spec in cls.metric_specs(data.class_names).items():
+        values = [summary[name], *(scores[name] if spec.per_subject else [])]
+        expect(not any(math.isinf(value) for value in values), f"metric {name!r} is infinite")
+        undocumented = not spec.nan_when and any(math.isnan(value) for value in values)
+        expect(not undocumented, f"metric {name!r} is NaN but documents no NaN case; give its documented worst case")
+
+
+def check_downstream_task(cls: type[DownstreamTask], setup: ContractSetup = ContractSetup()) -> None:
+    """Run every check of :data:`DOWNSTREAM_CHECKS`; the first failure raises AssertionError."""
+    expect(isinstance(cls, type) and issubclass(cls, DownstreamTask), f"{cls!r} is not a DownstreamTask subclass")
+    for check in DOWNSTREAM_CHECKS.values():
+        check(cls, setup)

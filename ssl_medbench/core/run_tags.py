@@ -1,0 +1,83 @@
+"""The run-tag schema: every MLflow tag, parameter, metric prefix and artifact path the runner writes and the
+reports read, named once here so that writer and reader cannot drift apart.
+
+A test runs a grid and checks that every tag on its runs is one of :data:`ALL_TAGS`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+
+class Tag:
+    """Tags on every run (``grid`` ... ``python_version``), on finetune runs, and set by the tracker."""
+
+    GRID: Final = "grid"
+    KIND: Final = "kind"
+    JOB_KEY: Final = "job_key"
+    INITIALISATION: Final = "initialisation"
+    INITIALISATION_LABEL: Final = "initialisation_label"
+    DATASET: Final = "dataset"
+    DATASET_TYPE: Final = "dataset_type"
+    DATASET_SHA256: Final = "dataset_sha256"
+    TEST_SUBJECTS_SHA256: Final = "test_subjects_sha256"
+    SEED: Final = "seed"
+    DEVICE: Final = "device"
+    AUTOCAST: Final = "autocast"
+    RUNTIME_IGNORED: Final = "runtime_ignored"
+    DETERMINISTIC: Final = "deterministic"
+    SUITE_VERSION: Final = "suite_version"
+    GIT_COMMIT: Final = "git_commit"
+    TORCH_VERSION: Final = "torch_version"
+    TIMM_VERSION: Final = "timm_version"
+    PYTHON_VERSION: Final = "python_version"
+    # Finetune runs only.
+    DOWNSTREAM_TASK: Final = "downstream_task"
+    LABEL_FRACTION: Final = "label_fraction"
+    PRETRAIN_KEY: Final = "pretrain_key"
+    PRETRAIN_RUN_ID: Final = "pretrain_run_id"
+    AUGMENTATION: Final = "augmentation"
+    METRIC_UNITS: Final = "metric_units"
+    METRIC_DIRECTIONS: Final = "metric_directions"
+    TRANSFERRED_PARTS: Final = "transferred_parts"
+    # Set by the tracker when a run ends badly.
+    ERROR: Final = "error"
+    INTERRUPTED: Final = "interrupted"
+
+
+#: Every tag name of :class:`Tag`.
+ALL_TAGS: Final = frozenset(value for name, value in vars(Tag).items() if name.isupper())
+
+
+class Kind:
+    """Values of :attr:`Tag.KIND`."""
+
+    PRETRAIN: Final = "pretrain"
+    FINETUNE: Final = "finetune"
+
+
+class Param:
+    """Parameters beside the flattened configuration sections."""
+
+    LABELLED_SUBJECTS: Final = "labelled_subjects"
+    TEST_SUBJECTS: Final = "test_subjects"
+
+
+class MetricPrefix:
+    """Per-epoch loss metrics: ``pretrain_<term>`` of pretrain jobs, ``train_<term>`` of finetune cells."""
+
+    PRETRAIN: Final = "pretrain_"
+    FINETUNE: Final = "train_"
+
+
+class Artifact:
+    """Artifact paths inside a run."""
+
+    WEIGHTS: Final = "weights"
+    PRETEXT: Final = "pretext"
+    PREVIEW: Final = "pretext/preview.png"
+    RESOLVED_CONFIG: Final = "resolved_config.yaml"
+    PER_SUBJECT_METRICS: Final = "per_subject_metrics.csv"
+    LABELLED_SUBJECTS: Final = "labelled_subjects.txt"
+    TEST_SUBJECTS: Final = "test_subjects.txt"
+    TRACEBACK: Final = "traceback.txt"
