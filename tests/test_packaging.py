@@ -188,3 +188,26 @@ def test_installing_beside_another_top_level_datasets_package_leaves_both_intact
     _pip(python, "uninstall", "-y", "ssl-medbench")
     assert probe("import datasets; print(datasets.ORIGIN)").strip() == "stand-in"
     assert probe("import importlib.util as u; print(u.find_spec('ssl_medbench'))").strip() == "None"
+
+
+def _bare_python(code: str, cwd: Path, path: Path | None = None) -> str:
+    """Run ``code`` without site-packages (so without the editable install's finder), from ``cwd``."""
+    environment = {"PYTHONPATH": str(path)} if path else {}
+    command = [sys.executable, "-S", "-c", code]
+    return subprocess.run(command, cwd=cwd, env=environment, check=True, capture_output=True, text=True).stdout
+
+
+def test_a_source_checkout_finds_its_layers_beside_the_root_package():
+    """``python -m benchmark`` in a checkout imports ``ssl_medbench`` from the working directory, also when the suite
+    is installed non-editable; the mapped layers must then be found in the checkout's top-level folders."""
+    probe = "import importlib.util as u; print(*(u.find_spec(f'ssl_medbench.{n}').origin for n in ('core', 'datasets', 'reports')))"
+    assert _bare_python(probe, ROOT).split() == [
+        str(ROOT / "ssl_medbench" / "core" / "__init__.py"),
+        str(ROOT / "datasets" / "__init__.py"),
+        str(ROOT / "reports" / "__init__.py"),
+    ]
+
+
+def test_an_installed_copy_searches_only_its_own_folder(installed_layout, tmp_path):
+    printed = _bare_python("import ssl_medbench; print(*ssl_medbench.__path__)", tmp_path, installed_layout)
+    assert printed.split() == [str(installed_layout / "ssl_medbench")]
