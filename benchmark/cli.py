@@ -7,15 +7,54 @@ finishes the other jobs and exits with code 1 after printing what failed.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from ssl_medbench.core.errors import UserError
 
+if TYPE_CHECKING:
+    import torch
+
+#: --device values: auto, cpu, cuda or cuda:N.
+DEVICE = re.compile(r"auto|cpu|cuda(:\d{1,3})?")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are UserErrors: one ``error:`` line and exit code 2, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(message)
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _device(text: str) -> str:
+    """An argparse type: auto, cpu, cuda or cuda:N."""
+    if not DEVICE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+    return text
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m benchmark", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run (or resume) a grid")
@@ -32,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("results"), help="run folder: MLflow store, artifacts, data, cache, report"
     )
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite store in --out)")
-    run.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+    run.add_argument("--device", type=_device, default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     run.add_argument(
         "--deterministic",
         action="store_true",
@@ -47,23 +86,35 @@ def _parser() -> argparse.ArgumentParser:
         help="local: this machine (default); slurm: SLURM job arrays via submitit; ray: a Ray cluster",
     )
     engines.add_argument(
-        "--workers", type=int, help="local: worker processes (default: one per visible GPU, else 1 = in this process)"
+        "--workers",
+        type=_int_in(1, 1024),
+        help="local: worker processes (default: one per visible GPU, else 1 = in this process)",
     )
     engines.add_argument(
-        "--gpus-per-job", type=int, help="slurm, ray: GPUs per job (default: 1 if the device is CUDA, else 0)"
+        "--gpus-per-job",
+        type=_int_in(0, 64),
+        help="slurm, ray: GPUs per job (default: 1 if the device is CUDA, else 0)",
     )
     engines.add_argument(
         "--cpus-per-job",
-        type=int,
+        type=_int_in(1, 1024),
         help="CPUs (torch threads) per job: slurm (default 4), ray (default 1), local (default: cores / workers)",
     )
-    engines.add_argument("--mem-gb", type=int, default=32, help="slurm: memory per job in GB (default 32)")
     engines.add_argument(
-        "--time-min", type=int, default=24 * 60, help="slurm: wall-time limit per job in minutes (default 1440)"
+        "--mem-gb", type=_int_in(1, 65536), default=32, help="slurm: memory per job in GB (default 32)"
+    )
+    engines.add_argument(
+        "--time-min",
+        type=_int_in(1, 366 * 24 * 60),
+        default=24 * 60,
+        help="slurm: wall-time limit per job in minutes (default 1440)",
     )
     engines.add_argument("--slurm-partition", help="slurm: partition to submit to")
     engines.add_argument(
-        "--slurm-max-concurrent", type=int, default=64, help="slurm: tasks of one array running at once (default 64)"
+        "--slurm-max-concurrent",
+        type=_int_in(1, 100_000),
+        default=64,
+        help="slurm: tasks of one array running at once (default 64)",
     )
     engines.add_argument(
         "--slurm-folder", help="slurm: logs and pickled jobs, on a shared file system (default <out>/slurm)"
@@ -90,19 +141,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         if args.command == "list":
             return _list()
         if args.command == "report":
             return _report(args)
         return _run(args)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_one_line(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished jobs are kept; run the same command again to resume", file=sys.stderr)
         return 130
+
+
+def _one_line(message: str) -> str:
+    """A message on one line: its lines joined with spaces."""
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 def _list() -> int:
@@ -133,11 +189,13 @@ def _list() -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from benchmark.store import check_store
     from benchmark.tracking import default_tracking_uri
     from ssl_medbench.reports.build import build_report
     from ssl_medbench.reports.runs import sole_grid_experiment
 
     tracking_uri = args.tracking_uri or default_tracking_uri(args.out)
+    check_store(tracking_uri)
     if not args.tracking_uri and not (args.out / "mlflow.db").is_file():
         raise UserError(f"{args.out}: no MLflow store (mlflow.db) here; run a grid first or pass --tracking-uri")
     path = build_report(tracking_uri, args.experiment or sole_grid_experiment(tracking_uri), args.out / "report")
@@ -163,32 +221,77 @@ def _check_executor_options(args: argparse.Namespace) -> None:
             raise UserError(f"{flag} applies to --executor {' or '.join(executors)}, not to --executor {args.executor}")
 
 
+def check_folder_option(flag: str, folder: Path) -> None:
+    """Raise UserError unless ``folder`` is a folder, or can be created: its nearest existing parent is a writable folder."""
+    if "\x00" in str(folder):
+        raise UserError(f"{flag} {str(folder)!r}: a path cannot contain a NUL character")
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"{flag} {folder}: exists and is not a folder")
+        parent = folder.absolute()
+        while not parent.exists():
+            parent = parent.parent
+    except OSError as error:
+        raise UserError(f"{flag} {folder}: cannot be inspected ({error.strerror})") from None
+    if not parent.is_dir():
+        raise UserError(f"{flag} {folder}: cannot be created, {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {folder}: cannot write to {parent} (permission denied)")
+
+
+def _check_run_options(args: argparse.Namespace) -> None:
+    """Every option of ``run`` checked before the grid is read (integer ranges and --device are checked by the parser)."""
+    _check_executor_options(args)
+    check_folder_option("--out", args.out)
+    if args.slurm_folder is not None:
+        check_folder_option("--slurm-folder", Path(args.slurm_folder))
+    if args.tracking_uri is not None and not args.tracking_uri.strip():
+        raise UserError("--tracking-uri: must not be empty (leave it out for the SQLite store in --out)")
+
+
+def _check_device(requested: str) -> torch.device:
+    """The torch device of --device; a CUDA index this machine does not have is an error."""
+    import torch
+
+    from benchmark.device import choose_device
+
+    device = choose_device(requested)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
 def _run(args: argparse.Namespace) -> int:
-    from benchmark.device import choose_device, set_deterministic
+    from benchmark.device import set_deterministic
     from benchmark.grid import load_grid
     from benchmark.planner import check_label_fractions, plan_grid
+    from benchmark.preflight import check_networks
     from ssl_medbench.core.progress import enable_progress
     from ssl_medbench.datasets import DATASETS
 
     started = time.perf_counter()
     enable_progress(not args.no_progress)
+    _check_run_options(args)
     grid = load_grid(args.grid, args.overrides)
-    device = choose_device(args.device)
+    device = _check_device(args.device)
     set_deterministic(args.deterministic)
     out = args.out.resolve()
     datasets = {name: DATASETS.get(grid.dataset_type(name))(grid.dataset_config(name), out) for name in grid.datasets}
+    check_networks(grid, datasets)
     if args.dry_run:
         plan = plan_grid(grid, {name: f"{name}: not prepared (dry run)" for name in datasets})
         print(plan.describe(grid, str(device)))
         return 0
 
     from benchmark.executors import ExecutorOptions, get_executor
+    from benchmark.store import check_store
     from benchmark.tracking import Tracker, default_tracking_uri, experiment_name
     from benchmark.worker import WorkerSetup
     from ssl_medbench.reports.build import build_report
 
-    _check_executor_options(args)
     execute = get_executor(args.executor)
+    tracking_uri = args.tracking_uri or default_tracking_uri(out)
+    check_store(tracking_uri)
 
     used = {grid.downstream_config(task).dataset for task in grid.downstream_tasks}
     for name in sorted(used):
@@ -197,7 +300,6 @@ def _run(args: argparse.Namespace) -> int:
     versions = {name: f"{datasets[name].content_hash()}/{datasets[name].split().test_hash()}" for name in used}
     plan = plan_grid(grid, versions)
     print(plan.describe(grid, str(device)))
-    tracking_uri = args.tracking_uri or default_tracking_uri(out)
     if args.executor != "local" and tracking_uri.startswith("sqlite"):
         print(
             f"note: --executor {args.executor} with the SQLite store {tracking_uri}: every job must reach this file, and SQLite "

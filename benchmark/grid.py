@@ -1,25 +1,28 @@
 """The grid: which initialisations, downstream tasks, label fractions and seeds to sweep, and how to train.
 
 Presets live in ``benchmark/configs/<name>.yaml``; ``--grid FILE.yaml`` takes any file of the same
-schema; ``--set a.b=value`` overrides one key (the value is read as YAML). Everything is checked
-here, before any job runs: unknown keys, wrong types, fractions outside (0, 1], duplicates, unknown
-plugin names and downstream tasks whose dataset the grid does not define.
+schema; ``--set a.b=value`` overrides one key (the value is read as YAML). Both are read as strict
+YAML (:mod:`ssl_medbench.core.strict_yaml`: no duplicate keys, anchors, aliases or unusual tags).
+Everything is checked here, before any job runs: unknown keys, wrong types, non-finite numbers,
+values outside their range, fractions outside (0, 1], duplicates, names that would be unsafe as
+file or folder names, unknown plugin names and downstream tasks whose dataset the grid does not
+define. :mod:`benchmark.preflight` then builds and runs the grid's networks once on their sizes.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from benchmark.runtime import RuntimeConfig
 from ssl_medbench.core.config_parsing import parse_dataclass
 from ssl_medbench.core.errors import ConfigError
+from ssl_medbench.core.strict_yaml import load_strict, read_text_file
 from ssl_medbench.datasets import DATASETS
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.networks.encoder import EncoderConfig
@@ -98,38 +101,31 @@ def preset_names() -> list[str]:
 
 
 def read_grid_file(grid: str) -> tuple[dict[str, Any], str]:
-    """The raw mapping of a preset name or a YAML file path, and where it came from."""
-    if grid.endswith((".yaml", ".yml")) or Path(grid).is_file():
-        path = Path(grid)
-        if not path.is_file():
-            raise ConfigError(f"{path}: grid file does not exist")
-        text, source = path.read_text(), str(path)
+    """The raw mapping of a preset name or a YAML file path, and where it came from (strict YAML, see core.strict_yaml)."""
+    path = Path(grid)
+    if grid.endswith((".yaml", ".yml")) or path.is_file() or (grid not in preset_names() and path.exists()):
+        text, source = read_text_file(path, "grid file"), str(path)
     else:
         if grid not in preset_names():
             raise ConfigError(f"unknown grid {grid!r}: expected a preset ({', '.join(preset_names())}) or a .yaml file")
         text, source = resources.files("benchmark.configs").joinpath(f"{grid}.yaml").read_text(), f"preset {grid}"
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{source}: not valid YAML: {error}") from None
+    data = load_strict(text, source)
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
+        got = "an empty document" if data is None else f"{type(data).__name__} {data!r}"[:80]
+        raise ConfigError(f"{source}: expected a mapping of grid keys at the top level, got {got}")
     return data, source
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` overrides (value parsed as YAML) to a copy of ``data``."""
+    """Apply ``key.sub=value`` overrides (value parsed as strict YAML) to a copy of ``data``."""
     data = copy.deepcopy(data)
     for override in overrides:
         key, sep, text = override.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {override!r}: expected key=value, e.g. pretrain.epochs=2")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise ConfigError(f"--set {override!r}: value is not valid YAML: {error}") from None
-        node = data
         parts = key.split(".")
+        if not sep or not all(part.strip() for part in parts):
+            raise ConfigError(f"--set {override!r}: expected key=value, e.g. pretrain.epochs=2")
+        value = load_strict(text, f"--set {override!r}")
+        node = data
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
@@ -150,6 +146,39 @@ def load_grid(grid: str, overrides: list[str] | None = None) -> GridConfig:
     return config
 
 
+#: (smallest, largest) sensible value of each schedule key; a bound keeps a typo from asking for years of compute.
+SCHEDULE_BOUNDS = {
+    "epochs": (1, 100_000),
+    "steps_per_epoch": (1, 10_000_000),
+    "batch_size": (1, 4096),
+    "patch_size": (1, 4096),
+}
+#: Largest learning rate and weight decay accepted (Adam diverges long before).
+MAX_LEARNING_RATE = 10.0
+MAX_WEIGHT_DECAY = 1.0
+#: Seeds feed numpy's and torch's generators: non-negative 32-bit integers.
+MAX_SEED = 2**32 - 1
+MAX_LOADER_WORKERS = 256
+#: Largest integer setting of a plugin (a count, a size, an iteration number) accepted.
+MAX_PLUGIN_INT = 1_000_000
+#: A name that becomes a file or folder name: one safe path component.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
+
+
+def check_path_name(value: str, key: str) -> None:
+    """Raise ConfigError unless ``value`` is one safe path component (it becomes a file or folder name)."""
+    if not SAFE_NAME.fullmatch(value):
+        raise ConfigError(
+            f"{key}: {value[:80]!r} is not a safe name: expected 1 to 64 letters, digits, '-', '_' or '.', "
+            "not starting with '.' or '-'"
+        )
+
+
+def _check_range(key: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{key}: must be >= {low} and <= {high}, got {value}")
+
+
 def _check_list(name: str, values: tuple) -> None:
     if not values:
         raise ConfigError(f"{name}: must not be empty")
@@ -158,23 +187,53 @@ def _check_list(name: str, values: tuple) -> None:
         raise ConfigError(f"{name}: duplicate entries {', '.join(duplicates)}")
 
 
-def validate_grid(config: GridConfig) -> None:
-    """Semantic checks that the types alone do not catch; raises ConfigError or UnknownPluginError."""
+def check_plugin_config(config: Any, where: str) -> None:
+    """Range conventions every plugin ``Config`` follows by field name: integers lie in [0, 10**6] (``*_batch`` >= 1,
+    ``*seed`` up to 2**32 - 1), ``*_fraction`` in [0, 1], ``*_weight`` and ``*_mm`` are >= 0 (voxel sizes and
+    spacings > 0)."""
+    for item in dataclasses.fields(config):
+        value, key = getattr(config, item.name), f"{where}.{item.name}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if isinstance(value, int):
+            low = 1 if item.name.endswith("_batch") else 0
+            _check_range(key, value, low, MAX_SEED if item.name.endswith("seed") else MAX_PLUGIN_INT)
+        elif item.name.endswith("_fraction"):
+            _check_range(key, value, 0.0, 1.0)
+        elif item.name.endswith("_mm") and ("spacing" in item.name or "voxel" in item.name) and value <= 0:
+            raise ConfigError(f"{key}: must be > 0, got {value}")
+        elif item.name.endswith(("_weight", "_mm")) and value < 0:
+            raise ConfigError(f"{key}: must be >= 0, got {value}")
+
+
+def _check_lists(config: GridConfig) -> None:
     for name in ("seeds", "fractions", "initialisations", "downstream_tasks"):
         _check_list(name, getattr(config, name))
     for fraction in config.fractions:
         if not 0 < fraction <= 1:
             raise ConfigError(f"fractions: {fraction} is outside (0, 1]")
+    for index, seed in enumerate(config.seeds):
+        _check_range(f"seeds[{index}]", seed, 0, MAX_SEED)
+
+
+def _check_datasets(config: GridConfig) -> None:
     for name, entry in config.datasets.items():
+        check_path_name(name, "datasets")
         if "type" not in entry:
             raise ConfigError(f"datasets.{name}: missing 'type' (one of: {', '.join(DATASETS.names())})")
+        if not isinstance(entry["type"], str):
+            raise ConfigError(f"datasets.{name}.type: expected a string, got {type(entry['type']).__name__}")
         DATASETS.get(entry["type"])
-        config.dataset_config(name)
+        check_plugin_config(config.dataset_config(name), f"datasets.{name}")
+
+
+def _check_initialisations(config: GridConfig) -> None:
     for name in config.initialisations:
         try:
             initialisation = PRETEXT_TASKS.get(name)(config.pretext_config(name))
         except ValueError as error:
             raise ConfigError(f"pretext.{name}: {error}") from None
+        check_plugin_config(initialisation.config, f"pretext.{name}")
         try:
             initialisation.check_image_size(config.pretrain.patch_size, config.pretrain.patch_size)
         except ValueError as error:
@@ -190,6 +249,9 @@ def validate_grid(config: GridConfig) -> None:
                     )
     for name in config.pretext:
         PRETEXT_TASKS.get(name)
+
+
+def _check_downstream(config: GridConfig) -> None:
     for name in config.downstream_tasks:
         downstream = config.downstream_config(name)
         if downstream.dataset not in config.datasets:
@@ -197,16 +259,39 @@ def validate_grid(config: GridConfig) -> None:
                 f"downstream.{name}.dataset: {downstream.dataset!r} is not defined under datasets "
                 f"(defined: {', '.join(config.datasets) or 'none'})"
             )
+        check_plugin_config(downstream, f"downstream.{name}")
+        channels = len(DATASETS.get(config.dataset_type(downstream.dataset)).channels)
+        try:
+            DOWNSTREAM_TASKS.get(name)(downstream, channels)
+        except ValueError as error:
+            raise ConfigError(f"downstream.{name}: {error}") from None
     for name in config.downstream:
         DOWNSTREAM_TASKS.get(name)
+
+
+def _check_schedules(config: GridConfig) -> None:
     for section in ("pretrain", "finetune"):
         schedule = getattr(config, section)
-        for key in ("epochs", "steps_per_epoch", "batch_size"):
-            if getattr(schedule, key) < 1:
-                raise ConfigError(f"{section}.{key}: must be >= 1, got {getattr(schedule, key)}")
-        if schedule.learning_rate <= 0:
-            raise ConfigError(f"{section}.learning_rate: must be > 0, got {schedule.learning_rate}")
+        for key, (low, high) in SCHEDULE_BOUNDS.items():
+            if hasattr(schedule, key):
+                _check_range(f"{section}.{key}", getattr(schedule, key), low, high)
+        if not 0 < schedule.learning_rate <= MAX_LEARNING_RATE:
+            raise ConfigError(
+                f"{section}.learning_rate: must be > 0 and <= {MAX_LEARNING_RATE}, got {schedule.learning_rate}"
+            )
+        _check_range(f"{section}.weight_decay", schedule.weight_decay, 0.0, MAX_WEIGHT_DECAY)
     try:
         config.runtime.check()
     except ValueError as error:
         raise ConfigError(f"runtime.{error}") from None
+    _check_range("runtime.loader_workers", config.runtime.loader_workers, 0, MAX_LOADER_WORKERS)
+
+
+def validate_grid(config: GridConfig) -> None:
+    """Semantic checks that the types alone do not catch; raises ConfigError or UnknownPluginError."""
+    check_path_name(config.name, "name")
+    _check_lists(config)
+    _check_datasets(config)
+    _check_initialisations(config)
+    _check_downstream(config)
+    _check_schedules(config)

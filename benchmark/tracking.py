@@ -1,14 +1,16 @@
 """MLflow bookkeeping: one experiment per grid, one run per job, resume by job key.
 
 A run is FINISHED only after all its artifacts and metrics are written; a job whose FINISHED run
-exists is skipped. Runs of the same key left RUNNING by a killed process are marked KILLED before
-the job runs again, so the store never holds two FINISHED runs of one key.
+exists, with its artifacts intact, is skipped. Runs of the same key left RUNNING by a killed process
+are marked KILLED before the job runs again; a FINISHED run whose artifacts were lost is tagged
+``superseded`` and its job rerun, so the store never holds two reusable FINISHED runs of one key.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import traceback
 from collections.abc import Callable, Iterator
@@ -17,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ssl_medbench.core.errors import TrackingUnavailable
-from ssl_medbench.core.run_tags import Artifact, Tag
+from ssl_medbench.core.run_tags import Artifact, Kind, Tag
+from ssl_medbench.networks.weights import mismatched_weight_files, missing_weight_files
 
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 # A remote tracking server's transient failures are retried with exponential backoff (1, 2, 4, 8, 16 s);
@@ -32,6 +35,19 @@ logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creatin
 import mlflow  # noqa: E402
 from mlflow.entities import Run, RunStatus  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
+
+from ssl_medbench.reports.runs import follow_moved_folder  # noqa: E402
+
+#: Artifacts without which a FINISHED run of each kind is not reused (pretrain weights are also checked against their manifest).
+REQUIRED_ARTIFACTS = {
+    Kind.PRETRAIN: (Artifact.RESOLVED_CONFIG, Artifact.WEIGHTS),
+    Kind.FINETUNE: (
+        Artifact.RESOLVED_CONFIG,
+        Artifact.PER_SUBJECT_METRICS,
+        Artifact.LABELLED_SUBJECTS,
+        Artifact.TEST_SUBJECTS,
+    ),
+}
 
 
 def default_tracking_uri(out: Path) -> str:
@@ -94,14 +110,54 @@ class Tracker:
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
         else:
             self.experiment_id = existing.experiment_id
+            if artifact_root is not None and (note := follow_moved_folder(tracking_uri, experiment, artifact_root)):
+                print(note, file=sys.stderr)
 
     def runs_with_key(self, key: str, status: str | None = None) -> list[Run]:
         query = f"tags.{Tag.JOB_KEY} = '{key}'" + (f" and attributes.status = '{status}'" if status else "")
         return list(self.client.search_runs([self.experiment_id], filter_string=query, max_results=1000))
 
     def finished_run(self, key: str) -> Run | None:
-        runs = self.runs_with_key(key, "FINISHED")
+        """The newest FINISHED run of ``key`` that was not superseded."""
+        runs = [run for run in self.runs_with_key(key, "FINISHED") if Tag.SUPERSEDED not in run.data.tags]
         return runs[0] if runs else None
+
+    def reuse_problem(self, run: Run) -> str | None:
+        """Why the FINISHED ``run`` cannot be reused (``lacks <artifact>``, or weights that do not match their
+        manifest); None if it can."""
+        present = {info.path for info in self.client.list_artifacts(run.info.run_id)}
+        kind = run.data.tags.get(Tag.KIND, "")
+        missing = [path for path in REQUIRED_ARTIFACTS.get(kind, ()) if path not in present]
+        if missing:
+            return f"lacks {missing[0]}"
+        return self._weights_problem(run.info.run_id) if kind == Kind.PRETRAIN else None
+
+    def _weights_problem(self, run_id: str) -> str | None:
+        """What is wrong with the exported weights of ``run_id``: a file missing, or not matching the manifest."""
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = self.download(run_id, Artifact.WEIGHTS, Path(scratch))
+            if missing := missing_weight_files(folder):
+                return f"lacks {Artifact.WEIGHTS}/{missing[0]}"
+            if mismatched := mismatched_weight_files(folder):
+                return f"has weights that do not match their manifest ({', '.join(mismatched)})"
+        return None
+
+    def supersede(self, run_id: str, reason: str) -> None:
+        """Mark a FINISHED run that is not reused (its job runs again), so that neither jobs nor reports count it."""
+        self.client.set_tag(run_id, Tag.SUPERSEDED, reason)
+
+    def start_plan(self, digest: str) -> None:
+        """Record ``digest`` as the newest plan of the experiment; runs started from now on carry it as a tag."""
+        self.client.set_experiment_tag(self.experiment_id, Tag.PLAN_DIGEST, digest)
+
+    def current_plan(self) -> str | None:
+        """The digest of the newest plan run on the experiment (None before any)."""
+        return self.client.get_experiment(self.experiment_id).tags.get(Tag.PLAN_DIGEST)
+
+    def join_plan(self, run: Run, digest: str) -> None:
+        """Tag a reused run as part of plan ``digest``, so that a report on that plan counts it."""
+        if run.data.tags.get(Tag.PLAN_DIGEST) != digest:
+            self.client.set_tag(run.info.run_id, Tag.PLAN_DIGEST, digest)
 
     def close_interrupted(self, key: str) -> int:
         """Mark runs of ``key`` still RUNNING (their process was killed) as KILLED; returns how many."""
@@ -113,7 +169,10 @@ class Tracker:
 
     @contextmanager
     def job_run(self, name: str, tags: dict[str, str]) -> Iterator[JobRun]:
-        """Start a run; end it FINISHED on success, FAILED (traceback logged) on error, KILLED on Ctrl-C."""
+        """Start a run (tagged with the current plan); end it FINISHED on success, FAILED (traceback logged) on
+        error, KILLED on Ctrl-C."""
+        plan = self.current_plan()
+        tags = tags | ({Tag.PLAN_DIGEST: plan} if plan else {})
         run = JobRun(mlflow.start_run(experiment_id=self.experiment_id, run_name=name, tags=tags).info.run_id)
         try:
             yield run

@@ -13,7 +13,8 @@ scaled to [0, 1] (air and everything below the window is 0); labels are the conf
 canonical classes 1..K in that order (other labels 0); arrays in the closest canonical (RAS+) axes,
 so boxes are aligned with the patient's left-right, posterior-anterior and inferior-superior axes.
 Every subject is decoded once into the ``.npy`` cache; an organ absent from every training subject
-is an error.
+is an error, and so are a label value that is not one of the layout's ids (or ``label_ids``), two cases of one id,
+one file reached from two cases and two cases with identical images.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.base import Volume
 from ssl_medbench.datasets.cached import CachedDataset, CachedVolume
-from ssl_medbench.datasets.file_hashes import FileHashes
+from ssl_medbench.datasets.file_hashes import DuplicateGuard, FileHashes
 from ssl_medbench.datasets.nifti import check_same_grid, read_array
-from ssl_medbench.datasets.preprocessing import checked_image
+from ssl_medbench.datasets.preprocessing import checked_image, checked_labels
 from ssl_medbench.datasets.splits import Split, split_subjects
 
 ORGANS = ("left_kidney", "right_kidney", "liver", "spleen", "pancreas")
@@ -104,6 +105,10 @@ class AbdominalCT(CachedDataset["_CachedCase"]):
     def layout_label_ids(self) -> dict[str, int]:
         """Organ name (normalised) -> label id as the layout defines them."""
 
+    def known_label_ids(self) -> set[int]:
+        """Every label id the files may hold: background, the layout's ids and ``label_ids``."""
+        return {0, *self.layout_label_ids().values(), *self.config.label_ids.values()}
+
     def organ_ids(self) -> list[int]:
         known = {organ_key(name): value for name, value in self.layout_label_ids().items()}
         known |= {organ_key(name): value for name, value in self.config.label_ids.items()}
@@ -124,22 +129,27 @@ class AbdominalCT(CachedDataset["_CachedCase"]):
         cases = self.cases()
         if len(cases) < 2:
             raise DataError(f"{self.root}: found {len(cases)} labelled case(s); need at least 2")
+        _check_unique_ids(self.root, cases)
         ids = self.organ_ids()
+        known = self.known_label_ids()
         settings = json.dumps({"ids": ids, "window": [self.config.window_min, self.config.window_max]})
         hashes = FileHashes(self.workdir / "cache" / "file_hashes.json")
+        duplicates = DuplicateGuard(self.root)
         cached, lines = {}, [settings]
         try:
             with progress_bar(total=len(cases), desc=f"checking {self.root.name}", unit="subject") as bar:
                 for case in cases:
                     spacing = check_same_grid(case.image, [case.label])
                     digests = [hashes.sha256(case.image), hashes.sha256(case.label)]
+                    duplicates.add(case.subject_id, case.image, digests[0])
+                    duplicates.add(case.subject_id, case.label)
                     lines.append(f"{case.subject_id}:{':'.join(digests)}")
                     key = hashlib.sha256(json.dumps([settings, digests]).encode()).hexdigest()[:16]
                     entry = _CachedCase(
                         self.workdir / "cache" / "preprocessed" / self.layout / f"{case.subject_id}-{key}", spacing
                     )
-                    if not entry.complete:
-                        entry.write(case, ids, self.config.window_min, self.config.window_max)
+                    if not entry.intact():
+                        entry.write(case, ids, known, self.config.window_min, self.config.window_max)
                     cached[case.subject_id] = entry
                     bar.update(1)
         finally:
@@ -166,6 +176,18 @@ class AbdominalCT(CachedDataset["_CachedCase"]):
 
 def _is_junk(path: Path) -> bool:
     return path.name.startswith("._")
+
+
+def _check_unique_ids(root: Path, cases: list[CasePaths]) -> None:
+    """DataError naming both images if two cases have one subject id (the image's file name without ``.nii*``)."""
+    seen: dict[str, Path] = {}
+    for case in cases:
+        if case.subject_id in seen:
+            raise DataError(
+                f"{root}: subject '{case.subject_id}' appears twice ({seen[case.subject_id]} and {case.image}); "
+                "list each case once, under a name of its own"
+            )
+        seen[case.subject_id] = case.image
 
 
 @DATASETS.register("msd")
@@ -258,11 +280,15 @@ class BTCVFolder(AbdominalCT):
 class _CachedCase(CachedVolume):
     """A subject's windowed image (1, x, y, z) and canonical organ labels (x, y, z) in the preprocessing cache."""
 
-    def write(self, case: CasePaths, organ_ids: list[int], window_min: float, window_max: float) -> None:
+    def write(
+        self, case: CasePaths, organ_ids: list[int], known_ids: set[int], window_min: float, window_max: float
+    ) -> None:
+        """Decode, window and save; DataError naming the label file on a value outside ``known_ids``."""
         hounsfield = checked_image(read_array(case.image), case.image)
         image = (np.clip(hounsfield, window_min, window_max) - window_min) / (window_max - window_min)
-        stored = read_array(case.label, np.int32)
+        stored = read_array(case.label, None)
+        checked_labels(stored, case.label, known_ids, "label ids of the layout (and label_ids)")
         labels = np.zeros(stored.shape, np.uint8)
         for canonical, stored_id in enumerate(organ_ids, start=1):
             labels[stored == stored_id] = canonical
-        self.save(image[None].astype(np.float32), labels)
+        self.save(images=image[None].astype(np.float32), labels=labels)

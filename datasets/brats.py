@@ -1,6 +1,7 @@
 """BraTS brain-tumour MRI in its release folder layout (Menze et al. 2015; Bakas et al. 2017, 2018).
 
-One folder per subject holding four modalities and a segmentation, ``.nii`` or ``.nii.gz``:
+One folder per subject holding four modalities and a segmentation, ``.nii`` or ``.nii.gz``, exactly one file of each,
+named after the folder (hidden files and folders, such as ``.ipynb_checkpoints/``, are ignored):
 
 * 2017-2021 naming: ``<ID>_{t1,t1ce,t2,flair,seg}.nii.gz``; labels 0 background, 1 necrotic /
   non-enhancing core, 2 edema, 4 enhancing tumour.
@@ -29,10 +30,10 @@ from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.base import Volume
 from ssl_medbench.datasets.cached import CachedDataset, CachedVolume
-from ssl_medbench.datasets.file_hashes import FileHashes
+from ssl_medbench.datasets.file_hashes import DuplicateGuard, FileHashes
 from ssl_medbench.datasets.nifti import check_same_grid, read_array
 from ssl_medbench.datasets.phantom_generators.brats import PhantomSpec
-from ssl_medbench.datasets.preprocessing import checked_image, normalise
+from ssl_medbench.datasets.preprocessing import checked_image, checked_labels, normalise
 from ssl_medbench.datasets.splits import Split, split_subjects
 
 CHANNELS = ("t1", "t1ce", "t2", "flair")
@@ -58,33 +59,56 @@ class SubjectFiles:
         return NAMING[self.naming][1]
 
 
-def find_subject_files(folder: Path) -> SubjectFiles:
-    """Identify the naming convention and the five files of one subject folder; DataError if incomplete."""
-    suffixes: dict[str, Path] = {}
+def _visible(path: Path) -> bool:
+    """Not a hidden entry (``.DS_Store``, ``.ipynb_checkpoints/``, macOS ``._*`` files)."""
+    return not path.name.startswith(".")
+
+
+def _nifti_files(folder: Path) -> dict[str, list[Path]]:
+    """The folder's visible NIfTI files by lower-case suffix (the part after the last ``_`` or ``-``)."""
+    found: dict[str, list[Path]] = {}
     for path in sorted(folder.iterdir()):
         match = _NIFTI.match(path.name)
-        if match:
-            suffixes[match["suffix"].lower()] = path
-    naming = "2023" if {"t1n", "t1c", "t2w", "t2f"} & set(suffixes) else "2017-2021"
+        if match and _visible(path):
+            found.setdefault(match["suffix"].lower(), []).append(path)
+    return found
+
+
+def subject_folders(root: Path) -> list[Path]:
+    """The visible subfolders of ``root`` holding visible NIfTI files, sorted."""
+    return sorted(p for p in root.iterdir() if _visible(p) and p.is_dir() and _nifti_files(p))
+
+
+def find_subject_files(folder: Path) -> SubjectFiles:
+    """Identify the naming convention and the five files of one subject folder; DataError if one is missing, found
+    twice, or named after another subject."""
+    found = _nifti_files(folder)
+    naming = "2023" if {"t1n", "t1c", "t2w", "t2f"} & set(found) else "2017-2021"
     mapping, _ = NAMING[naming]
-    files = {canonical: suffixes[suffix] for suffix, canonical in mapping.items() if suffix in suffixes}
+    for suffix in mapping:
+        if len(found.get(suffix, [])) > 1:
+            names = ", ".join(path.name for path in found[suffix])
+            raise DataError(f"{folder}: {len(found[suffix])} files for {suffix} ({names}); expected exactly one")
+    files = {canonical: found[suffix][0] for suffix, canonical in mapping.items() if suffix in found}
     missing = [suffix for suffix, canonical in mapping.items() if canonical not in files]
     if missing:
         raise DataError(
             f"{folder}: missing {', '.join(missing)} (BraTS {naming} naming expects "
             f"{', '.join(f'*_{s}.nii.gz' if naming != '2023' else f'*-{s}.nii.gz' for s in mapping)})"
         )
+    foreign = [path.name for path in files.values() if _NIFTI.match(path.name)["stem"] != folder.name]
+    if foreign:
+        raise DataError(
+            f"{folder}: {', '.join(foreign)} not named after the subject folder (expected {folder.name}"
+            f"{'-' if naming == '2023' else '_'}<modality>.nii.gz)"
+        )
     return SubjectFiles(subject_id=folder.name, naming=naming, files=files)
 
 
 def canonical_labels(seg: np.ndarray, enhancing_label: int, path: Path) -> np.ndarray:
-    """Map stored labels to canonical classes; DataError naming the file on any other value."""
-    allowed = (0, 1, 2, enhancing_label)
-    values = np.unique(seg)
-    unexpected = [v for v in values.tolist() if v not in allowed]
-    if unexpected:
-        raise DataError(f"{path}: label values {unexpected} outside the BraTS convention {list(allowed)}")
-    labels = seg.astype(np.uint8)
+    """Map stored labels (as stored, before any cast) to canonical classes; DataError naming the file on any other
+    value, a fraction, NaN or infinity."""
+    labels = checked_labels(seg, path, (0, 1, 2, enhancing_label), "BraTS convention").astype(np.uint8)
     labels[labels == enhancing_label] = 3
     return labels
 
@@ -125,16 +149,21 @@ class BratsFolder(CachedDataset["_CachedSubject"]):
     def prepare(self) -> None:
         """Check every subject and cache it decoded and normalised; later runs only hash unchanged files by size and mtime.
 
-        A subject is decoded once: that catches truncated files and labels outside the convention,
-        and writes ``<subject>-<digest>_{images,labels}.npy``. The digest covers its five files, so a
-        changed file re-caches that subject alone.
+        Hidden entries are ignored; a subject folder reached twice (a symlink), a file shared by two subjects or
+        an image identical to another subject's (a copy) is a DataError naming both subjects. A subject is decoded
+        once: that catches truncated files and labels outside the convention, and writes
+        ``<subject>-<digest>_{images,labels}.npy``. The digest covers its five files, so a changed file re-caches
+        that subject alone; a cache entry that no longer matches its record is decoded again.
         """
         root = self.root
         if not root.is_dir():
             raise DataError(f"{root}: BraTS folder does not exist")
-        folders = sorted(p for p in root.iterdir() if p.is_dir() and any(_NIFTI.match(f.name) for f in p.iterdir()))
+        folders = subject_folders(root)
         if not folders:
             raise DataError(f"{root}: no subject folders with NIfTI files (expected <root>/<ID>/<ID>_t1.nii.gz ...)")
+        duplicates = DuplicateGuard(root)
+        for folder in folders:
+            duplicates.add(folder.name, folder)
         subjects = [find_subject_files(folder) for folder in folders]
         hashes = FileHashes(self.workdir / "cache" / "file_hashes.json")
         cached, lines = {}, []
@@ -143,12 +172,14 @@ class BratsFolder(CachedDataset["_CachedSubject"]):
                 for subject in subjects:
                     spacing = _check_geometry(subject)
                     digests = {kind: hashes.sha256(path) for kind, path in sorted(subject.files.items())}
+                    for kind, path in subject.files.items():
+                        duplicates.add(subject.subject_id, path, None if kind == "seg" else digests[kind])
                     lines += [
                         f"{subject.subject_id}/{subject.files[kind].name}:{digest}" for kind, digest in digests.items()
                     ]
                     key = hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()[:16]
                     entry = _CachedSubject(self.cache_folder / f"{subject.subject_id}-{key}", spacing)
-                    if not entry.complete:
+                    if not entry.intact():
                         entry.write(subject)
                     cached[subject.subject_id] = entry
                     bar.update(1)
@@ -174,7 +205,8 @@ class _CachedSubject(CachedVolume):
 
     def write(self, subject: SubjectFiles) -> None:
         """Decode, normalise and save; each file written atomically."""
-        self.save(*decode_subject(subject))
+        images, labels = decode_subject(subject)
+        self.save(images=images, labels=labels)
 
 
 def decode_subject(subject: SubjectFiles) -> tuple[np.ndarray, np.ndarray]:
@@ -184,4 +216,4 @@ def decode_subject(subject: SubjectFiles) -> tuple[np.ndarray, np.ndarray]:
         np.stack([checked_image(read_array(subject.files[channel]), subject.files[channel]) for channel in CHANNELS])
     )
     seg_path = subject.files["seg"]
-    return images, canonical_labels(read_array(seg_path, np.int16), subject.enhancing_label, seg_path)
+    return images, canonical_labels(read_array(seg_path, None), subject.enhancing_label, seg_path)

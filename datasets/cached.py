@@ -1,16 +1,30 @@
-"""The part every file-backed dataset shares: ``prepare()`` decodes each subject once into the ``.npy``
-cache and records the content hash; the rest reads cache entries back."""
+"""The part every file-backed dataset shares: ``prepare()`` decodes each subject once into the ``.npy`` cache and
+records the content hash; the rest reads cache entries back.
+
+A cache entry is trusted only as written: ``<stem>.json``, written last, records the size, modification time and
+SHA-256 of each of its arrays. ``prepare()`` compares sizes and times (a ``stat``, so preparing a large cache costs
+no read) and computes a digest only for a file whose time changed, or that was written too shortly before its record
+for its time to tell; a truncated, edited or zeroed array is decoded
+again from the source, with a one-line note on stderr naming the file. (An edit that also restores the file's
+modification time is not seen: that takes intent, not accident.)
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from ssl_medbench.core.atomic import atomic_path
 from ssl_medbench.datasets.base import Dataset, Volume
+from ssl_medbench.datasets.file_hashes import file_sha256
 from ssl_medbench.datasets.preprocessing import save_npy
 
 Entry = TypeVar("Entry")
@@ -48,30 +62,111 @@ class CachedDataset(Dataset, Generic[Entry]):
         return self._hash
 
 
+#: A file modified less than this before its record was written may have changed again within one tick of the file
+#: system's clock without changing its time ("racily clean", as git calls it): its digest is always checked.
+RACY_NS = 2_000_000_000
+
+
+def _fingerprint(path: Path) -> dict[str, int]:
+    """What a ``stat`` tells of a file's content: its size and modification time (ns)."""
+    status = path.stat()
+    return {"size": status.st_size, "mtime_ns": status.st_mtime_ns}
+
+
+def _fingerprint_of(entry: dict) -> dict[str, int | None]:
+    return {"size": entry.get("size"), "mtime_ns": entry.get("mtime_ns")}
+
+
+def _note(path: Path, problem: str) -> None:
+    tqdm.write(f"note: {path}: {problem}; decoding its subject again from the source files", file=sys.stderr)
+
+
 @dataclass(frozen=True)
-class CachedVolume:
-    """A subject's images (C, x, y, z) and labels (x, y, z) as ``<stem>_images.npy`` and ``<stem>_labels.npy``."""
+class CacheEntry:
+    """One subject's arrays as ``<stem>_<kind>.npy``, one per name in ``kinds``, and ``<stem>.json`` recording the
+    size and SHA-256 of each."""
 
     stem: Path
+    kinds: ClassVar[tuple[str, ...]] = ("images", "labels")
+
+    def path(self, kind: str) -> Path:
+        return npy_path(self.stem, kind)
+
+    @property
+    def record(self) -> Path:
+        return self.stem.with_name(f"{self.stem.name}.json")
+
+    def save(self, **arrays: np.ndarray) -> None:
+        """Write each array atomically, then the record of their sizes and digests."""
+        self.stem.parent.mkdir(parents=True, exist_ok=True)
+        record = {}
+        for kind in self.kinds:
+            path = self.path(kind)
+            save_npy(path, arrays[kind])
+            record[kind] = _fingerprint(path) | {"sha256": file_sha256(path)}
+        self._write_record(record)
+
+    def _write_record(self, record: dict) -> None:
+        with atomic_path(self.record) as temporary:
+            temporary.write_text(json.dumps(record, indent=1))
+
+    def intact(self) -> bool:
+        """Whether the entry is complete and every array has its recorded size and digest; a note on stderr names
+        the file that has not (an entry never written, or cut short before its record, is just incomplete)."""
+        try:
+            record = json.loads(self.record.read_text())
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError):
+            record = None
+        if not isinstance(record, dict) or not all(isinstance(record.get(kind), dict) for kind in self.kinds):
+            _note(self.record, "cache record unreadable")
+            return False
+        mismatch = self._mismatch(record)
+        if mismatch:
+            _note(*mismatch)
+        return mismatch is None
+
+    def _mismatch(self, record: dict) -> tuple[Path, str] | None:
+        """The first array that differs from ``record`` and how; every size is compared before any digest, and a
+        digest is computed only for a file whose modification time changed (its record is then brought up to date)."""
+        for kind in self.kinds:
+            path = self.path(kind)
+            if not path.is_file():
+                return path, "cache file missing"
+            if path.stat().st_size != record[kind].get("size"):
+                return path, "cache file truncated or extended since it was written"
+        written = self.record.stat().st_mtime_ns
+        touched = [
+            kind
+            for kind in self.kinds
+            if _fingerprint(self.path(kind)) != _fingerprint_of(record[kind])
+            or written - record[kind].get("mtime_ns", 0) < RACY_NS
+        ]
+        for kind in touched:
+            if file_sha256(self.path(kind)) != record[kind].get("sha256"):
+                return self.path(kind), "cache file edited since it was written"
+        settled = all(time.time_ns() - self.path(kind).stat().st_mtime_ns > RACY_NS for kind in touched)
+        if touched and settled:  # verified; a record written now tells the file's time apart from its own
+            for kind in touched:
+                record[kind] |= _fingerprint(self.path(kind))
+            self._write_record(record)
+        return None
+
+
+@dataclass(frozen=True)
+class CachedVolume(CacheEntry):
+    """A subject's images (C, x, y, z) and labels (x, y, z) as ``<stem>_images.npy`` and ``<stem>_labels.npy``."""
+
     spacing: tuple[float, float, float]
 
     @property
     def images(self) -> Path:
-        return npy_path(self.stem, "images")
+        return self.path("images")
 
     @property
     def labels(self) -> Path:
-        return npy_path(self.stem, "labels")
-
-    @property
-    def complete(self) -> bool:
-        return self.images.is_file() and self.labels.is_file()
-
-    def save(self, images: np.ndarray, labels: np.ndarray) -> None:
-        """Write both arrays, each atomically."""
-        self.stem.parent.mkdir(parents=True, exist_ok=True)
-        save_npy(self.images, images)
-        save_npy(self.labels, labels)
+        return self.path("labels")
 
     def volume(self, subject_id: str) -> Volume:
         """The cached arrays, memory-mapped."""

@@ -11,7 +11,8 @@ femur, Fetal thorax, Maternal cervix, Other; with ``refine_brain_planes`` the br
 
 One subject is one patient: its images, converted to grey and resized to ``image_size`` squared,
 are stacked along the last axis (``Volume.slice_classes`` holds their classes) and z-scored per image
-inside the non-zero (ultrasound sector) pixels. Each patient is decoded once into the ``.npy`` cache.
+inside the non-zero (ultrasound sector) pixels. Each patient is decoded once into the ``.npy`` cache. One image
+file listed twice, or two patients holding an image of identical content, is an error naming both patients.
 Label fractions subsample training patients stratified by their most frequent class.
 """
 
@@ -21,6 +22,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -30,9 +32,9 @@ from ssl_medbench.core.errors import DataError
 from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.base import Volume
-from ssl_medbench.datasets.cached import CachedDataset, npy_path
-from ssl_medbench.datasets.file_hashes import FileHashes
-from ssl_medbench.datasets.preprocessing import checked_image, normalise, save_npy
+from ssl_medbench.datasets.cached import CachedDataset, CacheEntry
+from ssl_medbench.datasets.file_hashes import DuplicateGuard, FileHashes
+from ssl_medbench.datasets.preprocessing import checked_image, normalise
 from ssl_medbench.datasets.splits import Split, stratified_labelled_subjects
 
 CSV_NAME = "FETAL_PLANES_DB_data.csv"
@@ -144,6 +146,7 @@ class FetalPlanesFolder(CachedDataset["_CachedPatient"]):
         table = read_table(csv_path)
         table["class"] = self._classes(table)
         hashes = FileHashes(self.workdir / "cache" / "file_hashes.json")
+        duplicates = DuplicateGuard(root)
         lines = [f"{CSV_NAME}:{hashes.sha256(csv_path)}"]
         patients = {}
         settings = json.dumps({"image_size": self.config.image_size, "refine": self.config.refine_brain_planes})
@@ -158,14 +161,16 @@ class FetalPlanesFolder(CachedDataset["_CachedPatient"]):
                         if not path.is_file():
                             raise DataError(f"{path}: listed in {CSV_NAME} (line {line}) but missing")
                     digests = [hashes.sha256(path) for path in paths]
+                    subject = f"patient-{number}"
+                    for path, digest in zip(paths, digests):
+                        duplicates.add(subject, path, digest)
                     lines += [f"{path.name}:{digest}" for path, digest in zip(paths, digests)]
                     key = hashlib.sha256(json.dumps([settings, digests]).encode()).hexdigest()[:16]
-                    subject = f"patient-{number}"
                     entry = _CachedPatient(
                         self.workdir / "cache" / "preprocessed" / "fetal_planes" / f"{subject}-{key}",
                         rows["Train"].iloc[0] == "1",
                     )
-                    if not entry.complete:
+                    if not entry.intact():
                         entry.write(paths, rows["class"].to_numpy(), self.config.image_size)
                     patients[subject] = entry
                     bar.update(1)
@@ -195,28 +200,22 @@ class FetalPlanesFolder(CachedDataset["_CachedPatient"]):
 
 
 @dataclass(frozen=True)
-class _CachedPatient:
+class _CachedPatient(CacheEntry):
     """A patient's images (1, S, S, N) and classes (N,) in the preprocessing cache."""
 
-    stem: Path
+    kinds: ClassVar[tuple[str, ...]] = ("images", "classes")
     train: bool
 
     @property
     def images(self) -> Path:
-        return npy_path(self.stem, "images")
+        return self.path("images")
 
     @property
     def classes(self) -> Path:
-        return npy_path(self.stem, "classes")
-
-    @property
-    def complete(self) -> bool:
-        return self.images.is_file() and self.classes.is_file()
+        return self.path("classes")
 
     def write(self, paths: list[Path], classes: np.ndarray, size: int) -> None:
         images = np.stack([normalise(checked_image(read_png(path, size), path)[None])[0] for path in paths], axis=-1)[
             None
         ]
-        self.stem.parent.mkdir(parents=True, exist_ok=True)
-        save_npy(self.images, images.astype(np.float32))
-        save_npy(self.classes, classes.astype(np.int64))
+        self.save(images=images.astype(np.float32), classes=classes.astype(np.int64))

@@ -1,4 +1,5 @@
-"""A per-run-folder record of dataset file hashes, keyed by size and mtime.
+"""A per-run-folder record of dataset file hashes, keyed by size and mtime, and the duplicate-subject check built
+on those digests.
 
 Hashing a real BraTS release reads every byte once; later runs only ``stat`` the files. A file
 whose size or modification time changed is hashed again.
@@ -11,6 +12,7 @@ import json
 from pathlib import Path
 
 from ssl_medbench.core.atomic import atomic_path
+from ssl_medbench.core.errors import DataError
 
 
 def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
@@ -47,3 +49,33 @@ class FileHashes:
         with atomic_path(self.path) as temporary:
             temporary.write_text(json.dumps(self._records, indent=1, sort_keys=True))
         self._dirty = False
+
+
+class DuplicateGuard:
+    """Refuses duplicate subjects: one folder or file reached from two subjects (a symlink, or one path listed
+    twice) and two subjects holding an image of identical content (a copy)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._paths: dict[Path, tuple[str, Path]] = {}
+        self._images: dict[str, tuple[str, Path]] = {}
+
+    def add(self, subject: str, path: Path, digest: str | None = None) -> None:
+        """Record ``path`` as part of ``subject``; give ``digest`` for an image, whose content must be its own."""
+        real = path.resolve()
+        if real in self._paths:
+            other, first = self._paths[real]
+            kind = "folder" if real.is_dir() else "file"
+            raise DataError(f"{self.root}: {_who(other, subject)}: {first} and {path} lead to the same {kind}")
+        self._paths[real] = (subject, path)
+        if digest is None:
+            return
+        other, first = self._images.setdefault(digest, (subject, path))
+        if other != subject:
+            raise DataError(f"{self.root}: {_who(other, subject)}: {first} and {path} have identical content")
+
+
+def _who(first: str, second: str) -> str:
+    if first == second:
+        return f"subject '{first}' uses one file twice"
+    return f"subjects '{first}' and '{second}' are duplicates"

@@ -22,10 +22,12 @@ from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.base import Volume
 from ssl_medbench.datasets.cached import CachedDataset
 from ssl_medbench.datasets.file_hashes import file_sha256
-from ssl_medbench.datasets.preprocessing import normalise
+from ssl_medbench.datasets.preprocessing import checked_labels, normalise
 from ssl_medbench.datasets.splits import Split, stratified_labelled_subjects
 
 SPLITS = {"train": "train", "val": "train", "test": "test"}
+#: Labels are class indices, stored as uint8 in the release; anything else (a fraction, NaN, -1) is refused.
+CLASS_INDICES = range(256)
 
 
 def _grey(images: np.ndarray) -> np.ndarray:
@@ -96,6 +98,7 @@ class MedMNISTFile(CachedDataset[Volume]):
                 raise DataError(
                     f"{path}: {prefix}_labels has {labels.shape[1]} columns; multi-label MedMNIST files are not supported"
                 )
+            checked_labels(labels, f"{path}: {prefix}_labels", CLASS_INDICES, "MedMNIST class indices")
             try:
                 images = _grey(arrays[f"{prefix}_images"])
             except ValueError as error:

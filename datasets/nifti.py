@@ -19,8 +19,9 @@ def read_nifti(path: Path) -> nib.Nifti1Image:
         raise DataError(f"{path}: not a readable NIfTI file ({type(error).__name__}: {error})") from None
 
 
-def read_array(path: Path, dtype: type = np.float32) -> np.ndarray:
-    """The image data reoriented to the closest canonical (RAS+) axes, so the last axis is axial whatever the storage order."""
+def read_array(path: Path, dtype: type | None = np.float32) -> np.ndarray:
+    """The image data reoriented to the closest canonical (RAS+) axes, so the last axis is axial whatever the storage
+    order; ``dtype=None`` keeps the stored values (with the header's scaling) as they are, for checking labels."""
     try:
         return np.asarray(nib.as_closest_canonical(read_nifti(path)).dataobj, dtype=dtype)
     except DataError:

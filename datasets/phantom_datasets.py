@@ -4,7 +4,7 @@
 :class:`PhantomDataset` adapts any generator to any loader: the dataset's ``Config`` holds the generator's settings
 (its spec) and the loader's; ``prepare()`` lets the spec check itself, writes the phantoms into ``root`` (default:
 ``<out>/data/<name>-<digest of the spec>``) unless a finished folder with the same spec is there, and hands over to
-the loader.
+the loader. A ``root`` holding files the suite did not write is refused, never overwritten.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from ssl_medbench.datasets.fetal_planes import FetalPlanesFolder
 from ssl_medbench.datasets.phantom_generators.abdominal_ct import CTPhantomSpec
 from ssl_medbench.datasets.phantom_generators.brats import PhantomSpec
 from ssl_medbench.datasets.phantom_generators.fetal_ultrasound import FetalPhantomSpec
+from ssl_medbench.datasets.phantom_generators.folder import check_ours
 
 
 class GeneratorSpec(Protocol):
@@ -61,6 +62,7 @@ class PhantomDataset(Dataset):
     def prepare(self) -> None:
         spec = self.spec
         spec.check(self.phantom_name)
+        check_ours(self.root, self.phantom_name)
         spec.generate(self.root)
         super().prepare()
 

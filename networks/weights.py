@@ -79,10 +79,25 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST_NAME
     if not path.is_file():
         raise DataError(f"{path}: no weight manifest (expected the output of a pretrain job)")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise DataError(f"{path}: format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, ValueError):
+        raise DataError(f"{path}: not a JSON weight manifest; the file is corrupt or was changed") from None
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        found = manifest.get("format_version") if isinstance(manifest, dict) else None
+        raise DataError(f"{path}: format_version {found!r}, expected {FORMAT_VERSION}")
     return manifest
+
+
+def _verified_state(path: Path, sha256: str) -> dict[str, torch.Tensor]:
+    """The state dict saved at ``path``; DataError naming the file if it cannot be read or its SHA-256 differs."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # arbitrary bytes make the unpickler raise almost anything (IndexError, KeyError...)
+        raise DataError(f"{path}: cannot be read as saved weights ({type(error).__name__})") from None
+    if not isinstance(state, dict) or state_dict_sha256(state) != sha256:
+        raise DataError(f"{path}: SHA-256 differs from the manifest; the file is corrupt or was changed")
+    return state
 
 
 def load_part(folder: Path, manifest: Mapping[str, Any], name: str, module: nn.Module) -> None:
@@ -90,12 +105,33 @@ def load_part(folder: Path, manifest: Mapping[str, Any], name: str, module: nn.M
     entry = manifest["parts"].get(name)
     if entry is None:
         raise DataError(f"{folder / MANIFEST_NAME}: has no part {name!r} (parts: {sorted(manifest['parts'])})")
-    state = torch.load(folder / entry["file"], map_location="cpu", weights_only=True)
-    if state_dict_sha256(state) != entry["sha256"]:
-        raise DataError(
-            f"{folder / entry['file']}: SHA-256 differs from the manifest; the file is corrupt or was changed"
-        )
-    module.load_state_dict(state, strict=True)
+    module.load_state_dict(_verified_state(folder / entry["file"], entry["sha256"]), strict=True)
+
+
+def missing_weight_files(folder: Path) -> list[str]:
+    """The files of an export that are not in ``folder``: the manifest, or the part files it names."""
+    if not (folder / MANIFEST_NAME).is_file():
+        return [MANIFEST_NAME]
+    try:
+        parts = read_manifest(folder)["parts"]
+    except DataError:
+        return []
+    return [entry["file"] for entry in parts.values() if not (folder / entry["file"]).is_file()]
+
+
+def mismatched_weight_files(folder: Path) -> list[str]:
+    """The files of a complete export in ``folder`` that do not match the manifest (an unreadable manifest: itself)."""
+    try:
+        parts = read_manifest(folder)["parts"]
+    except DataError:
+        return [MANIFEST_NAME]
+    mismatched = []
+    for entry in parts.values():
+        try:
+            _verified_state(folder / entry["file"], entry["sha256"])
+        except DataError:
+            mismatched.append(entry["file"])
+    return mismatched
 
 
 def import_weights(folder: Path) -> tuple[dict[str, Any], nn.Module, UNetDecoder | None]:

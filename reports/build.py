@@ -2,12 +2,16 @@
 
 Everything is read back from MLflow (runs, tags, metrics, per-subject CSVs, preview images), so a
 report can be rebuilt at any time, also while a grid is still running or after some cells failed.
+It counts one run per job of the newest grid plan run on the experiment (the newest FINISHED run of
+each job key); runs of other settings under the same grid name, superseded runs and earlier runs of a
+counted job are listed apart with the reason, never pooled.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +23,16 @@ from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.reports.document import Document
 from ssl_medbench.reports.paper import side_by_side
 from ssl_medbench.reports.plots import metric_vs_fraction, subject_distributions
-from ssl_medbench.reports.runs import download_artifact, finetune_runs, load_runs, subject_scores
+from ssl_medbench.reports.runs import (
+    current_plan,
+    download_artifact,
+    finetune_runs,
+    follow_moved_folder,
+    load_runs,
+    select_runs,
+    set_apart_table,
+    subject_scores,
+)
 from ssl_medbench.reports.stats import BASELINE, BOOTSTRAP_SAMPLES, compare_to_baseline, rank_summary
 from ssl_medbench.reports.tables import cell_means, format_value, init_order, paper_table
 
@@ -129,7 +142,15 @@ def _task_section(
             f"{task}: metrics against label fraction (95 % CI over seeds)",
         )
     plugin = DOWNSTREAM_TASKS.get(task)
-    scores = subject_scores(tracking_uri, cells, lambda table: plugin.subject_scores(table, list(units)), scratch)
+    scores, missing = subject_scores(
+        tracking_uri, cells, lambda table: plugin.subject_scores(table, list(units)), scratch
+    )
+    if missing:
+        document.text(
+            f"{Artifact.PER_SUBJECT_METRICS} is missing for {len(missing)} FINISHED cell(s), so the per-subject "
+            f"figures and statistics leave them out: {', '.join(missing)}.",
+            note=True,
+        )
     if not scores.empty:
         figure = subject_distributions(
             scores, {m: u for m, u in units.items() if m in scores}, out / "figures" / f"{task}_per_subject.png"
@@ -214,42 +235,72 @@ def _previews(document: Document, runs: pd.DataFrame, tracking_uri: str, out: Pa
             document.image(target, f"{init} on {dataset} (seed {seed})")
 
 
+def _set_apart(document: Document, apart: pd.DataFrame) -> None:
+    """The runs not counted, each with the reason."""
+    if apart.empty:
+        return
+    document.heading("Runs set apart")
+    document.text(
+        "Not counted above: runs of other settings under the same grid name (another grid plan: other data, "
+        "settings or grid file), FINISHED runs superseded because their artifacts were lost, and earlier runs of a "
+        "job whose newest FINISHED run is counted."
+    )
+    document.table(set_apart_table(apart))
+
+
+def _results(document: Document, runs: pd.DataFrame, tracking_uri: str, out_dir: Path, scratch: Path) -> None:
+    """Provenance, one section per downstream task, the rank summary, the paper comparison, previews, unfinished runs."""
+    _provenance(document, runs, tracking_uri, scratch)
+    all_means, units, directions = [], {}, {}
+    tasks = sorted(runs.loc[runs[Tag.KIND] == Kind.FINETUNE, Tag.DOWNSTREAM_TASK].dropna().unique())
+    for task in tasks:
+        cells = finetune_runs(runs, task)
+        means, directions[task] = _task_section(document, task, cells, tracking_uri, out_dir, scratch)
+        units[task] = _recorded(cells, Tag.METRIC_UNITS, task)
+        all_means.append(means)
+    if all_means:
+        means = pd.concat(all_means, ignore_index=True)
+        ranks = rank_summary(means, directions)
+        if not ranks.empty:
+            document.heading("Rank summary across tasks")
+            document.text(
+                "Mean rank of each initialisation (1 = best) over the metrics and label fractions of each task, by the mean over seeds."
+            )
+            ranks = ranks.reindex([label for label in init_order(ranks.index)]).round(2).reset_index()
+            ranks.to_csv(out_dir / "tables" / "rank_summary.csv", index=False)
+            document.table(ranks)
+        _paper_section(document, means, units)
+    _previews(document, runs, tracking_uri, out_dir, scratch)
+    _unfinished(document, runs)
+
+
+def _header(document: Document, plan: str | None, apart: pd.DataFrame) -> None:
+    document.text(f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.")
+    if plan:
+        document.text(f"Grid plan {plan} (the newest grid run on this experiment): one run counted per job.")
+    if len(apart):
+        document.text(f"{len(apart)} runs set apart, not counted: see 'Runs set apart' for each and why.", note=True)
+
+
 def build_report(tracking_uri: str, experiment: str, out_dir: Path) -> Path:
-    """Write the report of ``experiment`` into ``out_dir``; returns the path of ``report.md``."""
-    runs = load_runs(tracking_uri, experiment)
+    """Write the report of ``experiment`` into ``out_dir`` (a folder of the run folder); returns the path of ``report.md``."""
+    moved = follow_moved_folder(tracking_uri, experiment, out_dir.parent / "mlartifacts")
+    if moved:
+        print(moved, file=sys.stderr)
+    plan = current_plan(tracking_uri, experiment)
+    runs, apart = select_runs(load_runs(tracking_uri, experiment), plan)
     out_dir.mkdir(parents=True, exist_ok=True)
     for folder in ("figures", "tables"):
         shutil.rmtree(out_dir / folder, ignore_errors=True)
         (out_dir / folder).mkdir()
     document = Document(f"Report: {experiment}")
-    document.text(f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.")
-    with tempfile.TemporaryDirectory() as scratch_folder:
-        scratch = Path(scratch_folder)
+    _header(document, plan, apart)
+    with tempfile.TemporaryDirectory() as scratch:
         if runs.empty or Tag.KIND not in runs:
-            document.text("No runs recorded yet.")
+            document.text("No runs recorded yet." if plan is None else "No runs of the newest grid plan recorded yet.")
         else:
-            _provenance(document, runs, tracking_uri, scratch)
-            all_means, units, directions = [], {}, {}
-            tasks = sorted(runs.loc[runs[Tag.KIND] == Kind.FINETUNE, Tag.DOWNSTREAM_TASK].dropna().unique())
-            for task in tasks:
-                cells = finetune_runs(runs, task)
-                means, directions[task] = _task_section(document, task, cells, tracking_uri, out_dir, scratch)
-                units[task] = _recorded(cells, Tag.METRIC_UNITS, task)
-                all_means.append(means)
-            if all_means:
-                means = pd.concat(all_means, ignore_index=True)
-                ranks = rank_summary(means, directions)
-                if not ranks.empty:
-                    document.heading("Rank summary across tasks")
-                    document.text(
-                        "Mean rank of each initialisation (1 = best) over the metrics and label fractions of each task, by the mean over seeds."
-                    )
-                    ranks = ranks.reindex([label for label in init_order(ranks.index)]).round(2).reset_index()
-                    ranks.to_csv(out_dir / "tables" / "rank_summary.csv", index=False)
-                    document.table(ranks)
-                _paper_section(document, means, units)
-            _previews(document, runs, tracking_uri, out_dir, scratch)
-            _unfinished(document, runs)
+            _results(document, runs, tracking_uri, out_dir, Path(scratch))
+    _set_apart(document, apart)
     (out_dir / "report.html").write_text(document.html())
     path = out_dir / "report.md"
     path.write_text(document.markdown(out_dir))

@@ -1,13 +1,17 @@
-"""Read a grid's runs back from MLflow into one tidy pandas DataFrame."""
+"""Read a grid's runs back from MLflow into one tidy pandas DataFrame, and choose the runs a report counts."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 from ssl_medbench.core.errors import UserError
 from ssl_medbench.core.run_tags import Artifact, Kind, Tag
@@ -27,6 +31,98 @@ def load_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
     if Tag.LABEL_FRACTION in runs:
         runs[Tag.LABEL_FRACTION] = pd.to_numeric(runs[Tag.LABEL_FRACTION], errors="coerce")
     return runs
+
+
+def current_plan(tracking_uri: str, experiment: str) -> str | None:
+    """The digest of the newest grid plan run on ``experiment`` (None for a store written before plans were recorded)."""
+    found = MlflowClient(tracking_uri).get_experiment_by_name(experiment)
+    return found.tags.get(Tag.PLAN_DIGEST) if found is not None else None
+
+
+def _run_names(runs: pd.DataFrame) -> pd.Series:
+    return runs["mlflow.runName"].fillna(runs["run_id"]) if "mlflow.runName" in runs else runs["run_id"]
+
+
+def _other_plan_reasons(runs: pd.DataFrame, keys: pd.Series, plan: str) -> pd.Series:
+    """Why each run whose job key is not in ``plan`` is set apart (empty for the runs of ``plan``'s jobs)."""
+    digests = runs[Tag.PLAN_DIGEST] if Tag.PLAN_DIGEST in runs else pd.Series(None, index=runs.index, dtype=object)
+    in_plan = keys.isin(set(keys[digests == plan]))
+    recorded = digests.fillna("not recorded")
+    return recorded.map(lambda d: f"other grid settings: plan {d}, not the newest plan {plan}").where(~in_plan, "")
+
+
+def select_runs(runs: pd.DataFrame, plan: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(counted, set apart): one run per job key of ``plan`` (the newest FINISHED, else the newest), without
+    superseded runs; the others with a ``reason`` column. Without a plan every job key counts; a run without a
+    job key is its own job."""
+    if runs.empty:
+        return runs, runs.assign(reason=pd.Series(dtype=str))
+    keys = runs[Tag.JOB_KEY].fillna(runs["run_id"]) if Tag.JOB_KEY in runs else runs["run_id"]
+    reasons = _other_plan_reasons(runs, keys, plan) if plan else pd.Series("", index=runs.index)
+    if Tag.SUPERSEDED in runs:
+        superseded = runs[Tag.SUPERSEDED].notna() & (reasons == "")
+        reasons[superseded] = "superseded (its job ran again): " + runs.loc[superseded, Tag.SUPERSEDED]
+    candidates = runs[reasons == ""].assign(_key=keys, _unfinished=runs["status"] != "FINISHED")
+    ranked = candidates.sort_values(["_unfinished", "start_time"], ascending=[True, False])
+    chosen = ranked.drop_duplicates("_key")
+    counted_by_key = chosen.set_index("_key")["run_id"]
+    earlier = candidates.index.difference(chosen.index)
+    reasons[earlier] = [f"another run of the same job is counted ({counted_by_key[keys[i]]})" for i in earlier]
+    counted = runs.loc[chosen.index.sort_values()]
+    return counted, runs[reasons != ""].assign(reason=reasons[reasons != ""])
+
+
+def set_apart_table(apart: pd.DataFrame) -> pd.DataFrame:
+    """The runs a report does not count: name, run id, status and why."""
+    return pd.DataFrame(
+        {
+            "run": _run_names(apart).values,
+            "run id": apart["run_id"].values,
+            "status": apart["status"].values,
+            "why not counted": apart["reason"].values,
+        }
+    )
+
+
+def _sqlite_file(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI, else None."""
+    prefix = "sqlite:///"
+    return Path(tracking_uri[len(prefix) :].split("?")[0]).resolve() if tracking_uri.startswith(prefix) else None
+
+
+def _suite_location(location: str, experiment: str) -> Path | None:
+    """The folder of a ``file:`` artifact location in the suite's layout (``.../mlartifacts/<experiment>``), else None."""
+    parsed = urlparse(location)
+    path = Path(unquote(parsed.path))
+    return path if parsed.scheme == "file" and path.name == experiment and path.parent.name == "mlartifacts" else None
+
+
+def follow_moved_folder(tracking_uri: str, experiment: str, artifact_root: Path) -> str | None:
+    """Point ``experiment``'s artifact locations into ``artifact_root`` when its run folder was moved or copied;
+    returns a one-line note, or None when nothing changed.
+
+    MLflow records absolute artifact locations, so a moved run folder would go on writing (and reading) at the old
+    path. Only a SQLite store that lives in the run folder (``mlflow.db`` beside ``artifact_root``), with the
+    suite's layout, is repaired: a store shared by several run folders is left as it is."""
+    database = _sqlite_file(tracking_uri)
+    if database is None or database.parent != artifact_root.resolve().parent:
+        return None
+    found = MlflowClient(tracking_uri).get_experiment_by_name(experiment)
+    old = _suite_location(found.artifact_location, experiment) if found is not None else None
+    new = (artifact_root / experiment).resolve()
+    if old is None or old == new:
+        return None
+    old_uri, new_uri = found.artifact_location, new.as_uri()
+    with closing(sqlite3.connect(database)) as connection, connection:
+        connection.execute(
+            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?", (new_uri, found.experiment_id)
+        )
+        runs = connection.execute(
+            "SELECT run_uuid, artifact_uri FROM runs WHERE experiment_id = ?", (found.experiment_id,)
+        ).fetchall()
+        moved = [(new_uri + uri[len(old_uri) :], run) for run, uri in runs if uri.startswith(old_uri + "/")]
+        connection.executemany("UPDATE runs SET artifact_uri = ? WHERE run_uuid = ?", moved)
+    return f"note: the run folder was moved or copied from {old.parent.parent} to {new.parent.parent}; experiment {experiment!r} now keeps its artifacts in {new}"
 
 
 def sole_grid_experiment(tracking_uri: str) -> str:
@@ -65,15 +161,18 @@ def download_artifact(tracking_uri: str, run_id: str, path: str, folder: Path) -
 
 def subject_scores(
     tracking_uri: str, cells: pd.DataFrame, scorer: Callable[[pd.DataFrame], pd.DataFrame], folder: Path
-) -> pd.DataFrame:
-    """Per-subject scores (``scorer`` applied to each FINISHED cell's ``per_subject_metrics.csv``) with the cell's fraction, initialisation and seed."""
-    tables = []
-    for _, cell in cells[cells["status"] == "FINISHED"].iterrows():
+) -> tuple[pd.DataFrame, list[str]]:
+    """Per-subject scores (``scorer`` applied to each FINISHED cell's ``per_subject_metrics.csv``) with the cell's
+    fraction, initialisation and seed; and the FINISHED cells (``name (run id)``) that have no such file."""
+    tables, missing = [], []
+    finished = cells[cells["status"] == "FINISHED"]
+    for (_, cell), name in zip(finished.iterrows(), _run_names(finished)):
         path = download_artifact(tracking_uri, cell["run_id"], Artifact.PER_SUBJECT_METRICS, folder)
         if path is None:
+            missing.append(f"{name} (run {cell['run_id']})")
             continue
         scores = scorer(pd.read_csv(path))
         tables.append(
             scores.assign(fraction=cell["fraction"], initialisation=cell["initialisation"], seed=cell["seed"])
         )
-    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    return (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()), missing

@@ -20,6 +20,7 @@ def _case(seed: int, shape=(12, 10, 8)) -> tuple[np.ndarray, np.ndarray]:
     """HU volume and BTCV labels: spleen, left kidney and liver cubes at known places, plus an unused gallbladder."""
     hu = np.full(shape, -1000, np.int16)
     hu[1:11, 1:9, :] = 40
+    hu[0, 0, 0] = -1000 - seed  # each patient's scan differs: identical images are refused as duplicates
     labels = np.zeros(shape, np.uint8)
     labels[1:3, 2:4, 1:3] = BTCV_LABELS["spleen"]
     labels[8:10, 2:5, 2:6] = BTCV_LABELS["left_kidney"]
@@ -188,3 +189,60 @@ def test_a_finished_phantom_folder_is_reused_though_its_spec_holds_a_tuple(tmp_p
     stamp = (root / "phantom.json").stat().st_mtime_ns
     assert generate_ct_phantoms(root, spec) == root
     assert (root / "phantom.json").stat().st_mtime_ns == stamp
+
+
+def _relabel(root: Path, value, dtype) -> None:
+    labels = _case(2)[1].astype(dtype)
+    labels[0, 0, 0] = value
+    _save(labels, root / "labelsTr" / "abd_002.nii.gz")
+
+
+def _list_again(root: Path, image: str, label: str) -> None:
+    description = json.loads((root / "dataset.json").read_text())
+    description["training"].append({"image": image, "label": label})
+    (root / "dataset.json").write_text(json.dumps(description))
+
+
+def _new_case(image: str, label: str):
+    """A breakage adding a case whose image is new (a scan of its own) and ``label`` as its label file."""
+
+    def add(root: Path) -> None:
+        _save(_case(9)[0], root / image)
+        _list_again(root, image, label)
+
+    return add
+
+
+def _copy_case(root: Path) -> None:
+    for folder in ("imagesTr", "labelsTr"):
+        (root / folder / "abd_009.nii.gz").write_bytes((root / folder / "abd_001.nii.gz").read_bytes())
+    _list_again(root, "./imagesTr/abd_009.nii.gz", "./labelsTr/abd_009.nii.gz")
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        (lambda root: _relabel(root, 2.5, np.float32), r"abd_002.nii.gz: label values \[2.5\] outside the label ids"),
+        (lambda root: _relabel(root, np.nan, np.float32), r"abd_002.nii.gz: label values \[nan\] outside"),
+        (
+            lambda root: _relabel(root, 65542, np.int32),
+            r"abd_002.nii.gz: label values \[65542\] outside the label ids of the layout \(and label_ids\) \[0, 1, 3, 4, 6\]",
+        ),
+        (
+            lambda root: _list_again(root, "./imagesTr/abd_001.nii.gz", "./labelsTr/abd_001.nii.gz"),
+            r"subject 'abd_001' appears twice",
+        ),
+        (_new_case("./imagesTr/extra/abd_001.nii.gz", "./labelsTr/abd_003.nii.gz"), r"subject 'abd_001' appears twice"),
+        (
+            _new_case("./imagesTr/abd_009.nii.gz", "./labelsTr/abd_001.nii.gz"),
+            r"subjects 'abd_001' and 'abd_009' are duplicates: .*labelsTr/abd_001.nii.gz lead to the same file",
+        ),
+        (_copy_case, r"subjects 'abd_001' and 'abd_009' are duplicates: .*abd_001.nii.gz and .*abd_009.nii.gz have"),
+    ],
+    ids=["fraction", "NaN", "65542 (6 as int16)", "listed twice", "one id twice", "shared label", "copied case"],
+)
+def test_msd_labels_and_duplicates_are_checked(breakage, message, tmp_path):
+    root = write_msd(tmp_path / "Task99_Abdomen")
+    breakage(root)
+    with pytest.raises(DataError, match=message):
+        _msd(root, tmp_path)

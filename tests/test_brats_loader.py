@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import os
+import re
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -10,6 +13,7 @@ import numpy as np
 import pytest
 
 from ssl_medbench.core.errors import DataError
+from ssl_medbench.datasets import cached
 from ssl_medbench.datasets.brats import BratsFolder, region_masks
 from ssl_medbench.datasets.preprocessing import normalise
 from tests.brats_files import write_subject
@@ -43,7 +47,7 @@ def test_t1ce_is_not_mistaken_for_t1(tmp_path: Path):
     folder = write_subject(tmp_path, "S0")
     t1 = np.asarray(nib.load(folder / "S0_t1.nii.gz").dataobj)
     t1ce = np.asarray(nib.load(folder / "S0_t1ce.nii.gz").dataobj)
-    write_subject(tmp_path, "S1")
+    write_subject(tmp_path, "S1", seed=1)
     volume = _dataset(tmp_path, tmp_path / "out").load("S0")
     assert np.allclose(volume.images[0], normalise(np.stack([t1, t1ce]))[0], atol=1e-5)
     assert np.allclose(volume.images[1], normalise(np.stack([t1, t1ce]))[1], atol=1e-5)
@@ -85,7 +89,7 @@ def test_content_hash_changes_with_any_file_and_a_changed_subject_alone_is_recac
     first = _dataset(tmp_path / "data", tmp_path / "out")
     cache = tmp_path / "out" / "cache" / "preprocessed"
     written = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
-    assert len(written) == 4 and not list(cache.glob("*.tmp*"))
+    assert len(written) == 6 and not list(cache.glob("*.tmp*"))  # images, labels and their record per subject
     again = _dataset(tmp_path / "data", tmp_path / "out")
     assert again.content_hash() == first.content_hash()
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == written
@@ -93,7 +97,7 @@ def test_content_hash_changes_with_any_file_and_a_changed_subject_alone_is_recac
     changed = _dataset(tmp_path / "data", tmp_path / "out")
     assert changed.content_hash() != first.content_hash()
     new_files = {p.name for p in cache.iterdir()} - set(written)
-    assert len(new_files) == 2 and all(name.startswith("S1-") for name in new_files)
+    assert len(new_files) == 3 and all(name.startswith("S1-") for name in new_files)
     assert not np.array_equal(changed.load("S1").images, first.load("S1").images)
     assert np.array_equal(changed.load("S0").images, first.load("S0").images)
 
@@ -155,3 +159,136 @@ def test_gzip_header_but_bad_payload_is_caught_before_training(tmp_path: Path):
     folder = write_subject(tmp_path / "data", "S0")
     (folder / "S0_t1ce.nii.gz").write_bytes(gzip.compress(b"\x00" * 10))
     _expect_error(tmp_path, "S0_t1ce.nii.gz")
+
+
+def _save_seg(folder: Path, seg: np.ndarray) -> None:
+    nib.save(nib.Nifti1Image(seg, np.eye(4)), folder / f"{folder.name}_seg.nii.gz")
+
+
+@pytest.mark.parametrize(
+    "value, dtype, shown",
+    [(1.4, np.float64, "1.4"), (2.6, np.float32, "2.6"), (np.nan, np.float32, "nan"), (65538, np.int32, "65538")],
+)
+def test_labels_are_checked_before_any_cast(tmp_path: Path, value, dtype, shown: str):
+    """1.4 would become 1, NaN 0 and 65538 2 if the labels were cast to a small integer type first."""
+    folder = write_subject(tmp_path / "data", "S0")
+    seg = np.asarray(nib.load(folder / "S0_seg.nii.gz").dataobj).astype(dtype)
+    seg[0, 0, 0] = value
+    _save_seg(folder, seg)
+    _expect_error(tmp_path, rf"S0_seg.nii.gz: label values \[{shown}\] outside the BraTS convention \[0, 1, 2, 4\]")
+
+
+def test_whole_numbers_stored_as_floats_are_accepted(tmp_path: Path):
+    for index in range(2):
+        folder = write_subject(tmp_path / "data", f"S{index}", seed=index)
+        _save_seg(folder, np.asarray(nib.load(folder / f"S{index}_seg.nii.gz").dataobj).astype(np.float32))
+    labels = np.asarray(_dataset(tmp_path / "data", tmp_path / "out").load("S0").labels)
+    assert labels.dtype == np.uint8 and set(np.unique(labels).tolist()) == {0, 1, 2, 3}
+
+
+def test_two_files_for_one_modality_are_named(tmp_path: Path):
+    folder = write_subject(tmp_path / "data", "S0")
+    _save_seg(folder, np.zeros((12, 10, 8), np.uint8))
+    (folder / "S0_seg.nii.gz").rename(folder / "S0_unet_seg.nii.gz")
+    write_subject(tmp_path / "data", "S0")
+    _expect_error(tmp_path, r"S0: 2 files for seg \(S0_seg.nii.gz, S0_unet_seg.nii.gz\); expected exactly one")
+
+
+def test_a_file_named_after_another_subject_is_named(tmp_path: Path):
+    write_subject(tmp_path / "data", "S0")
+    folder = write_subject(tmp_path / "data", "S1", seed=1)
+    (folder / "S1_t2.nii.gz").rename(folder / "S0_t2.nii.gz")
+    _expect_error(tmp_path, r"S1: S0_t2.nii.gz not named after the subject folder \(expected S1_<modality>.nii.gz\)")
+
+
+def test_hidden_files_and_folders_are_ignored(tmp_path: Path):
+    root = tmp_path / "data"
+    for index in range(2):
+        write_subject(root, f"S{index}", seed=index)
+    (root / ".ipynb_checkpoints").mkdir()
+    for path in (root / "S0").iterdir():  # a notebook's hidden copy of S0
+        (root / ".ipynb_checkpoints" / path.name).write_bytes(path.read_bytes())
+    write_subject(root, ".S9", seed=9)
+    (root / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / "S0" / "._S0_t1.nii.gz").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")
+    assert _dataset(root, tmp_path / "out").subject_ids() == ["S0", "S1"]
+
+
+def _link_files(source: Path, folder: Path) -> None:
+    """``folder`` named as its own subject, every file a symlink to the file of ``source``."""
+    folder.mkdir()
+    for path in source.iterdir():
+        (folder / path.name.replace(source.name, folder.name)).symlink_to(path)
+
+
+def _copy_files(source: Path, folder: Path) -> None:
+    """``folder`` named as its own subject, every file a byte copy of the file of ``source``."""
+    folder.mkdir()
+    for path in source.iterdir():
+        (folder / path.name.replace(source.name, folder.name)).write_bytes(path.read_bytes())
+
+
+@pytest.mark.parametrize(
+    "duplicate, message",
+    [
+        (lambda root: (root / "S2").symlink_to(root / "S0"), r"S0 and .*S2 lead to the same folder"),
+        (lambda root: _link_files(root / "S0", root / "S2"), r"S0_t1.nii.gz and .*S2_t1.nii.gz lead to the same file"),
+        (lambda root: _copy_files(root / "S0", root / "S2"), r"S0_t1.nii.gz and .*S2_t1.nii.gz have identical content"),
+    ],
+    ids=["symlinked folder", "symlinked files", "copied subject"],
+)
+def test_duplicate_subjects_are_refused_by_name(tmp_path: Path, duplicate, message: str):
+    root = tmp_path / "data"
+    for index in range(2):
+        write_subject(root, f"S{index}", seed=index)
+    duplicate(root)
+    _expect_error(tmp_path, rf"subjects 'S0' and 'S2' are duplicates: .*{message}")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda path: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]),
+        lambda path: path.write_bytes(bytes(path.stat().st_size)),
+        lambda path: np.save(path, np.zeros_like(np.load(path))),
+    ],
+    ids=["truncated", "zeroed", "zero labels"],
+)
+def test_a_damaged_cache_file_is_decoded_again(tmp_path: Path, damage, capsys):
+    for index in range(2):
+        write_subject(tmp_path / "data", f"S{index}", seed=index)
+    first = _dataset(tmp_path / "data", tmp_path / "out").load("S1")
+    images, labels = np.array(first.images), np.array(first.labels)
+    [path] = (tmp_path / "out" / "cache" / "preprocessed").glob("S1-*_labels.npy")
+    damage(path)
+    capsys.readouterr()
+    again = _dataset(tmp_path / "data", tmp_path / "out").load("S1")
+    assert np.array_equal(again.labels, labels) and np.array_equal(again.images, images)
+    notes = re.findall(r"note: .*", capsys.readouterr().err)
+    assert len(notes) == 1 and notes[0].startswith(f"note: {path}: cache file"), notes
+    _dataset(tmp_path / "data", tmp_path / "out")
+    assert "note:" not in capsys.readouterr().err  # the decoded-again entry is trusted again
+
+
+def test_a_settled_cache_is_checked_by_stat_alone(tmp_path: Path, monkeypatch):
+    """Preparing a large cache must not read it: once an entry's files are older than its record, only sizes and
+    modification times are compared; a file whose time changed is hashed, and a same-size edit is still caught."""
+    write_subject(tmp_path / "data", "S0")
+    _dataset(tmp_path / "data", tmp_path / "out")
+    arrays = sorted((tmp_path / "out" / "cache" / "preprocessed").glob("*.npy"))
+    past = time.time() - 10
+    for path in arrays:
+        os.utime(path, (past, past))
+    hashed: list[Path] = []
+    real = cached.file_sha256
+    monkeypatch.setattr(cached, "file_sha256", lambda path: hashed.append(Path(path)) or real(path))
+    _dataset(tmp_path / "data", tmp_path / "out")  # times changed: verified by digest, record brought up to date
+    assert sorted(hashed) == arrays
+    hashed.clear()
+    _dataset(tmp_path / "data", tmp_path / "out")
+    assert hashed == []
+    labels = next(path for path in arrays if path.name.endswith("_labels.npy"))
+    np.save(labels, np.zeros_like(np.load(labels)))
+    again = BratsFolder(BratsFolder.Config(root=str(tmp_path / "data"), test_fraction=0.34), tmp_path / "out")
+    again.prepare()
+    assert labels in hashed and np.load(labels).any()

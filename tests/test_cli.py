@@ -410,3 +410,20 @@ def test_sigkill_mid_grid_then_rerun_completes_without_duplicates(write_grid, tm
     assert all(r.info.status == "KILLED" and r.data.tags.get("interrupted") == "true" for r in interrupted)
     config = client.download_artifacts(finished[0].info.run_id, "resolved_config.yaml", str(tmp_path))
     assert yaml.safe_load(Path(config).read_text())["grid"]["name"] == "tiny"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--workers", "0"], "error: argument --workers: expected an integer from 1 to 1024, got '0'"),
+        (["run", "--device", "tpu"], "error: argument --device: expected auto, cpu, cuda or cuda:N, got 'tpu'"),
+        (["run", "--set", "pretrain.patch_size=60"], "error: pretrain.patch_size: 60 does not fit the autoencoder"),
+        (["run", "--set", "name=../x"], "error: preset smoke: name: '../x' is not a safe name"),
+    ],
+)
+def test_options_grid_and_networks_are_checked_before_the_plan_in_one_line(args, message):
+    process = _benchmark_process(*args, "--dry-run")
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 2 and not stdout, stdout
+    assert stderr.strip().startswith(message), stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1

@@ -44,6 +44,10 @@ def write_fetal_db(root: Path, rows=ROWS, header: str = HEADER) -> Path:
     return root
 
 
+def _add_row(root: Path, row: str) -> None:
+    (root / CSV_NAME).write_text((root / CSV_NAME).read_text() + row + "\n")
+
+
 def _load(root: Path, tmp_path: Path, **config) -> FetalPlanesFolder:
     dataset = FetalPlanesFolder(FetalPlanesFolder.Config(root=str(root), image_size=32, **config), tmp_path / "work")
     dataset.prepare()
@@ -119,6 +123,19 @@ def test_a_changed_image_changes_the_hash_and_recaches_only_that_patient(tmp_pat
             "patient 1300 has images in both the train and the test split",
         ),
         (lambda root: (root / CSV_NAME).unlink(), "FETAL_PLANES_DB table not found"),
+        (
+            lambda root: _add_row(root, f"{ROWS[0][0]};1300;Fetal brain;Other;Op. 1;Voluson E6;0"),
+            r"subjects 'patient-1209' and 'patient-1300' are duplicates: .*Patient01209_Plane2_1_of_3.png lead to the same",
+        ),
+        (
+            lambda root: (
+                _add_row(root, "Patient01300_Plane2_9_of_9;1300;Fetal brain;Other;Op. 1;Voluson E6;0")
+                or (root / "Images" / "Patient01300_Plane2_9_of_9.png").write_bytes(
+                    (root / "Images" / f"{ROWS[0][0]}.png").read_bytes()
+                )
+            ),
+            r"subjects 'patient-1209' and 'patient-1300' are duplicates: .*Patient01300_Plane2_9_of_9.png have identical",
+        ),
     ],
 )
 def test_bad_fetal_planes_input_is_one_error_naming_the_file(breakage, message, tmp_path):
@@ -207,6 +224,14 @@ def test_medmnist_npz_loads_with_train_val_as_training_and_stratified_fractions(
         (lambda p: write_medmnist(p, labels_columns=14), "multi-label MedMNIST files are not supported"),
         (lambda p: np.savez(p, train_images=np.zeros((2, 28, 28), np.uint8)), "missing array train_labels"),
         (lambda p: p.write_bytes(b"garbage"), "not a readable .npz file"),
+        (
+            lambda p: np.savez(p, train_images=np.zeros((2, 28, 28), np.uint8), train_labels=np.array([[0.0], [1.5]])),
+            r"x.npz: train_labels: label values \[1.5\] outside the MedMNIST class indices 0..255",
+        ),
+        (
+            lambda p: np.savez(p, train_images=np.zeros((2, 28, 28), np.uint8), train_labels=np.array([[-1], [1]])),
+            r"train_labels: label values \[-1\] outside",
+        ),
     ],
 )
 def test_bad_medmnist_files_name_the_file(write, message, tmp_path):
@@ -214,3 +239,13 @@ def test_bad_medmnist_files_name_the_file(write, message, tmp_path):
     write(path)
     with pytest.raises(DataError, match=message):
         MedMNISTFile(MedMNISTFile.Config(path=str(path)), tmp_path).prepare()
+
+
+def test_a_zeroed_cache_file_is_decoded_again(tmp_path, capsys):
+    root = write_fetal_db(tmp_path / "db")
+    first = _load(root, tmp_path).load("patient-1209")
+    [path] = (tmp_path / "work" / "cache" / "preprocessed" / "fetal_planes").glob("patient-1209-*_classes.npy")
+    path.write_bytes(bytes(path.stat().st_size))
+    again = _load(root, tmp_path).load("patient-1209")
+    assert np.array_equal(again.slice_classes, first.slice_classes) and np.array_equal(again.images, first.images)
+    assert f"note: {path}: cache file edited since it was written" in capsys.readouterr().err

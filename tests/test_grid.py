@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from benchmark.grid import load_grid, preset_names
+from benchmark.grid import GridConfig, load_grid, preset_names
 from benchmark.planner import plan_grid
+from benchmark.preflight import check_networks
 from ssl_medbench.core.errors import ConfigError, UnknownPluginError
+from ssl_medbench.datasets import DATASETS, Dataset
 from ssl_medbench.downstream.brats_segmentation import BratsSegmentation
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 
@@ -167,3 +171,70 @@ def test_pretrain_jobs_are_shared_and_keys_track_every_setting():
     assert random_keys(changed_epochs) == random_keys(plan)  # random cells do not depend on pretraining
     new_data = plan_grid(grid, {"brats_phantom": "v2", "fetal_phantom": "f2", "ct_phantom": "c2"})
     assert {c.key for c in new_data.finetune_cells}.isdisjoint(c.key for c in plan.finetune_cells)
+
+
+def _datasets(grid: GridConfig, folder: Path) -> dict[str, Dataset]:
+    """The grid's datasets, not prepared."""
+    return {name: DATASETS.get(grid.dataset_type(name))(grid.dataset_config(name), folder) for name in grid.datasets}
+
+
+def test_smoke_networks_pass_the_preflight_check(tmp_path):
+    grid = load_grid("smoke")
+    check_networks(grid, _datasets(grid, tmp_path))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["pretrain.patch_size=60"], "pretrain.patch_size: 60 does not fit the autoencoder network .* total stride 8"),
+        (
+            ["downstream.abdominal_organ_localisation.slice_size=4"],
+            "downstream.abdominal_organ_localisation.slice_size",
+        ),
+        (["datasets.fetal_phantom.image_size=4"], "datasets.fetal_phantom.image_size: 4 does not fit"),
+    ],
+)
+def test_networks_that_do_not_fit_the_configured_sizes_name_the_key(overrides, message, tmp_path):
+    grid = load_grid("smoke", overrides)
+    with pytest.raises(ConfigError, match=message):
+        check_networks(grid, _datasets(grid, tmp_path))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["pretrain.learning_rate=.nan"], "pretrain.learning_rate: expected a finite number, got float nan"),
+        (["finetune.learning_rate=-.inf"], "finetune.learning_rate: expected a finite number, got float -inf"),
+        (["name=../../etc"], "name: '../../etc' is not a safe name"),
+        (["seeds=[4294967296]"], r"seeds\[0\]: must be >= 0 and <= 4294967295"),
+        (["pretrain.batch_size=100000"], "pretrain.batch_size: must be >= 1 and <= 4096"),
+        (["pretrain={epochs: 1, epochs: 2}"], "line 1, column 13: duplicate key 'epochs' \\(first on line 1\\)"),
+        (["seeds=&s [1]"], "anchor &s: anchors and aliases are not supported"),
+        (["seeds=!!set {1}"], "tag tag:yaml.org,2002:set: only plain"),
+        (["pretrain..epochs=1"], "expected key=value"),
+    ],
+)
+def test_hostile_values_are_config_errors(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_grid("smoke", overrides)
+
+
+def test_dates_and_equals_signs_stay_strings():
+    assert load_grid("smoke", ["name=2024-01-01"]).name == "2024-01-01"
+    assert load_grid("smoke", ["datasets.brats_phantom.root=="]).dataset_config("brats_phantom").root == "="
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"name: x\n\xff", r"grid file is not UTF-8 text \(byte 0xff at offset 8\)"),
+        (b"[1, 2]", "expected a mapping of grid keys at the top level, got list"),
+        (b"seeds: [0]\nname: x\nseeds: [1]\n", "line 3, column 1: duplicate key 'seeds' \\(first on line 1\\)"),
+        (b"a: &a [x]\nb: [*a, *a]\n", "line 1, column 4: anchor &a"),
+    ],
+)
+def test_grid_files_are_read_strictly(content, message, tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        load_grid(str(path))

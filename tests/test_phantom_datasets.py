@@ -1,4 +1,5 @@
-"""The three phantom datasets: one adapter, their default folders and the errors for settings they cannot honour."""
+"""The three phantom datasets: one adapter, their default folders, the errors for settings they cannot honour, and
+the folders they may write (never one holding files the suite did not write)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ssl_medbench.core.errors import ConfigError
+from ssl_medbench.core.errors import ConfigError, DataError
 from ssl_medbench.datasets import DATASETS
+from ssl_medbench.datasets.phantom_generators.brats import PhantomSpec, generate_brats_phantoms
+from tests.brats_files import write_subject
 
 
 @pytest.mark.parametrize(
@@ -52,3 +55,41 @@ def test_the_contract_example_uses_the_generators_tiny_settings(name, tmp_path, 
     config = cls.example_config(tmp_path / "example")
     assert cls(config, tmp_path).spec == cls.spec_class.example()
     assert config.root == str(tmp_path / "example")
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.parametrize("name", ["brats_phantom", "fetal_planes_phantom", "abdominal_ct_phantom"])
+def test_a_root_holding_files_the_suite_did_not_write_is_left_untouched(name, tmp_path):
+    root = tmp_path / "my_data"
+    write_subject(root, "BraTS2021_00000")
+    (root / "notes.txt").write_text("scanner settings, do not lose")
+    before = _snapshot(root)
+    cls = DATASETS.get(name)
+    with pytest.raises(DataError) as raised:
+        cls(cls.Config(root=str(root)), tmp_path / "out").prepare()
+    assert str(raised.value) == (
+        f"{root}: exists and was not written by ssl-medbench (no phantom.json); "
+        f"choose an empty or new folder for dataset '{name}'"
+    )
+    assert _snapshot(root) == before and not list(tmp_path.glob("*.partial-*"))
+
+
+def test_the_generator_itself_refuses_a_foreign_folder(tmp_path):
+    root = tmp_path / "my_data"
+    root.mkdir()
+    (root / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="my_data: exists and was not written by ssl-medbench"):
+        generate_brats_phantoms(root, PhantomSpec(n_subjects=2, voxel_size_mm=8.0))
+    assert (root / "notes.txt").read_text() == "mine" and len(list(root.iterdir())) == 1
+
+
+def test_an_empty_folder_or_one_the_suite_wrote_is_filled(tmp_path):
+    root = tmp_path / "empty"
+    root.mkdir()
+    generate_brats_phantoms(root, PhantomSpec(n_subjects=2, voxel_size_mm=8.0))
+    assert len([p for p in root.iterdir() if p.is_dir()]) == 2
+    generate_brats_phantoms(root, PhantomSpec(n_subjects=3, voxel_size_mm=8.0))  # our marker: regenerated
+    assert len([p for p in root.iterdir() if p.is_dir()]) == 3

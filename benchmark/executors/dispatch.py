@@ -1,12 +1,17 @@
 """Driver-side bookkeeping shared by every executor: which jobs still have to run, in which order, and what came back.
 
-Jobs whose run is FINISHED in MLflow are skipped. Pretrain jobs go first; a finetune cell is ready
+Jobs whose run is FINISHED in MLflow, with its artifacts present (and pretrained weights matching their
+manifest), are skipped and tagged as part of this plan; a FINISHED run that fails that check is marked
+superseded and its job rerun, with a one-line note on stderr. Pretrain jobs go first; a finetune cell is ready
 when it needs no pretraining or its pretrain job has come back (finished or failed: a cell whose
 pretrain job failed runs and fails with that reason, so the report shows it).
 """
 
 from __future__ import annotations
 
+import hashlib
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
@@ -34,6 +39,32 @@ class Summary:
         return lines
 
 
+def plan_digest(plan: Plan) -> str:
+    """The identity of a plan: SHA-256 over its sorted job keys (16 hex digits)."""
+    keys = sorted(job.key for job in (*plan.pretrain_jobs, *plan.finetune_cells))
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+
+
+def reusable_runs(jobs: Sequence[Job], tracker: Tracker, digest: str) -> dict[str, str]:
+    """Run ids, by job key, of the FINISHED runs that can be reused, each tagged as part of plan ``digest``.
+
+    A FINISHED run that lacks an artifact, or whose weights do not match their manifest, is marked superseded
+    and its job left to run again, with a one-line note on stderr."""
+    reusable = {}
+    for job in jobs:
+        run = tracker.finished_run(job.key)
+        if run is None:
+            continue
+        problem = tracker.reuse_problem(run)
+        if problem is None:
+            tracker.join_plan(run, digest)
+            reusable[job.key] = run.info.run_id
+        else:
+            tracker.supersede(run.info.run_id, problem)
+            print(f"rerunning {job.name}: its FINISHED run {run.info.run_id} {problem}", file=sys.stderr)
+    return reusable
+
+
 def lost_job(job: Job, tracker: Tracker, message: str) -> JobOutcome:
     """The failed outcome of a job whose process died without answering; its run, left RUNNING, is closed as KILLED."""
     if tracker.close_interrupted(job.key):
@@ -46,7 +77,9 @@ class Dispatch:
 
     def __init__(self, plan: Plan, tracker: Tracker, grid_name: str):
         jobs: list[Job] = [*plan.pretrain_jobs, *plan.finetune_cells]
-        finished = {job.key: run.info.run_id for job in jobs if (run := tracker.finished_run(job.key)) is not None}
+        digest = plan_digest(plan)
+        tracker.start_plan(digest)
+        finished = reusable_runs(jobs, tracker, digest)
         if finished:
             print(f"resuming: {len(finished)} of {len(jobs)} jobs already FINISHED will be skipped")
         self.summary = Summary()

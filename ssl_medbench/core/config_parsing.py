@@ -7,6 +7,7 @@ one clear line: ``<file>: pretrain.epochs: expected int, got 'ten'``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -22,10 +23,10 @@ def parse_dataclass(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping of {cls.__name__} settings, got {_show(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(str(key) for key in data if key not in fields)
     if unknown:
         raise ConfigError(
-            f"{where or 'top level'}: unknown key {unknown[0]!r} (expected one of: {', '.join(fields) or 'none'})"
+            f"{where or 'top level'}: unknown key {unknown[0][:60]!r} (expected one of: {', '.join(fields) or 'none'})"
         )
     hints = typing.get_type_hints(cls)
     values = {}
@@ -78,7 +79,10 @@ def coerce(annotation: Any, value: Any, where: str) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {_show(value)}")
-        return float(value)
+        number = float(value) if isinstance(value, float) or abs(value) < 2**1023 else math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {_show(value)}")
+        return number
     if annotation is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {_show(value)}")
@@ -87,4 +91,6 @@ def coerce(annotation: Any, value: Any, where: str) -> Any:
 
 
 def _show(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
+    """The value's type and repr, cut to a readable length."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"

@@ -43,6 +43,10 @@ class Tag:
     # Set by the tracker when a run ends badly.
     ERROR: Final = "error"
     INTERRUPTED: Final = "interrupted"
+    # Set by the driver: the newest grid plan (digest of its job keys) that ran or reused the run (also an
+    # experiment tag: the newest plan run on the experiment); why a FINISHED run was not reused and its job rerun.
+    PLAN_DIGEST: Final = "plan_digest"
+    SUPERSEDED: Final = "superseded"
 
 
 #: Every tag name of :class:`Tag`.

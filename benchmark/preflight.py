@@ -1,0 +1,138 @@
+"""Before the first job: build every network the grid trains and run it once on the configured sizes.
+
+A grid whose encoder cannot be built, or whose networks do not fit the configured patch or image
+sizes (a side the encoder's strides do not divide, a crop smaller than the deepest stride), would
+otherwise fail inside every job, recorded as FAILED runs. Here it is one ConfigError naming the key.
+The pretext networks run on zero batches of the shapes their task declares (``batch_spec``, never
+``make_batch``, so no task code with side effects runs) and their loss is computed; the downstream
+networks run on zero images of the side they are trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import TypeVar
+
+import torch
+from torch import nn
+
+from benchmark.grid import GridConfig
+from ssl_medbench.core.errors import ConfigError, UserError
+from ssl_medbench.datasets.base import Dataset
+from ssl_medbench.downstream import DOWNSTREAM_TASKS
+from ssl_medbench.networks.encoder import create_encoder
+from ssl_medbench.pretext_tasks import PRETEXT_TASKS
+from ssl_medbench.pretext_tasks.base import PretextNetwork, PretextTask
+
+#: Examples per checked batch (two: a batch dimension that a squeeze drops by mistake shows up).
+BATCH = 2
+#: Class names assumed where a dataset knows its classes only once its files are read (MedMNIST).
+PLACEHOLDER_CLASSES = ("class_0", "class_1")
+T = TypeVar("T")
+
+
+def check_networks(grid: GridConfig, datasets: dict[str, Dataset]) -> None:
+    """Raise ConfigError naming the key if a network of ``grid`` cannot be built or run on its configured sizes."""
+    used = sorted({grid.downstream_config(task).dataset for task in grid.downstream_tasks})
+    checked: set[tuple] = set()
+    with torch.no_grad():
+        for dataset in used:
+            channels = len(datasets[dataset].channels)
+            for name in grid.initialisations:
+                task = PRETEXT_TASKS.get(name)(grid.pretext_config_for(name, dataset))
+                if isinstance(task, PretextTask) and (name, task.decoder, channels) not in checked:
+                    checked.add((name, task.decoder, channels))
+                    _check_pretext(grid, name, task, channels)
+        for name in grid.downstream_tasks:
+            _check_downstream(grid, name, datasets[grid.downstream_config(name).dataset])
+
+
+def _attempt(action: Callable[[], T], blame: Callable[[Exception], ConfigError]) -> T:
+    """``action()``; any exception but a UserError (already one clear line) becomes the ConfigError ``blame`` makes."""
+    try:
+        return action()
+    except UserError:
+        raise
+    except Exception as error:
+        raise blame(error) from None
+
+
+def _encoder(grid: GridConfig, channels: int) -> nn.Module:
+    return _attempt(
+        lambda: create_encoder(grid.encoder, channels).eval(),
+        lambda error: ConfigError(
+            f"encoder: {grid.encoder.name} cannot be built with kwargs {grid.encoder.kwargs}: {_describe(error)}"
+        ),
+    )
+
+
+def _cannot_build(key: str, grid: GridConfig, error: Exception) -> ConfigError:
+    return ConfigError(
+        f"{key}: its network cannot be built on encoder {grid.encoder.name} with kwargs {grid.encoder.kwargs}: "
+        f"{_describe(error)}"
+    )
+
+
+def _does_not_fit(
+    key: str, side: int, name: str, grid: GridConfig, encoder: nn.Module, error: Exception
+) -> ConfigError:
+    """``<key>: <side> does not fit the <name> network (encoder E[, total stride S: use a multiple of S]): <error>``."""
+    stride = encoder.feature_info.reduction()[-1]
+    hint = "" if side % stride == 0 else f", total stride {stride}: use a multiple of {stride}"
+    return ConfigError(
+        f"{key}: {side} does not fit the {name} network (encoder {grid.encoder.name}{hint}): {_describe(error)}"
+    )
+
+
+def _check_pretext(grid: GridConfig, name: str, task: PretextTask, channels: int) -> None:
+    side = grid.pretrain.patch_size
+    encoder = _encoder(grid, channels)
+    network = _attempt(
+        lambda: PretextNetwork.for_task(task, encoder, channels).eval(),
+        lambda error: _cannot_build(f"pretext.{name}", grid, error),
+    )
+
+    def forward_and_loss() -> None:
+        spec = task.batch_spec((BATCH, channels, side, side))
+        inputs = torch.zeros(spec.inputs.shape, dtype=spec.inputs.dtype)
+        task.loss(network(inputs), torch.zeros(spec.targets.shape, dtype=spec.targets.dtype))
+
+    _attempt(forward_and_loss, lambda error: _does_not_fit("pretrain.patch_size", side, name, grid, encoder, error))
+
+
+def _check_downstream(grid: GridConfig, name: str, dataset: Dataset) -> None:
+    key, side = _downstream_side(grid, name)
+    if side is None:
+        return
+    channels = len(dataset.channels)
+    encoder = _encoder(grid, channels)
+    task = DOWNSTREAM_TASKS.get(name)
+    config, classes = grid.downstream_config(name), dataset.class_names or PLACEHOLDER_CLASSES
+    model = _attempt(
+        lambda: task(config, channels, classes).build_model(encoder, None).eval(),
+        lambda error: _cannot_build(f"downstream.{name}", grid, error),
+    )
+    outputs = _attempt(
+        lambda: model(torch.zeros(BATCH, channels, side, side)),
+        lambda error: _does_not_fit(key, side, name, grid, encoder, error),
+    )
+    if outputs.shape[0] != BATCH:
+        raise ConfigError(f"downstream.{name}: {BATCH} images gave outputs of shape {tuple(outputs.shape)}")
+
+
+def _downstream_side(grid: GridConfig, name: str) -> tuple[str, int | None]:
+    """The grid key that sets the side of the square 2D inputs of downstream task ``name``, and its value: the task's
+    ``patch_size`` or ``slice_size``, else its dataset's ``image_size``; None where the data decide (e.g. MedMNIST's 0)."""
+    config = grid.downstream_config(name)
+    for field in ("patch_size", "slice_size"):
+        if isinstance(getattr(config, field, None), int):
+            return f"downstream.{name}.{field}", getattr(config, field)
+    size = asdict(grid.dataset_config(config.dataset)).get("image_size")
+    return f"datasets.{config.dataset}.image_size", size if isinstance(size, int) and size > 0 else None
+
+
+def _describe(error: Exception) -> str:
+    """``Type: first line of the message``."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]

@@ -1,0 +1,74 @@
+"""A tracking store that is not one is refused in one line before MLflow touches it."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from benchmark.cli import main
+from benchmark.store import check_store, sqlite_path
+from ssl_medbench.core.errors import UserError
+
+
+def test_only_sqlite_uris_name_a_file(tmp_path):
+    assert sqlite_path(f"sqlite:///{tmp_path}/mlflow.db") == tmp_path / "mlflow.db"
+    assert sqlite_path("http://127.0.0.1:5000") is None
+    assert sqlite_path("sqlite:///:memory:") is None
+    assert sqlite_path("sqlite:///results/mlflow.db") == Path("results/mlflow.db")
+
+
+def test_missing_empty_and_real_stores_pass(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    check_store(uri)
+    (tmp_path / "mlflow.db").write_bytes(b"")
+    check_store(uri)
+    MlflowClient(uri).create_experiment("grid-x")
+    check_store(uri)
+
+
+#: case (as docs/bad_input.md names it) -> (how to make the file, the message)
+CATALOGUE = {
+    "store file that is not SQLite": (lambda path: path.write_text("garbage, not sqlite"), "not a SQLite database"),
+    "store path that is a folder": (lambda path: path.mkdir(), "not a file"),
+    "corrupt SQLite file": (
+        lambda path: path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 200),
+        "cannot be read as a SQLite database",
+    ),
+    "SQLite database of another program": (
+        lambda path: sqlite3.connect(path).execute("CREATE TABLE patients (id INTEGER)").connection.commit(),
+        "without MLflow's tables (patients)",
+    ),
+}
+
+
+@pytest.mark.parametrize(("make", "message"), CATALOGUE.values(), ids=list(CATALOGUE))
+def test_a_file_that_is_not_an_mlflow_store_is_refused_and_left_alone(tmp_path, make, message):
+    path = tmp_path / "mlflow.db"
+    make(path)
+    before = path.read_bytes() if path.is_file() else None
+    with pytest.raises(UserError, match=re.escape(message)) as caught:
+        check_store(f"sqlite:///{path}")
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+    assert (path.read_bytes() if path.is_file() else None) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["run", "report"])
+def test_the_command_line_refuses_a_store_that_is_not_one_before_preparing_anything(
+    command, write_grid, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mlflow.db").write_text("garbage, not sqlite")
+    run = ["run", "--grid", str(write_grid()), "--no-progress"]
+    assert main([*(run if command == "run" else ["report"]), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == f"error: {out / 'mlflow.db'}: not a SQLite database, so not an MLflow store; move it away or choose another --out"
+    )
+    assert sorted(path.name for path in out.iterdir()) == ["mlflow.db"]
