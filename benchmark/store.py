@@ -8,20 +8,11 @@ somebody else's database. An empty or missing file is fine: MLflow creates the s
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
-from urllib.parse import urlparse
 
 from ssl_medbench.core.errors import UserError
+from ssl_medbench.core.store_uri import sqlite_path
 
 SQLITE_HEADER = b"SQLite format 3\x00"
-
-
-def sqlite_path(tracking_uri: str) -> Path | None:
-    """The database file of a ``sqlite:///...`` URI, or None for any other kind of store."""
-    parsed = urlparse(tracking_uri)
-    if parsed.scheme != "sqlite" or parsed.path in ("", "/:memory:"):
-        return None
-    return Path(parsed.path[1:])  # sqlite:///relative.db, sqlite:////absolute.db (SQLAlchemy's convention)
 
 
 def check_store(tracking_uri: str) -> None:

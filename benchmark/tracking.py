@@ -33,6 +33,7 @@ logging.getLogger("alembic").setLevel(logging.WARNING)
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
 
 import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
 from mlflow.entities import Run, RunStatus  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
@@ -130,15 +131,33 @@ class Tracker:
         missing = [path for path in REQUIRED_ARTIFACTS.get(kind, ()) if path not in present]
         if missing:
             return f"lacks {missing[0]}"
+        if kind == Kind.FINETUNE:
+            return self._per_subject_problem(run.info.run_id)
         return self._weights_problem(run.info.run_id) if kind == Kind.PRETRAIN else None
+
+    def _per_subject_problem(self, run_id: str) -> str | None:
+        """What is wrong with a finetune run's per-subject table: empty, unparsable, or without ``subject_id``."""
+        with tempfile.TemporaryDirectory() as scratch:
+            path = self.download(run_id, Artifact.PER_SUBJECT_METRICS, Path(scratch))
+            try:
+                table = pd.read_csv(path)
+            except ValueError as error:
+                return f"has an unreadable {Artifact.PER_SUBJECT_METRICS} ({type(error).__name__})"
+        if "subject_id" not in table or table.empty:
+            return f"has a {Artifact.PER_SUBJECT_METRICS} without per-subject rows"
+        return None
 
     def _weights_problem(self, run_id: str) -> str | None:
         """What is wrong with the exported weights of ``run_id``: a file missing, or not matching the manifest."""
         with tempfile.TemporaryDirectory() as scratch:
             folder = self.download(run_id, Artifact.WEIGHTS, Path(scratch))
-            if missing := missing_weight_files(folder):
-                return f"lacks {Artifact.WEIGHTS}/{missing[0]}"
-            if mismatched := mismatched_weight_files(folder):
+            try:
+                if missing := missing_weight_files(folder):
+                    return f"lacks {Artifact.WEIGHTS}/{missing[0]}"
+                mismatched = mismatched_weight_files(folder)
+            except (KeyError, TypeError, AttributeError):  # a manifest of another shape than export_weights writes
+                return f"has a weights manifest that does not list its parts ({Artifact.WEIGHTS}/manifest.json)"
+            if mismatched:
                 return f"has weights that do not match their manifest ({', '.join(mismatched)})"
         return None
 

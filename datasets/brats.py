@@ -45,7 +45,7 @@ NAMING = {
     "2017-2021": ({"t1": "t1", "t1ce": "t1ce", "t2": "t2", "flair": "flair", "seg": "seg"}, 4),
     "2023": ({"t1n": "t1", "t1c": "t1ce", "t2w": "t2", "t2f": "flair", "seg": "seg"}, 3),
 }
-_NIFTI = re.compile(r"^(?P<stem>.+?)[_-](?P<suffix>[A-Za-z0-9]+)\.nii(\.gz)?$")
+_NIFTI = re.compile(r"^(?P<stem>.+?)[_-](?P<suffix>[A-Za-z0-9]+)\.nii(\.gz)?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)

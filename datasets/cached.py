@@ -2,11 +2,11 @@
 records the content hash; the rest reads cache entries back.
 
 A cache entry is trusted only as written: ``<stem>.json``, written last, records the size, modification time and
-SHA-256 of each of its arrays. ``prepare()`` compares sizes and times (a ``stat``, so preparing a large cache costs
-no read) and computes a digest only for a file whose time changed, or that was written too shortly before its record
-for its time to tell; a truncated, edited or zeroed array is decoded
-again from the source, with a one-line note on stderr naming the file. (An edit that also restores the file's
-modification time is not seen: that takes intent, not accident.)
+SHA-256 of each of its arrays. ``prepare()`` compares sizes and times (a ``stat``, so preparing a large cache reads
+nothing) and computes a digest only for a file whose time changed; a truncated, edited or zeroed array is decoded
+again from the source, with a one-line note on stderr naming the file. An edit that keeps the file's size and
+modification time (set back on purpose, or made within one tick of the file system's clock after the cache was
+written) is not seen.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Generic, TypeVar
@@ -60,11 +59,6 @@ class CachedDataset(Dataset, Generic[Entry]):
         self._require_prepared()
         assert self._hash is not None
         return self._hash
-
-
-#: A file modified less than this before its record was written may have changed again within one tick of the file
-#: system's clock without changing its time ("racily clean", as git calls it): its digest is always checked.
-RACY_NS = 2_000_000_000
 
 
 def _fingerprint(path: Path) -> dict[str, int]:
@@ -129,27 +123,19 @@ class CacheEntry:
 
     def _mismatch(self, record: dict) -> tuple[Path, str] | None:
         """The first array that differs from ``record`` and how; every size is compared before any digest, and a
-        digest is computed only for a file whose modification time changed (its record is then brought up to date)."""
+        digest is computed only for a file whose modification time changed."""
         for kind in self.kinds:
             path = self.path(kind)
             if not path.is_file():
                 return path, "cache file missing"
             if path.stat().st_size != record[kind].get("size"):
                 return path, "cache file truncated or extended since it was written"
-        written = self.record.stat().st_mtime_ns
-        touched = [
-            kind
-            for kind in self.kinds
-            if _fingerprint(self.path(kind)) != _fingerprint_of(record[kind])
-            or written - record[kind].get("mtime_ns", 0) < RACY_NS
-        ]
+        touched = [kind for kind in self.kinds if _fingerprint(self.path(kind)) != _fingerprint_of(record[kind])]
         for kind in touched:
             if file_sha256(self.path(kind)) != record[kind].get("sha256"):
                 return self.path(kind), "cache file edited since it was written"
-        settled = all(time.time_ns() - self.path(kind).stat().st_mtime_ns > RACY_NS for kind in touched)
-        if touched and settled:  # verified; a record written now tells the file's time apart from its own
-            for kind in touched:
-                record[kind] |= _fingerprint(self.path(kind))
+            record[kind] |= _fingerprint(self.path(kind))
+        if touched:  # same content under a new time (a copied or restored cache): remember the new time
             self._write_record(record)
         return None
 

@@ -9,18 +9,37 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 from ssl_medbench.core.atomic import atomic_path
 from ssl_medbench.core.errors import DataError
 
 
-def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
+def file_sha256(path: Path, chunk_size: int = 1 << 16) -> str:
+    """SHA-256 of a file, read into one small reused buffer: hashing a whole cache allocates nothing per chunk, so
+    it leaves no freed chunks behind to fragment the heap of a long-running job."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
+    buffer = bytearray(chunk_size)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while size := handle.readinto(buffer):
+            digest.update(view[:size])
     return digest.hexdigest()
+
+
+def _read_records(path: Path) -> dict[str, dict]:
+    """The recorded hashes; an unreadable record file (truncated, edited) is started afresh, with a note."""
+    if not path.is_file():
+        return {}
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, ValueError):
+        records = None
+    if isinstance(records, dict) and all(isinstance(record, dict) for record in records.values()):
+        return records
+    print(f"note: {path}: unreadable; every file is hashed again", file=sys.stderr)
+    return {}
 
 
 class FileHashes:
@@ -28,7 +47,7 @@ class FileHashes:
 
     def __init__(self, path: Path):
         self.path = path
-        self._records: dict[str, dict] = json.loads(path.read_text()) if path.is_file() else {}
+        self._records: dict[str, dict] = _read_records(path)
         self._dirty = False
 
     def sha256(self, file: Path) -> str:

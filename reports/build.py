@@ -147,7 +147,7 @@ def _task_section(
     )
     if missing:
         document.text(
-            f"{Artifact.PER_SUBJECT_METRICS} is missing for {len(missing)} FINISHED cell(s), so the per-subject "
+            f"{Artifact.PER_SUBJECT_METRICS} is missing or unreadable for {len(missing)} FINISHED cell(s), so the per-subject "
             f"figures and statistics leave them out: {', '.join(missing)}.",
             note=True,
         )

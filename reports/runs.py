@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from ssl_medbench.core.errors import UserError
 from ssl_medbench.core.run_tags import Artifact, Kind, Tag
+from ssl_medbench.core.store_uri import sqlite_path
 
 
 def load_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
@@ -84,12 +85,6 @@ def set_apart_table(apart: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _sqlite_file(tracking_uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` tracking URI, else None."""
-    prefix = "sqlite:///"
-    return Path(tracking_uri[len(prefix) :].split("?")[0]).resolve() if tracking_uri.startswith(prefix) else None
-
-
 def _suite_location(location: str, experiment: str) -> Path | None:
     """The folder of a ``file:`` artifact location in the suite's layout (``.../mlartifacts/<experiment>``), else None."""
     parsed = urlparse(location)
@@ -104,8 +99,8 @@ def follow_moved_folder(tracking_uri: str, experiment: str, artifact_root: Path)
     MLflow records absolute artifact locations, so a moved run folder would go on writing (and reading) at the old
     path. Only a SQLite store that lives in the run folder (``mlflow.db`` beside ``artifact_root``), with the
     suite's layout, is repaired: a store shared by several run folders is left as it is."""
-    database = _sqlite_file(tracking_uri)
-    if database is None or database.parent != artifact_root.resolve().parent:
+    database = sqlite_path(tracking_uri)
+    if database is None or database.resolve().parent != artifact_root.resolve().parent:
         return None
     found = MlflowClient(tracking_uri).get_experiment_by_name(experiment)
     old = _suite_location(found.artifact_location, experiment) if found is not None else None
@@ -163,7 +158,8 @@ def subject_scores(
     tracking_uri: str, cells: pd.DataFrame, scorer: Callable[[pd.DataFrame], pd.DataFrame], folder: Path
 ) -> tuple[pd.DataFrame, list[str]]:
     """Per-subject scores (``scorer`` applied to each FINISHED cell's ``per_subject_metrics.csv``) with the cell's
-    fraction, initialisation and seed; and the FINISHED cells (``name (run id)``) that have no such file."""
+    fraction, initialisation and seed; and the FINISHED cells (``name (run id)``) that have no such file, or one that
+    cannot be read as a table with the task's columns."""
     tables, missing = [], []
     finished = cells[cells["status"] == "FINISHED"]
     for (_, cell), name in zip(finished.iterrows(), _run_names(finished)):
@@ -171,7 +167,11 @@ def subject_scores(
         if path is None:
             missing.append(f"{name} (run {cell['run_id']})")
             continue
-        scores = scorer(pd.read_csv(path))
+        try:
+            scores = scorer(pd.read_csv(path))
+        except (ValueError, KeyError) as error:  # empty, unparsable, or without the columns it must hold
+            missing.append(f"{name} (run {cell['run_id']}; unreadable: {type(error).__name__})")
+            continue
         tables.append(
             scores.assign(fraction=cell["fraction"], initialisation=cell["initialisation"], seed=cell["seed"])
         )

@@ -270,18 +270,20 @@ def test_a_damaged_cache_file_is_decoded_again(tmp_path: Path, damage, capsys):
     assert "note:" not in capsys.readouterr().err  # the decoded-again entry is trusted again
 
 
-def test_a_settled_cache_is_checked_by_stat_alone(tmp_path: Path, monkeypatch):
-    """Preparing a large cache must not read it: once an entry's files are older than its record, only sizes and
-    modification times are compared; a file whose time changed is hashed, and a same-size edit is still caught."""
+def test_an_unchanged_cache_is_checked_by_stat_alone(tmp_path: Path, monkeypatch):
+    """Preparing a large cache must not read it: only sizes and modification times are compared; a file whose time
+    changed is hashed (and its record updated when the content is the same), and a same-size edit is still caught."""
     write_subject(tmp_path / "data", "S0")
     _dataset(tmp_path / "data", tmp_path / "out")
     arrays = sorted((tmp_path / "out" / "cache" / "preprocessed").glob("*.npy"))
-    past = time.time() - 10
-    for path in arrays:
-        os.utime(path, (past, past))
     hashed: list[Path] = []
     real = cached.file_sha256
     monkeypatch.setattr(cached, "file_sha256", lambda path: hashed.append(Path(path)) or real(path))
+    _dataset(tmp_path / "data", tmp_path / "out")
+    assert hashed == []
+    past = time.time() - 10
+    for path in arrays:
+        os.utime(path, (past, past))
     _dataset(tmp_path / "data", tmp_path / "out")  # times changed: verified by digest, record brought up to date
     assert sorted(hashed) == arrays
     hashed.clear()
@@ -289,6 +291,25 @@ def test_a_settled_cache_is_checked_by_stat_alone(tmp_path: Path, monkeypatch):
     assert hashed == []
     labels = next(path for path in arrays if path.name.endswith("_labels.npy"))
     np.save(labels, np.zeros_like(np.load(labels)))
-    again = BratsFolder(BratsFolder.Config(root=str(tmp_path / "data"), test_fraction=0.34), tmp_path / "out")
-    again.prepare()
+    _dataset(tmp_path / "data", tmp_path / "out")
     assert labels in hashed and np.load(labels).any()
+
+
+def test_upper_case_extensions_are_read_not_dropped(tmp_path: Path):
+    """A subject written as ``S1_t1.NII.GZ`` (a Windows export, say) is one of the subjects, not silently left out."""
+    write_subject(tmp_path / "data", "S0", seed=0)
+    write_subject(tmp_path / "data", "S1", seed=1, extension=".NII.GZ")
+    dataset = _dataset(tmp_path / "data", tmp_path / "out")
+    assert dataset.subject_ids() == ["S0", "S1"]
+    assert dataset.load("S1").labels.any()
+
+
+@pytest.mark.parametrize("damage", ["{truncated", "[]", '{"/x": 1}'])
+def test_an_unreadable_hash_record_is_rebuilt_with_a_note(tmp_path: Path, capsys, damage):
+    write_subject(tmp_path / "data", "S0")
+    first = _dataset(tmp_path / "data", tmp_path / "out").content_hash()
+    (tmp_path / "out" / "cache" / "file_hashes.json").write_text(damage)
+    capsys.readouterr()
+    assert _dataset(tmp_path / "data", tmp_path / "out").content_hash() == first
+    notes = re.findall(r"note: .*?again", capsys.readouterr().err)
+    assert notes == [f"note: {tmp_path / 'out' / 'cache' / 'file_hashes.json'}: unreadable; every file is hashed again"]

@@ -93,3 +93,24 @@ def test_an_empty_folder_or_one_the_suite_wrote_is_filled(tmp_path):
     assert len([p for p in root.iterdir() if p.is_dir()]) == 2
     generate_brats_phantoms(root, PhantomSpec(n_subjects=3, voxel_size_mm=8.0))  # our marker: regenerated
     assert len([p for p in root.iterdir() if p.is_dir()]) == 3
+
+
+def test_a_stray_marker_does_not_make_a_folder_ours(tmp_path):
+    root = tmp_path / "my_data"
+    (root / "patientA").mkdir(parents=True)
+    (root / "patientA" / "scan.nii.gz").write_bytes(b"scan")
+    (root / "phantom.json").write_text("{}")
+    with pytest.raises(DataError, match="my_data: holds files ssl-medbench did not write \\(patientA, phantom.json\\)"):
+        generate_brats_phantoms(root, PhantomSpec(n_subjects=2, voxel_size_mm=8.0))
+    assert (root / "patientA" / "scan.nii.gz").read_bytes() == b"scan"
+
+
+@pytest.mark.parametrize("added", ["notes.txt", "results"])
+def test_files_added_to_a_generated_folder_stop_its_regeneration(tmp_path, added):
+    """A user's notes, or a run folder (--out) placed inside the phantom root, are never deleted with it."""
+    root = generate_brats_phantoms(tmp_path / "phantoms", PhantomSpec(n_subjects=2, voxel_size_mm=8.0))
+    (root / added).mkdir() if added == "results" else (root / added).write_text("mine")
+    before = sorted(path.name for path in root.iterdir())
+    with pytest.raises(DataError, match=f"holds files ssl-medbench did not write \\({added}\\)"):
+        generate_brats_phantoms(root, PhantomSpec(n_subjects=3, voxel_size_mm=8.0))
+    assert sorted(path.name for path in root.iterdir()) == before

@@ -107,7 +107,10 @@ def test_a_deleted_per_subject_file_is_named_in_the_report_and_its_cell_rerun(wr
     (_artifacts(out, stale) / "per_subject_metrics.csv").unlink()
     assert main(["report", "--out", str(out)]) == 0
     report = (out / "report" / "report.md").read_text()
-    assert "per_subject_metrics.csv is missing for 1 FINISHED cell(s)" in report and f"{name} (run {stale})" in report
+    assert (
+        "per_subject_metrics.csv is missing or unreadable for 1 FINISHED cell(s)" in report
+        and f"{name} (run {stale})" in report
+    )
     capsys.readouterr()
 
     assert _grid(grid, out) == 0
@@ -115,7 +118,7 @@ def test_a_deleted_per_subject_file_is_named_in_the_report_and_its_cell_rerun(wr
     assert printed.err.strip() == f"rerunning {name}: its FINISHED run {stale} lacks per_subject_metrics.csv"
     assert "1 jobs finished, 2 skipped" in printed.out
     report = (out / "report" / "report.md").read_text()
-    assert "is missing for" not in report
+    assert "is missing or unreadable for" not in report
     assert "## Runs set apart" in report and f"| {stale} | FINISHED | superseded (its job ran again): lacks" in report
 
 
@@ -178,9 +181,8 @@ def _cell(client: MlflowClient, experiment: str, out: Path, key: str, label: str
     if options.get("csv", True):
         path = out / "scratch" / run.info.run_id / "per_subject_metrics.csv"
         path.parent.mkdir(parents=True)
-        pd.DataFrame({"subject_id": ["a", "b", "c"], "centroid_liver": values, "missed_liver": 0}).to_csv(
-            path, index=False
-        )
+        table = pd.DataFrame({"subject_id": ["a", "b", "c"], "centroid_liver": values, "missed_liver": 0})
+        path.write_text(options.get("csv_text", table.to_csv(index=False)))
         client.log_artifact(run.info.run_id, str(path))
     client.log_metric(run.info.run_id, "centroid_liver", float(np.mean(values)))
     client.set_terminated(run.info.run_id, "FINISHED", end_time=start + 1000)
@@ -227,8 +229,19 @@ def test_a_missing_per_subject_file_is_named(tmp_path):
     lost = _cell(client, experiment, tmp_path, "cr", "CR", 1_000, csv=False)
     build_report(uri, "grid-hand", tmp_path / "report")
     markdown = (tmp_path / "report" / "report.md").read_text()
-    assert "per_subject_metrics.csv is missing for 1 FINISHED cell(s)" in markdown
+    assert "per_subject_metrics.csv is missing or unreadable for 1 FINISHED cell(s)" in markdown
     assert f"finetune/CR/1/seed0 (run {lost})" in markdown
+
+
+@pytest.mark.parametrize("text", ["", "foo,bar\n1,2\n"], ids=["empty", "other columns"])
+def test_an_unreadable_per_subject_file_is_named_not_a_crash(tmp_path, text):
+    uri, client, experiment = _hand_store(tmp_path)
+    _cell(client, experiment, tmp_path, "rd", "RD", 1_000)
+    broken = _cell(client, experiment, tmp_path, "cr", "CR", 1_000, csv_text=text)
+    build_report(uri, "grid-hand", tmp_path / "report")
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "per_subject_metrics.csv is missing or unreadable for 1 FINISHED cell(s)" in markdown
+    assert f"finetune/CR/1/seed0 (run {broken}; unreadable:" in markdown
 
 
 def test_a_superseded_run_is_not_counted_even_when_it_is_the_only_finished_one():
@@ -265,7 +278,11 @@ def test_a_moved_run_folder_resumes_and_reports_inside_its_new_location(write_gr
         f"experiment 'grid-tiny' now keeps its artifacts in {new.resolve() / 'mlartifacts' / 'grid-tiny'}"
     )
     markdown = (new / "report" / "report.md").read_text()
-    assert "| 100% | CR | 1 |" in markdown and "is missing for" not in markdown and "set apart" not in markdown
+    assert (
+        "| 100% | CR | 1 |" in markdown
+        and "is missing or unreadable for" not in markdown
+        and "set apart" not in markdown
+    )
 
     assert _grid(grid, new, "--set", "finetune.epochs=1") == 0  # new cells write artifacts and read the weights
     printed = capsys.readouterr()
@@ -274,3 +291,22 @@ def test_a_moved_run_folder_resumes_and_reports_inside_its_new_location(write_gr
     client, runs = _runs(new)
     assert all(run.info.artifact_uri.startswith(new.resolve().as_uri() + "/") for run in runs)
     assert len(list((new / "mlartifacts" / "grid-tiny").iterdir())) == 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("", "has an unreadable per_subject_metrics.csv (EmptyDataError)"), ("foo,bar\n", "without per-subject rows")],
+    ids=["emptied", "other columns"],
+)
+def test_a_broken_per_subject_file_is_not_trusted(write_grid, tmp_path, capsys, text, problem):
+    grid, out = write_grid(**GRID), tmp_path / "out"
+    assert _grid(grid, out) == 0
+    name = "finetune/random/brats_segmentation/1/seed0"
+    stale = _run(out, name).info.run_id
+    (_artifacts(out, stale) / "per_subject_metrics.csv").write_text(text)
+    capsys.readouterr()
+    assert _grid(grid, out) == 0
+    printed = capsys.readouterr()
+    assert printed.err.strip().startswith(f"rerunning {name}: its FINISHED run {stale} ") and problem in printed.err
+    assert "1 jobs finished, 2 skipped" in printed.out

@@ -10,8 +10,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from benchmark.cli import main
-from benchmark.store import check_store, sqlite_path
+from benchmark.store import check_store
 from ssl_medbench.core.errors import UserError
+from ssl_medbench.core.store_uri import sqlite_path
 
 
 def test_only_sqlite_uris_name_a_file(tmp_path):
@@ -19,6 +20,7 @@ def test_only_sqlite_uris_name_a_file(tmp_path):
     assert sqlite_path("http://127.0.0.1:5000") is None
     assert sqlite_path("sqlite:///:memory:") is None
     assert sqlite_path("sqlite:///results/mlflow.db") == Path("results/mlflow.db")
+    assert sqlite_path(f"sqlite:///{tmp_path}/mlflow.db?timeout=30") == tmp_path / "mlflow.db"
 
 
 def test_missing_empty_and_real_stores_pass(tmp_path):
