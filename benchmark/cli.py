@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from ssl_medbench.core.errors import UserError
+from ssl_medbench.core.errors import TrackingUnavailable, UserError
 
 if TYPE_CHECKING:
     import torch
@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         help="override one grid key, e.g. --set pretrain.epochs=3 (value read as YAML); repeatable",
     )
     run.add_argument(
-        "--out", type=Path, default=Path("results"), help="run folder: MLflow store, artifacts, data, cache, report"
+        "--out", type=_folder, default=Path("results"), help="run folder: MLflow store, artifacts, data, cache, report"
     )
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite store in --out)")
     run.add_argument("--device", type=_device, default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
@@ -132,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("list", help="list registered pretext tasks, downstream tasks, datasets and grid presets")
 
     report = commands.add_parser("report", help="write the comparison report of a grid")
-    report.add_argument("--out", type=Path, default=Path("results"), help="run folder of the grid")
+    report.add_argument("--out", type=_folder, default=Path("results"), help="run folder of the grid")
     report.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite store in --out)")
     report.add_argument(
         "--experiment", help="MLflow experiment, grid-<name> (default: the only grid experiment in the store)"
@@ -189,8 +189,10 @@ def _list() -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from mlflow.exceptions import MlflowException
+
     from benchmark.store import check_store
-    from benchmark.tracking import default_tracking_uri
+    from benchmark.tracking import default_tracking_uri, describe_error, is_tracking_outage
     from ssl_medbench.reports.build import build_report
     from ssl_medbench.reports.runs import sole_grid_experiment
 
@@ -198,7 +200,15 @@ def _report(args: argparse.Namespace) -> int:
     check_store(tracking_uri)
     if not args.tracking_uri and not (args.out / "mlflow.db").is_file():
         raise UserError(f"{args.out}: no MLflow store (mlflow.db) here; run a grid first or pass --tracking-uri")
-    path = build_report(tracking_uri, args.experiment or sole_grid_experiment(tracking_uri), args.out / "report")
+    try:
+        experiment = args.experiment or sole_grid_experiment(tracking_uri)
+        path = build_report(tracking_uri, experiment, args.out / "report")
+    except MlflowException as error:
+        if not is_tracking_outage(error):
+            raise
+        raise TrackingUnavailable(
+            f"cannot reach the MLflow tracking store {tracking_uri}: {describe_error(error)}"
+        ) from None
     print(f"report written to {path}")
     return 0
 
@@ -219,6 +229,13 @@ def _check_executor_options(args: argparse.Namespace) -> None:
         if getattr(args, name) is not None and args.executor not in executors:
             flag = "--" + name.replace("_", "-")
             raise UserError(f"{flag} applies to --executor {' or '.join(executors)}, not to --executor {args.executor}")
+
+
+def _folder(text: str) -> Path:
+    """A folder argument; an empty one (an unset shell variable) would silently mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty (an unset variable?); give a folder, e.g. results")
+    return Path(text)
 
 
 def check_folder_option(flag: str, folder: Path) -> None:

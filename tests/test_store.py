@@ -74,3 +74,23 @@ def test_the_command_line_refuses_a_store_that_is_not_one_before_preparing_anyth
         == f"error: {out / 'mlflow.db'}: not a SQLite database, so not an MLflow store; move it away or choose another --out"
     )
     assert sorted(path.name for path in out.iterdir()) == ["mlflow.db"]
+
+
+@pytest.mark.slow
+def test_report_on_an_unreachable_server_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    assert main(["report", "--tracking-uri", "http://127.0.0.1:9", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(
+        "error: cannot reach the MLflow tracking store http://127.0.0.1:9"
+    )
+
+
+@pytest.mark.parametrize("command", ["run", "report"])
+def test_an_empty_out_folder_is_refused_not_taken_for_the_current_one(command, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main([command, "--out", ""]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: argument --out: must not be empty (an unset variable?); give a folder, e.g. results"
+    )
+    assert list(tmp_path.iterdir()) == []
