@@ -191,17 +191,22 @@ def _list() -> int:
 def _report(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
 
-    from benchmark.store import check_store
+    from benchmark.store import check_store, follow_moved_folder
     from benchmark.tracking import default_tracking_uri, describe_error, is_tracking_outage
     from ssl_medbench.reports.build import build_report
     from ssl_medbench.reports.runs import sole_grid_experiment
 
     tracking_uri = args.tracking_uri or default_tracking_uri(args.out)
     check_store(tracking_uri)
-    if not args.tracking_uri and not (args.out / "mlflow.db").is_file():
-        raise UserError(f"{args.out}: no MLflow store (mlflow.db) here; run a grid first or pass --tracking-uri")
+    store = args.out / "mlflow.db"
+    if not args.tracking_uri and not (store.is_file() and store.stat().st_size > 0):
+        found = "an empty mlflow.db" if store.is_file() else "no MLflow store (mlflow.db)"
+        raise UserError(f"{args.out}: {found} here; run a grid first or pass --tracking-uri")
+    check_folder_option("--out", args.out / "report")
     try:
         experiment = args.experiment or sole_grid_experiment(tracking_uri)
+        if moved := follow_moved_folder(tracking_uri, experiment, args.out / "mlartifacts"):
+            print(moved, file=sys.stderr)
         path = build_report(tracking_uri, experiment, args.out / "report")
     except MlflowException as error:
         if not is_tracking_outage(error):

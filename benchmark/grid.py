@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.runtime import RuntimeConfig
+from ssl_medbench.core.config_fields import declared_range, is_path, user_path
 from ssl_medbench.core.config_parsing import parse_dataclass
 from ssl_medbench.core.errors import ConfigError
 from ssl_medbench.core.strict_yaml import load_strict, read_text_file
@@ -188,14 +189,21 @@ def _check_list(name: str, values: tuple) -> None:
 
 
 def check_plugin_config(config: Any, where: str) -> None:
-    """Range conventions every plugin ``Config`` follows by field name: integers lie in [0, 10**6] (``*_batch`` >= 1,
-    ``*seed`` up to 2**32 - 1), ``*_fraction`` in [0, 1], ``*_weight`` and ``*_mm`` are >= 0 (voxel sizes and
-    spacings > 0)."""
+    """Every field of a plugin ``Config`` within what it accepts. A field declared with
+    :func:`~ssl_medbench.core.config_fields.bounded` or :func:`~ssl_medbench.core.config_fields.folder_path` is
+    checked against its declaration; the others follow conventions by field name: integers lie in [0, 10**6]
+    (``*_batch`` >= 1, ``*seed`` up to 2**32 - 1), ``*_fraction`` in [0, 1], ``*_weight`` and ``*_mm`` are >= 0
+    (voxel sizes and spacings > 0)."""
     for item in dataclasses.fields(config):
         value, key = getattr(config, item.name), f"{where}.{item.name}"
+        declared = declared_range(item)
+        if is_path(item) and value:
+            user_path(value, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        if isinstance(value, int):
+        if declared is not None:
+            declared.check(value, key)
+        elif isinstance(value, int):
             low = 1 if item.name.endswith("_batch") else 0
             _check_range(key, value, low, MAX_SEED if item.name.endswith("seed") else MAX_PLUGIN_INT)
         elif item.name.endswith("_fraction"):

@@ -37,7 +37,7 @@ import pandas as pd  # noqa: E402
 from mlflow.entities import Run, RunStatus  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from ssl_medbench.reports.runs import follow_moved_folder  # noqa: E402
+from benchmark.store import follow_moved_folder  # noqa: E402
 
 #: Artifacts without which a FINISHED run of each kind is not reused (pretrain weights are also checked against their manifest).
 REQUIRED_ARTIFACTS = {

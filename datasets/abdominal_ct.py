@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ssl_medbench.core.config_fields import folder_path, user_path
 from ssl_medbench.core.errors import DataError
 from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.datasets import DATASETS
@@ -36,7 +37,7 @@ from ssl_medbench.datasets.cached import CachedDataset, CachedVolume
 from ssl_medbench.datasets.file_hashes import DuplicateGuard, FileHashes
 from ssl_medbench.datasets.nifti import check_same_grid, read_array
 from ssl_medbench.datasets.preprocessing import checked_image, checked_labels
-from ssl_medbench.datasets.splits import Split, split_subjects
+from ssl_medbench.datasets.splits import Split, split_subjects, test_fraction_field
 
 ORGANS = ("left_kidney", "right_kidney", "liver", "spleen", "pancreas")
 BTCV_LABELS = {
@@ -78,20 +79,20 @@ class AbdominalCT(CachedDataset["_CachedCase"]):
 
     @dataclass(frozen=True)
     class Config:
-        root: str = ""
+        root: str = folder_path()
         organs: tuple[str, ...] = ORGANS
         #: Organ name -> label id in the files (overrides the layout's own ids).
         label_ids: dict[str, int] = field(default_factory=dict)
         window_min: float = -160.0
         window_max: float = 240.0
-        test_fraction: float = 0.2
+        test_fraction: float = test_fraction_field(0.2)
         split_seed: int = 0
 
     @property
     def root(self) -> Path:
         if not self.config.root:
             raise DataError(f"dataset '{self.layout}' needs 'root': the folder of the {self.layout.upper()} release")
-        return Path(self.config.root).expanduser()
+        return user_path(self.config.root, "root")
 
     @property
     def class_names(self) -> tuple[str, ...]:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ssl_medbench.core.config_fields import folder_path, user_path
 from ssl_medbench.core.errors import DataError
 from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.datasets import DATASETS
@@ -34,7 +35,7 @@ from ssl_medbench.datasets.file_hashes import DuplicateGuard, FileHashes
 from ssl_medbench.datasets.nifti import check_same_grid, read_array
 from ssl_medbench.datasets.phantom_generators.brats import PhantomSpec
 from ssl_medbench.datasets.preprocessing import checked_image, checked_labels, normalise
-from ssl_medbench.datasets.splits import Split, split_subjects
+from ssl_medbench.datasets.splits import Split, split_subjects, test_fraction_field
 
 CHANNELS = ("t1", "t1ce", "t2", "flair")
 CLASSES = ("background", "necrotic_core", "edema", "enhancing")
@@ -75,8 +76,17 @@ def _nifti_files(folder: Path) -> dict[str, list[Path]]:
 
 
 def subject_folders(root: Path) -> list[Path]:
-    """The visible subfolders of ``root`` holding visible NIfTI files, sorted."""
-    return sorted(p for p in root.iterdir() if _visible(p) and p.is_dir() and _nifti_files(p))
+    """The visible subfolders of ``root``, sorted; DataError naming those that hold no visible NIfTI file (files
+    beside the folders, such as ``name_mapping.csv``, are ignored)."""
+    folders = sorted(p for p in root.iterdir() if _visible(p) and p.is_dir())
+    without = [p.name for p in folders if not _nifti_files(p)]
+    if without:
+        shown = ", ".join(without[:5]) + (", ..." if len(without) > 5 else "")
+        raise DataError(
+            f"{root}: folder(s) {shown} hold no NIfTI file, so are not BraTS subjects (expected <ID>/<ID>_t1.nii.gz ...); "
+            "move them out, hide them (a name starting with '.'), or point root at the folder of the subjects"
+        )
+    return folders
 
 
 def find_subject_files(folder: Path) -> SubjectFiles:
@@ -126,8 +136,8 @@ class BratsFolder(CachedDataset["_CachedSubject"]):
 
     @dataclass(frozen=True)
     class Config:
-        root: str = ""
-        test_fraction: float = 0.2
+        root: str = folder_path()
+        test_fraction: float = test_fraction_field(0.2)
         split_seed: int = 0
 
     @classmethod
@@ -140,7 +150,7 @@ class BratsFolder(CachedDataset["_CachedSubject"]):
     def root(self) -> Path:
         if not self.config.root:
             raise DataError("dataset 'brats' needs 'root': the folder holding one subfolder per BraTS subject")
-        return Path(self.config.root).expanduser()
+        return user_path(self.config.root, "root")
 
     @property
     def cache_folder(self) -> Path:

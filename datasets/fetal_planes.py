@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from ssl_medbench.core.config_fields import folder_path, user_path
 from ssl_medbench.core.errors import DataError
 from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.datasets import DATASETS
@@ -98,7 +99,7 @@ class FetalPlanesFolder(CachedDataset["_CachedPatient"]):
 
     @dataclass(frozen=True)
     class Config:
-        root: str = ""
+        root: str = folder_path()
         #: Side of the square images the network sees, in pixels.
         image_size: int = 128
         #: Split "Fetal brain" by Brain_plane into its standard planes.
@@ -118,7 +119,7 @@ class FetalPlanesFolder(CachedDataset["_CachedPatient"]):
             raise DataError(
                 "dataset 'fetal_planes_db' needs 'root': the folder holding FETAL_PLANES_DB_data.csv and Images/"
             )
-        return Path(self.config.root).expanduser()
+        return user_path(self.config.root, "root")
 
     @property
     def class_names(self) -> tuple[str, ...]:

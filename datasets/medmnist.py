@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ssl_medbench.core.config_fields import folder_path, user_path
 from ssl_medbench.core.errors import DataError
 from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.base import Volume
@@ -46,7 +47,7 @@ class MedMNISTFile(CachedDataset[Volume]):
 
     @dataclass(frozen=True)
     class Config:
-        path: str = ""
+        path: str = folder_path()
         #: Resize images to this side in pixels (0 keeps the file's size).
         image_size: int = 0
         #: Class names in label order (empty: class_0, class_1, ...).
@@ -76,7 +77,7 @@ class MedMNISTFile(CachedDataset[Volume]):
     def prepare(self) -> None:
         if not self.config.path:
             raise DataError("dataset 'medmnist' needs 'path': a MedMNIST .npz file")
-        path = Path(self.config.path).expanduser()
+        path = user_path(self.config.path, "path")
         if not path.is_file():
             raise DataError(f"{path}: MedMNIST file does not exist")
         try:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from ssl_medbench.core.config_fields import folder_path, user_path
 from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.abdominal_ct import MSDFolder
 from ssl_medbench.datasets.base import Dataset
@@ -24,6 +25,7 @@ from ssl_medbench.datasets.phantom_generators.abdominal_ct import CTPhantomSpec
 from ssl_medbench.datasets.phantom_generators.brats import PhantomSpec
 from ssl_medbench.datasets.phantom_generators.fetal_ultrasound import FetalPhantomSpec
 from ssl_medbench.datasets.phantom_generators.folder import check_ours
+from ssl_medbench.datasets.splits import test_fraction_field
 
 
 class GeneratorSpec(Protocol):
@@ -55,7 +57,7 @@ class PhantomDataset(Dataset):
     @property
     def root(self) -> Path:
         if self.config.root:
-            return Path(self.config.root).expanduser()
+            return user_path(self.config.root, "root")
         digest = hashlib.sha256(json.dumps(asdict(self.spec), sort_keys=True).encode()).hexdigest()[:10]
         return self.workdir / "data" / f"{self.phantom_name}-{digest}"
 
@@ -85,9 +87,9 @@ class BratsPhantom(PhantomDataset, BratsFolder):
     class Config(PhantomSpec):
         """The generator's settings plus the split and where to write the files."""
 
-        test_fraction: float = 0.25
+        test_fraction: float = test_fraction_field(0.25)
         split_seed: int = 0
-        root: str = ""
+        root: str = folder_path()
 
 
 @DATASETS.register("fetal_planes_phantom")
@@ -104,7 +106,7 @@ class FetalPlanesPhantom(PhantomDataset, FetalPlanesFolder):
 
         image_size: int = 128
         refine_brain_planes: bool = False
-        root: str = ""
+        root: str = folder_path()
 
 
 @DATASETS.register("abdominal_ct_phantom")

@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from ssl_medbench.core.config_fields import bounded
 from ssl_medbench.core.errors import ConfigError, DataError
 
 
@@ -24,6 +26,11 @@ class Split:
     def test_hash(self) -> str:
         """SHA-256 of the sorted test subject list, recorded in every run."""
         return hashlib.sha256("\n".join(sorted(self.test)).encode()).hexdigest()
+
+
+def test_fraction_field(default: float) -> Any:
+    """A dataset ``Config``'s ``test_fraction``: the share of subjects held out for testing, in (0, 1)."""
+    return bounded(default, low=0, high=1, open_low=True, open_high=True)
 
 
 def split_subjects(subject_ids: list[str], test_fraction: float, split_seed: int) -> Split:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,7 +26,6 @@ from ssl_medbench.reports.runs import (
     current_plan,
     download_artifact,
     finetune_runs,
-    follow_moved_folder,
     load_runs,
     select_runs,
     set_apart_table,
@@ -284,9 +282,6 @@ def _header(document: Document, plan: str | None, apart: pd.DataFrame) -> None:
 
 def build_report(tracking_uri: str, experiment: str, out_dir: Path) -> Path:
     """Write the report of ``experiment`` into ``out_dir`` (a folder of the run folder); returns the path of ``report.md``."""
-    moved = follow_moved_folder(tracking_uri, experiment, out_dir.parent / "mlartifacts")
-    if moved:
-        print(moved, file=sys.stderr)
     plan = current_plan(tracking_uri, experiment)
     runs, apart = select_runs(load_runs(tracking_uri, experiment), plan)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
-from contextlib import closing
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import mlflow
 import pandas as pd
@@ -15,7 +12,6 @@ from mlflow.tracking import MlflowClient
 
 from ssl_medbench.core.errors import UserError
 from ssl_medbench.core.run_tags import Artifact, Kind, Tag
-from ssl_medbench.core.store_uri import sqlite_path
 
 
 def load_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
@@ -30,7 +26,8 @@ def load_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
         return runs
     runs = runs.rename(columns={c: c[len("tags.") :] for c in runs.columns if c.startswith("tags.")})
     if Tag.LABEL_FRACTION in runs:
-        runs[Tag.LABEL_FRACTION] = pd.to_numeric(runs[Tag.LABEL_FRACTION], errors="coerce")
+        # always float: a grid of fraction 1 alone writes the tag "1", which would read back as an integer column
+        runs[Tag.LABEL_FRACTION] = pd.to_numeric(runs[Tag.LABEL_FRACTION], errors="coerce").astype(float)
     return runs
 
 
@@ -83,41 +80,6 @@ def set_apart_table(apart: pd.DataFrame) -> pd.DataFrame:
             "why not counted": apart["reason"].values,
         }
     )
-
-
-def _suite_location(location: str, experiment: str) -> Path | None:
-    """The folder of a ``file:`` artifact location in the suite's layout (``.../mlartifacts/<experiment>``), else None."""
-    parsed = urlparse(location)
-    path = Path(unquote(parsed.path))
-    return path if parsed.scheme == "file" and path.name == experiment and path.parent.name == "mlartifacts" else None
-
-
-def follow_moved_folder(tracking_uri: str, experiment: str, artifact_root: Path) -> str | None:
-    """Point ``experiment``'s artifact locations into ``artifact_root`` when its run folder was moved or copied;
-    returns a one-line note, or None when nothing changed.
-
-    MLflow records absolute artifact locations, so a moved run folder would go on writing (and reading) at the old
-    path. Only a SQLite store that lives in the run folder (``mlflow.db`` beside ``artifact_root``), with the
-    suite's layout, is repaired: a store shared by several run folders is left as it is."""
-    database = sqlite_path(tracking_uri)
-    if database is None or database.resolve().parent != artifact_root.resolve().parent:
-        return None
-    found = MlflowClient(tracking_uri).get_experiment_by_name(experiment)
-    old = _suite_location(found.artifact_location, experiment) if found is not None else None
-    new = (artifact_root / experiment).resolve()
-    if old is None or old == new:
-        return None
-    old_uri, new_uri = found.artifact_location, new.as_uri()
-    with closing(sqlite3.connect(database)) as connection, connection:
-        connection.execute(
-            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?", (new_uri, found.experiment_id)
-        )
-        runs = connection.execute(
-            "SELECT run_uuid, artifact_uri FROM runs WHERE experiment_id = ?", (found.experiment_id,)
-        ).fetchall()
-        moved = [(new_uri + uri[len(old_uri) :], run) for run, uri in runs if uri.startswith(old_uri + "/")]
-        connection.executemany("UPDATE runs SET artifact_uri = ? WHERE run_uuid = ?", moved)
-    return f"note: the run folder was moved or copied from {old.parent.parent} to {new.parent.parent}; experiment {experiment!r} now keeps its artifacts in {new}"
 
 
 def sole_grid_experiment(tracking_uri: str) -> str:

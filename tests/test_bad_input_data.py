@@ -105,6 +105,12 @@ CATALOGUE: dict[str, tuple[Callable, str]] = {
         lambda g, t: _brats(t, _seg([65538], np.int32)),
         "S1_seg.nii.gz: label values [65538] outside the BraTS convention",
     ),
+    "folder without NIfTI among subjects": (
+        lambda g, t: _brats(
+            t, lambda r: (r / "derivatives").mkdir() or (r / "derivatives" / "notes.txt").write_text("x")
+        ),
+        "folder(s) derivatives hold no NIfTI file, so are not BraTS subjects",
+    ),
     "two files for one modality": (
         lambda g, t: _brats(t, _second_seg),
         "S1: 2 files for seg (S1_seg.nii.gz, S1_unet_seg.nii.gz); expected exactly one",

@@ -191,6 +191,27 @@ CATALOGUE: dict[str, tuple[Break, str]] = {
         lambda g, p: g["datasets"]["phantom"].update(split_seed=-1) or [],
         "datasets.phantom.split_seed: must be >= 0",
     ),
+    "test fraction 0": (
+        lambda g, p: g["datasets"]["phantom"].update(test_fraction=0) or [],
+        "datasets.phantom.test_fraction: must be > 0 and < 1, got 0.0",
+    ),
+    "test fraction 1": (
+        lambda g, p: g["datasets"]["phantom"].update(test_fraction=1) or [],
+        "datasets.phantom.test_fraction: must be > 0 and < 1, got 1.0",
+    ),
+    "data root name too long": (
+        lambda g, p: g["datasets"]["phantom"].update(root=str(p.parent / ("a" * 300))) or [],
+        "datasets.phantom.root: the name 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'... is 300 bytes long; file "
+        "systems hold at most 255",
+    ),
+    "data root of an unknown user": (
+        lambda g, p: g["datasets"]["phantom"].update(root="~nosuchuser-ssl/brats") or [],
+        "datasets.phantom.root: '~nosuchuser-ssl/brats' starts with '~nosuchuser-ssl', but there is no such user here",
+    ),
+    "empty section": (
+        _args("--set", "finetune="),
+        "finetune: expected a mapping of TrainConfig settings, got an empty value (null); leave the key out",
+    ),
     "dataset type not a string": (
         lambda g, p: g["datasets"]["phantom"].update(type=5) or [],
         "datasets.phantom.type: expected a string, got int",

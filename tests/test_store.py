@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from benchmark.cli import main
-from benchmark.store import check_store
+from benchmark.store import check_store, follow_moved_folder
 from ssl_medbench.core.errors import UserError
 from ssl_medbench.core.store_uri import sqlite_path
 
@@ -94,3 +94,54 @@ def test_an_empty_out_folder_is_refused_not_taken_for_the_current_one(command, t
         "error: argument --out: must not be empty (an unset variable?); give a folder, e.g. results"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def _moved_store(out: Path) -> str:
+    """A store in ``out`` whose experiment ``grid-x`` records its artifacts under another run folder, as after a move."""
+    out.mkdir()
+    uri = f"sqlite:///{out / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment(
+        "grid-x", artifact_location=(out.parent / "old" / "mlartifacts" / "grid-x").as_uri()
+    )
+    client.create_run(experiment)
+    return uri
+
+
+def test_report_on_an_empty_store_file_is_refused_and_the_file_left_alone(tmp_path, capsys):
+    (tmp_path / "mlflow.db").write_bytes(b"")
+    assert main(["report", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {tmp_path}: an empty mlflow.db here; run a grid first or pass --tracking-uri"
+    )
+    assert (tmp_path / "mlflow.db").read_bytes() == b"" and sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
+
+
+def test_a_moved_run_folder_whose_store_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "copy"
+    uri = _moved_store(out)
+    before = (out / "mlflow.db").read_bytes()
+    connect = sqlite3.connect  # the same module object everywhere: open every plain connection read-only
+    monkeypatch.setattr(
+        sqlite3,
+        "connect",
+        lambda path, **kwargs: (
+            connect(path, **kwargs) if kwargs else connect(f"{Path(path).as_uri()}?mode=ro", uri=True)
+        ),
+    )
+    assert main(["report", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {out / 'mlflow.db'}: the run folder was moved or copied from {tmp_path / 'old'}")
+    assert "readonly database" in err and len(err.splitlines()) == 1
+    assert (out / "mlflow.db").read_bytes() == before and not (out / "report").exists()
+    assert MlflowClient(uri).get_experiment_by_name("grid-x").artifact_location.endswith("/old/mlartifacts/grid-x")
+
+
+def test_a_store_without_the_location_columns_is_not_edited(tmp_path):
+    out = tmp_path / "copy"
+    uri = _moved_store(out)
+    with sqlite3.connect(out / "mlflow.db") as connection:
+        connection.execute("ALTER TABLE runs RENAME COLUMN artifact_uri TO artifact_location_v9")
+    with pytest.raises(UserError, match="MLflow's table runs has no column artifact_uri"):
+        follow_moved_folder(uri, "grid-x", out / "mlartifacts")
+    assert MlflowClient(uri).get_experiment_by_name("grid-x").artifact_location.endswith("/old/mlartifacts/grid-x")

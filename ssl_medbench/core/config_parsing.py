@@ -17,9 +17,13 @@ from ssl_medbench.core.errors import ConfigError
 
 
 def parse_dataclass(cls: type, data: Any, where: str) -> Any:
-    """Build ``cls`` from ``data``; unknown keys, missing required keys and wrong types raise ConfigError."""
+    """Build ``cls`` from ``data``; unknown keys, missing required keys and wrong types raise ConfigError. An empty
+    value (``finetune:`` or ``--set finetune=``) is refused rather than read as "all defaults": leave the key out."""
     if data is None:
-        data = {}
+        raise ConfigError(
+            f"{where or 'top level'}: expected a mapping of {cls.__name__} settings, got an empty value (null); "
+            "leave the key out for the defaults"
+        )
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping of {cls.__name__} settings, got {_show(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
