@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ssl_medbench.datasets.augmentation import AugmentationConfig, BatchAugmentation
 from ssl_medbench.pretext_tasks.random_augmentation import RandomAugmentation
@@ -54,6 +55,40 @@ def test_rotation_and_zoom_resample_labels_like_the_image():
     assert not torch.equal(out_labels, labels)
     agreement = (out_images[:, 0].round().long() == out_labels).float().mean()
     assert agreement > 0.95
+
+
+def test_resampled_labels_only_take_values_found_around_their_source_point():
+    """Nearest-neighbour label resampling: every output label is a label of one of the four input pixels around the
+    point it was sampled from (0 outside the image). Regions 0 and 4 touch, so interpolating labels would invent 1-3."""
+    labels = torch.zeros(8, 32, 32, dtype=torch.int64)
+    labels[:, :, 16:] = 4
+    labels[:, 8:24, 4:12] = 7
+    augmentation = BatchAugmentation(AugmentationConfig(**(OFF | {"rotation_degrees": 45.0, "scale": 0.3})))
+    _, out = augmentation(torch.zeros(8, 1, 32, 32), labels, torch.Generator().manual_seed(3), "dense")
+    theta = augmentation.affine(8, torch.Generator().manual_seed(3), torch.device("cpu"))  # the same draws
+    source = F.affine_grid(theta, [8, 1, 32, 32], align_corners=False)
+    column, row = ((source[..., 0] + 1) * 32 - 1) / 2, ((source[..., 1] + 1) * 32 - 1) / 2  # pixel coordinates
+    padded = F.pad(labels, (1, 1, 1, 1))  # zeros outside, as the resampling pads
+    allowed = torch.zeros_like(out, dtype=torch.bool)
+    for dr in (0, 1):
+        for dc in (0, 1):
+            r = (row.floor().long() + dr).clamp(-1, 32) + 1
+            c = (column.floor().long() + dc).clamp(-1, 32) + 1
+            allowed |= padded[torch.arange(8)[:, None, None], r, c] == out
+    assert set(out.unique().tolist()) <= {0, 4, 7} and bool(allowed.all())
+    assert not torch.equal(out, labels)
+
+
+def test_a_right_angle_rotation_moves_labels_exactly(monkeypatch):
+    """A rotation by 90 degrees maps pixel centres onto pixel centres: images and labels equal ``rot90`` exactly."""
+    images, labels = _batch(4)
+    quarter_turn = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0]]).expand(4, 2, 3)
+    augmentation = BatchAugmentation(AugmentationConfig(**(OFF | {"rotation_degrees": 90.0})))
+    monkeypatch.setattr(augmentation, "affine", lambda batch, generator, device: quarter_turn)
+    out_images, out_labels = augmentation(images, labels, torch.Generator(), "dense")
+    turned = [k for k in (1, -1) if torch.equal(out_labels, labels.rot90(k, dims=(-2, -1)))]
+    assert len(turned) == 1
+    assert torch.allclose(out_images, images.rot90(turned[0], dims=(-2, -1)), atol=1e-5)
 
 
 def test_intensity_is_an_affine_map_per_example_and_channel_within_the_configured_ranges():

@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
+from ssl_medbench.downstream.brats_segmentation import BratsSegmentation
 from ssl_medbench.reports.build import build_report
+from ssl_medbench.reports.paper import side_by_side
+from ssl_medbench.reports.runs import load_runs
 from ssl_medbench.reports.stats import bootstrap_ci, holm
+from ssl_medbench.reports.tables import paper_table
 
 TASK = "abdominal_organ_localisation"
 UNITS = {"centroid_liver": "mm", "wall_liver": "mm"}
@@ -223,3 +228,47 @@ def test_html_renders_in_headless_chromium_with_its_tables_and_images(report, tm
         [_chromium(), *flags, "--window-size=1280,2400", f"--screenshot={shot}", url], capture_output=True, timeout=120
     )
     assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 20_000
+
+
+def test_a_dice_of_0_85_sits_beside_the_papers_percentages_as_85_also_for_integer_fraction_tags(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("grid-one", artifact_location=str(tmp_path / "artifacts"))
+    client.create_run(experiment, tags={"label_fraction": "1", "kind": "finetune"})
+    runs = load_runs(uri, "grid-one")
+    assert runs["label_fraction"].dtype == np.float64 and runs["label_fraction"].tolist() == [1.0]
+    ours = pd.DataFrame(
+        {"task": ["brats_segmentation"], "fraction": runs["label_fraction"], "initialisation": ["RD"]}
+    ).assign(metric="dice_whole", mean=0.85, std=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas warns when it merges integer keys with the paper's float fractions
+        rows = side_by_side(ours, BratsSegmentation.metric_units_for())
+    # a Dice of 0.85 is shown as 85 %, in the paper's unit, beside the paper's 86.56 % (Table 5, RD, 100 %)
+    assert rows[["fraction", "metric", "paper_mean", "our_mean", "our_std", "unit"]].values.tolist() == [
+        [1.0, "dice_whole", 86.56, 85.0, 1.0, "%"]
+    ]
+
+
+def test_the_best_cell_is_marked_at_the_end_its_direction_names():
+    """One higher-is-better and one lower-is-better metric in the same table: each marks its own best."""
+    rows = [
+        (label, seed, dice, hd95)
+        for label, dice, hd95 in (("RD", 0.70, 9.0), ("CR", 0.80, 12.0), ("JS", 0.60, 6.0))
+        for seed in (0, 1)
+    ]
+    cells = pd.DataFrame(
+        {
+            "status": "FINISHED",
+            "fraction": 1.0,
+            "initialisation": [label for label, *_ in rows],
+            "seed": [seed for _, seed, *_ in rows],
+            "metrics.dice_whole": [dice for *_, dice, _ in rows],
+            "metrics.hd95_whole": [hd95 for *_, hd95 in rows],
+        }
+    )
+    table, marks = paper_table(
+        cells, {"dice_whole": "fraction", "hd95_whole": "mm"}, {"dice_whole": "higher", "hd95_whole": "lower"}
+    )
+    marked = {metric: table.loc[marks[metric], "initialisation"].tolist() for metric in ("dice_whole", "hd95_whole")}
+    assert marked == {"dice_whole": ["CR"], "hd95_whole": ["JS"]}
+    assert table.set_index("initialisation").loc["CR", "dice_whole"] == "80.00 ± 0.00"
