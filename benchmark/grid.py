@@ -25,6 +25,7 @@ from ssl_medbench.core.config_parsing import parse_dataclass
 from ssl_medbench.core.errors import ConfigError
 from ssl_medbench.core.strict_yaml import load_strict, read_text_file
 from ssl_medbench.datasets import DATASETS
+from ssl_medbench.datasets.views import InputView
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.networks.encoder import EncoderConfig
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
@@ -43,9 +44,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class PretrainConfig(TrainConfig):
-    """Pretraining schedule plus the size of the unlabeled 2D patches the pretext tasks see."""
-
-    patch_size: int = 64
+    """Pretraining schedule. What the pretext tasks see is each downstream task's view (``DownstreamTask.input_view``:
+    its patch, slice or image size), not a setting of its own."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,9 @@ class GridConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     #: per initialisation name: its Config values
     pretext: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: per grid dataset, per initialisation: Config values that replace ``pretext``'s when pretraining on that dataset
+    #: (e.g. a context-restoration patch size fitted to the dataset's view)
+    pretext_by_dataset: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     #: per downstream task name: its Config values
     downstream: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -70,15 +73,29 @@ class GridConfig:
         plugin = PRETEXT_TASKS.get(name)
         return parse_dataclass(plugin.Config, self.pretext.get(name, {}), f"pretext.{name}")
 
-    def pretext_config_for(self, name: str, dataset: str) -> Any:
-        """The config of pretext task ``name`` as pretrained on ``dataset``: ``decoder: auto`` becomes "unet"
-        if a downstream task on that dataset takes a decoder (segmentation), else "deconv" (Chen et al. 2019, Fig. 3)."""
-        config = self.pretext_config(name)
+    def pretext_config_for(self, name: str, dataset: str, view: InputView | None = None) -> Any:
+        """The config of pretext task ``name`` as pretrained on ``dataset`` (for the downstream tasks of ``view``, or all
+        of the dataset's): ``pretext.<name>`` with ``pretext_by_dataset.<dataset>.<name>`` over it; ``decoder: auto``
+        becomes "unet" if one of those downstream tasks takes a decoder (segmentation), else "deconv" (Chen et al.
+        2019, Fig. 3)."""
+        plugin = PRETEXT_TASKS.get(name)
+        values = {**self.pretext.get(name, {}), **self.pretext_by_dataset.get(dataset, {}).get(name, {})}
+        config = parse_dataclass(plugin.Config, values, f"pretext_by_dataset.{dataset}.{name}")
         if getattr(config, "decoder", None) != "auto":
             return config
-        tasks = [task for task in self.downstream_tasks if self.downstream_config(task).dataset == dataset]
+        tasks = [
+            task
+            for task in self.downstream_tasks
+            if self.downstream_config(task).dataset == dataset and (view is None or self.input_view(task) == view)
+        ]
         takes_decoder = any("decoder" in DOWNSTREAM_TASKS.get(task).accepts for task in tasks)
         return dataclasses.replace(config, decoder="unet" if takes_decoder else "deconv")
+
+    def input_view(self, task: str) -> InputView:
+        """What downstream task ``task``'s network takes, and so what its pretraining samples."""
+        config = self.downstream_config(task)
+        channels = len(DATASETS.get(self.dataset_type(config.dataset)).channels)
+        return DOWNSTREAM_TASKS.get(task)(config, channels).input_view()
 
     def downstream_config(self, name: str) -> Any:
         plugin = DOWNSTREAM_TASKS.get(name)
@@ -139,6 +156,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def load_grid(grid: str, overrides: list[str] | None = None) -> GridConfig:
     data, source = read_grid_file(grid)
     data = apply_overrides(data, overrides or [])
+    if isinstance(data.get("pretrain"), dict) and "patch_size" in data["pretrain"]:
+        raise ConfigError(
+            f"{source}: pretrain.patch_size: no longer a setting; pretraining samples what each downstream task's "
+            "network takes (downstream.<task>.patch_size or slice_size, or the dataset's image_size): remove it"
+        )
     try:
         config = parse_dataclass(GridConfig, data, "")
         validate_grid(config)
@@ -152,7 +174,6 @@ SCHEDULE_BOUNDS = {
     "epochs": (1, 100_000),
     "steps_per_epoch": (1, 10_000_000),
     "batch_size": (1, 4096),
-    "patch_size": (1, 4096),
 }
 #: Largest learning rate and weight decay accepted (Adam diverges long before).
 MAX_LEARNING_RATE = 10.0
@@ -242,12 +263,6 @@ def _check_initialisations(config: GridConfig) -> None:
         except ValueError as error:
             raise ConfigError(f"pretext.{name}: {error}") from None
         check_plugin_config(initialisation.config, f"pretext.{name}")
-        try:
-            initialisation.check_image_size(config.pretrain.patch_size, config.pretrain.patch_size)
-        except ValueError as error:
-            raise ConfigError(
-                f"pretext.{name}: {error} (pretrain.patch_size is {config.pretrain.patch_size})"
-            ) from None
         if initialisation.finetune_augmentation() is not None:
             for task in config.downstream_tasks:
                 if DOWNSTREAM_TASKS.get(task).target_geometry is None:
@@ -257,6 +272,20 @@ def _check_initialisations(config: GridConfig) -> None:
                     )
     for name in config.pretext:
         PRETEXT_TASKS.get(name)
+
+
+def _check_pretext_by_dataset(config: GridConfig) -> None:
+    for dataset, settings in config.pretext_by_dataset.items():
+        if dataset not in config.datasets:
+            raise ConfigError(
+                f"pretext_by_dataset.{dataset}: not a dataset of this grid (defined: {', '.join(config.datasets)})"
+            )
+        for name in settings:
+            try:
+                initialisation = PRETEXT_TASKS.get(name)(config.pretext_config_for(name, dataset))
+            except ValueError as error:
+                raise ConfigError(f"pretext_by_dataset.{dataset}.{name}: {error}") from None
+            check_plugin_config(initialisation.config, f"pretext_by_dataset.{dataset}.{name}")
 
 
 def _check_downstream(config: GridConfig) -> None:
@@ -302,4 +331,5 @@ def validate_grid(config: GridConfig) -> None:
     _check_datasets(config)
     _check_initialisations(config)
     _check_downstream(config)
+    _check_pretext_by_dataset(config)
     _check_schedules(config)

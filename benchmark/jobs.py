@@ -26,9 +26,8 @@ from benchmark.tracking import JobRun, Tracker
 from benchmark.training import train
 from ssl_medbench.core.errors import DataError
 from ssl_medbench.core.run_tags import Artifact, Kind, MetricPrefix, Param, Tag
-from ssl_medbench.core.sampling import Batch
+from ssl_medbench.core.sampling import Batch, BatchSampler
 from ssl_medbench.datasets.base import Dataset, Volume
-from ssl_medbench.datasets.patches import PatchSampler
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.networks.encoder import create_encoder
 from ssl_medbench.networks.weights import export_weights, import_weights
@@ -62,6 +61,13 @@ def job_seeds(seed: int) -> tuple[int, int, int]:
     """Independent streams from one job seed: weight init, batch sampling, batch corruption/augmentation."""
     init, sampling, corruption = np.random.SeedSequence(seed).generate_state(3)
     return int(init), int(sampling), int(corruption)
+
+
+def input_shape(sampler: BatchSampler) -> tuple[int, ...]:
+    """(C, H, W) of one input ``sampler`` draws (from a generator of its own: the job's streams are untouched); for
+    a job that resumed after its last training step and so saw no batch."""
+    inputs, _ = sampler.sample(1, torch.Generator().manual_seed(0))
+    return tuple(inputs.shape[1:])
 
 
 def suite_version() -> str:
@@ -139,7 +145,7 @@ def _log_config(ctx: RunContext, run: JobRun, sections: dict[str, Any]) -> None:
 def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
     """Pretrain ``job``'s pretext task on the training split's unlabeled images; returns the MLflow run id."""
     grid = ctx.grid
-    task = PRETEXT_TASKS.get(job.initialisation)(grid.pretext_config_for(job.initialisation, job.dataset))
+    task = PRETEXT_TASKS.get(job.initialisation)(grid.pretext_config_for(job.initialisation, job.dataset, job.view))
     assert isinstance(task, PretextTask)
     dataset = ctx.datasets[job.dataset]
     tags = _common_tags(ctx, Kind.PRETRAIN, job.key, job.initialisation, job.dataset, job.seed)
@@ -154,7 +160,7 @@ def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
         torch.manual_seed(init_seed)
         in_chans = len(dataset.channels)
         network = PretextNetwork.for_task(task, create_encoder(grid.encoder, in_chans), in_chans).to(ctx.device)
-        sampler = PatchSampler(ctx.load(job.dataset, dataset.split().train), grid.pretrain.patch_size)
+        sampler = job.view.unlabelled_sampler(ctx.load(job.dataset, dataset.split().train))
         batches = device_batches(
             sampler,
             grid.pretrain,
@@ -176,13 +182,12 @@ def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
             device=ctx.device,
             checkpoint=checkpoint,
         )
-        _log_pretext_outputs(
-            run,
-            task,
-            network,
-            sampler.sample(PREVIEW_EXAMPLES, torch.Generator().manual_seed(sampling_seed))[0],
-            ctx.device,
-        )
+        examples = sampler.sample(PREVIEW_EXAMPLES, torch.Generator().manual_seed(sampling_seed))[0]
+        shape = tuple(examples.shape[1:])
+        run.set_tag(Tag.PRETEXT_VIEW, job.view.describe(shape))
+        run.set_tag(Tag.PRETEXT_INPUT_SHAPE, "x".join(map(str, shape)))
+        run.log_params({f"geometry.{name}": value for name, value in task.geometry(shape[-1]).items()})
+        _log_pretext_outputs(run, task, network, examples, ctx.device)
         parts = {name: getattr(network, name) for name in task.transfers}
         metadata = {
             "pretext_task": job.initialisation,
@@ -273,8 +278,11 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
             run.set_tag(Tag.TRANSFERRED_PARTS, "encoder,decoder" if decoder is not None else "encoder")
         model = task.build_model(encoder, decoder).to(ctx.device)
         sampler = task.make_sampler(ctx.load(cell.dataset, labelled))
+        trained_on: list[tuple[int, ...]] = []  # (C, H, W) of the first training batch: what the network took
 
         def augmented(step: int, inputs: torch.Tensor, targets: torch.Tensor) -> Batch:
+            if not trained_on:
+                trained_on.append(tuple(inputs.shape[1:]))
             if augmentation is None:
                 return inputs, targets
             return augmentation(
@@ -294,6 +302,8 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
             device=ctx.device,
             checkpoint=checkpoint,
         )
+        shape = trained_on[0] if trained_on else input_shape(sampler)  # none: resumed after its last step
+        run.set_tag(Tag.DOWNSTREAM_INPUT_SHAPE, "x".join(map(str, shape)))
         per_subject = task.evaluate(model, ctx.load(cell.dataset, split.test), ctx.device)
 
         def fill(folder: Path) -> None:

@@ -1,7 +1,8 @@
 """Expand a grid into pretrain jobs and finetune cells, each with a key that identifies its result.
 
-A pretrain job is (pretext task + config, dataset version, encoder, pretrain schedule, seed) and is
-shared by every label fraction and downstream task on that dataset. A finetune cell is
+A pretrain job is (pretext task + config, dataset version, input view, encoder, pretrain schedule, seed) and is
+shared by every label fraction and every downstream task on that dataset whose network takes that view
+(:mod:`ssl_medbench.datasets.views`); two views of one dataset pretrain twice. A finetune cell is
 (initialisation, downstream task + config, dataset version, label fraction, seed, schedule) plus
 the key of the pretrain job it starts from. Any change to these changes the key, so a stale result
 is never reused.
@@ -16,10 +17,12 @@ from typing import Any
 
 from benchmark.grid import GridConfig
 from ssl_medbench.datasets.base import Dataset
+from ssl_medbench.datasets.views import InputView
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 
 #: 2: batches drawn per step from seeds derived from (job seed, step); precision in the key.
-KEY_VERSION = 2
+#: 3: pretraining samples the downstream task's input view (the view in the key); misses scored in localisation.
+KEY_VERSION = 3
 
 
 def job_key(payload: dict[str, Any]) -> str:
@@ -28,6 +31,8 @@ def job_key(payload: dict[str, Any]) -> str:
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, InputView):
+        return {"view": value.kind, **asdict(value)}
     if is_dataclass(value):
         return asdict(value)
     raise TypeError(f"cannot put {value!r} in a job key")
@@ -39,10 +44,12 @@ class PretrainJob:
     initialisation: str
     dataset: str
     seed: int
+    #: What the pretext task sees: the input view of the downstream tasks this job initialises.
+    view: InputView
 
     @property
     def name(self) -> str:
-        return f"pretrain/{self.initialisation}/{self.dataset}/seed{self.seed}"
+        return f"pretrain/{self.initialisation}/{self.dataset}/{self.view.name}/seed{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -86,48 +93,50 @@ class Plan:
             for init in grid.initialisations
             if PRETEXT_TASKS.get(init)(grid.pretext_config(init)).requires_pretraining
         ]
-        datasets = {cell.dataset for cell in self.finetune_cells}
-        expected = len(pretraining) * len(datasets) * len(grid.seeds)
+        views = {(cell.dataset, grid.input_view(cell.downstream_task)) for cell in self.finetune_cells}
+        expected = len(pretraining) * len(views) * len(grid.seeds)
         line = (
             f"pretrain jobs: {len(self.pretrain_jobs)} = {len(pretraining)} initialisations with pretraining x "
-            f"{len(datasets)} datasets x {len(grid.seeds)} seeds, each shared by {len(grid.fractions)} label fractions "
-            "and every downstream task on its dataset"
+            f"{len(views)} dataset views x {len(grid.seeds)} seeds, each shared by {len(grid.fractions)} label fractions "
+            "and every downstream task that takes its view of its dataset"
         )
         if len(self.pretrain_jobs) != expected:
             line = (
-                f"pretrain jobs: {len(self.pretrain_jobs)} (not {expected} = {len(pretraining)} x {len(datasets)} x {len(grid.seeds)}: "
-                "datasets with identical content share their pretrain jobs)"
+                f"pretrain jobs: {len(self.pretrain_jobs)} (not {expected} = {len(pretraining)} x {len(views)} x "
+                f"{len(grid.seeds)}: datasets with identical content share their pretrain jobs)"
             )
         return line
 
 
 def plan_grid(grid: GridConfig, dataset_versions: dict[str, str]) -> Plan:
     """All jobs of ``grid``; ``dataset_versions`` maps each grid dataset to its content/split identity."""
-    pretrain: dict[tuple[str, str, int], PretrainJob] = {}
+    pretrain: dict[tuple[str, str, InputView, int], PretrainJob] = {}
     cells = []
     for task_name in grid.downstream_tasks:
         task_config = grid.downstream_config(task_name)
         dataset = task_config.dataset
+        view = grid.input_view(task_name)
         for init in grid.initialisations:
             requires_pretraining = PRETEXT_TASKS.get(init)(grid.pretext_config(init)).requires_pretraining
             for seed in grid.seeds:
                 pretrain_key = None
                 if requires_pretraining:
-                    job = pretrain.get((init, dataset, seed))
+                    job = pretrain.get((init, dataset, view, seed))
                     if job is None:
                         key = job_key(
                             {
                                 "kind": "pretrain",
                                 "initialisation": init,
-                                "config": grid.pretext_config_for(init, dataset),
+                                "config": grid.pretext_config_for(init, dataset, view),
                                 "dataset": dataset_versions[dataset],
+                                "view": view,
                                 "encoder": grid.encoder,
                                 "schedule": grid.pretrain,
                                 "seed": seed,
                                 "precision": grid.runtime.precision,
                             }
                         )
-                        job = pretrain[(init, dataset, seed)] = PretrainJob(key, init, dataset, seed)
+                        job = pretrain[(init, dataset, view, seed)] = PretrainJob(key, init, dataset, seed, view)
                     pretrain_key = job.key
                 for fraction in grid.fractions:
                     key = job_key(

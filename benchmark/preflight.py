@@ -33,17 +33,24 @@ T = TypeVar("T")
 
 
 def check_networks(grid: GridConfig, datasets: dict[str, Dataset]) -> None:
-    """Raise ConfigError naming the key if a network of ``grid`` cannot be built or run on its configured sizes."""
-    used = sorted({grid.downstream_config(task).dataset for task in grid.downstream_tasks})
+    """Raise ConfigError naming the key if a network of ``grid`` cannot be built or run on its configured sizes: every
+    pretext network on the view of every downstream task it pretrains for, and every downstream network."""
     checked: set[tuple] = set()
     with torch.no_grad():
-        for dataset in used:
+        for downstream in grid.downstream_tasks:
+            dataset = grid.downstream_config(downstream).dataset
             channels = len(datasets[dataset].channels)
+            key, side = _downstream_side(grid, downstream)
+            view = grid.input_view(downstream)
             for name in grid.initialisations:
-                task = PRETEXT_TASKS.get(name)(grid.pretext_config_for(name, dataset))
-                if isinstance(task, PretextTask) and (name, task.decoder, channels) not in checked:
-                    checked.add((name, task.decoder, channels))
-                    _check_pretext(grid, name, task, channels)
+                task = PRETEXT_TASKS.get(name)(grid.pretext_config_for(name, dataset, view))
+                if (
+                    isinstance(task, PretextTask)
+                    and side is not None
+                    and (name, task.config, channels, side) not in checked
+                ):
+                    checked.add((name, task.config, channels, side))
+                    _check_pretext(grid, name, task, channels, (key, side))
         for name in grid.downstream_tasks:
             _check_downstream(grid, name, datasets[grid.downstream_config(name).dataset])
 
@@ -85,8 +92,13 @@ def _does_not_fit(
     )
 
 
-def _check_pretext(grid: GridConfig, name: str, task: PretextTask, channels: int) -> None:
-    side = grid.pretrain.patch_size
+def _check_pretext(grid: GridConfig, name: str, task: PretextTask, channels: int, view: tuple[str, int]) -> None:
+    """Pretext task ``name`` on inputs of the side that the grid key ``view[0]`` sets to ``view[1]``."""
+    key, side = view
+    try:
+        task.check_image_size(side, side)
+    except ValueError as error:
+        raise ConfigError(f"pretext.{name}: {error} (pretraining on the view {key} = {side} sets)") from None
     encoder = _encoder(grid, channels)
     network = _attempt(
         lambda: PretextNetwork.for_task(task, encoder, channels).eval(),
@@ -98,7 +110,7 @@ def _check_pretext(grid: GridConfig, name: str, task: PretextTask, channels: int
         inputs = torch.zeros(spec.inputs.shape, dtype=spec.inputs.dtype)
         task.loss(network(inputs), torch.zeros(spec.targets.shape, dtype=spec.targets.dtype))
 
-    _attempt(forward_and_loss, lambda error: _does_not_fit("pretrain.patch_size", side, name, grid, encoder, error))
+    _attempt(forward_and_loss, lambda error: _does_not_fit(key, side, name, grid, encoder, error))
 
 
 def _check_downstream(grid: GridConfig, name: str, dataset: Dataset) -> None:

@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
 
         dataset = DATASETS.get("brats")(DATASETS.get("brats").Config(root=str(root)), Path(folder) / "run")
         dataset.prepare()
-        sampler = PatchSampler([dataset.load(s) for s in dataset.subject_ids()], grid.pretrain.patch_size)
+        side = grid.input_view("brats_segmentation").size if "brats_segmentation" in grid.downstream_tasks else 64
+        sampler = PatchSampler([dataset.load(s) for s in dataset.subject_ids()], side)
         gpu = GpuUtilisation(device)
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
         report = {"device": name, "grid": grid.name, "steps": args.steps, "results": {}}

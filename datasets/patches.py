@@ -3,7 +3,8 @@
 Chen et al. (2019) train the BraTS U-Net and its pretext tasks on 64x64 patches of axial slices.
 A patch is centred either on a labelled (foreground) voxel, with probability ``foreground_fraction``,
 or on a random point of the brain's bounding box (brain: any channel non-zero) on a random slice
-that contains brain; patches that would leave the volume are shifted inside it (zero-padded if the
+that contains brain; with ``foreground_fraction`` 0 (pretraining) the labels are never read, so the patches drawn
+do not depend on them; patches that would leave the volume are shifted inside it (zero-padded if the
 slice is smaller than the patch).
 """
 
@@ -22,7 +23,7 @@ _MAX_FOREGROUND_POINTS = 50_000
 class _IndexedVolume:
     """A volume with precomputed places to centre patches on."""
 
-    def __init__(self, volume: Volume, rng: np.random.Generator):
+    def __init__(self, volume: Volume, rng: np.random.Generator, with_foreground: bool):
         self.volume = volume
         brain = np.any(np.asarray(volume.images) != 0, axis=0)
         if not brain.any():
@@ -31,7 +32,7 @@ class _IndexedVolume:
         self.brain_slices = np.flatnonzero(rows.any(axis=0))
         #: per brain slice: the brain's bounding box (x0, x1, y0, y1), inclusive
         self.boxes = [(*_extent(rows[:, z]), *_extent(cols[:, z])) for z in self.brain_slices]
-        foreground = np.argwhere(np.asarray(volume.labels) > 0)
+        foreground = np.argwhere(np.asarray(volume.labels) > 0) if with_foreground else np.zeros((0, 3), np.int64)
         if len(foreground) > _MAX_FOREGROUND_POINTS:
             foreground = foreground[rng.choice(len(foreground), _MAX_FOREGROUND_POINTS, replace=False)]
         self.foreground = foreground
@@ -53,7 +54,7 @@ class PatchSampler:
         self.patch_size = patch_size
         self.foreground_fraction = foreground_fraction
         rng = np.random.default_rng(0)  # only thins very large foreground sets, identically every run
-        self.volumes = [_IndexedVolume(volume, rng) for volume in volumes]
+        self.volumes = [_IndexedVolume(volume, rng, foreground_fraction > 0) for volume in volumes]
         self.channels = volumes[0].images.shape[0]
 
     def _randint(self, high: int, generator: torch.Generator) -> int:

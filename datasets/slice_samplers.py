@@ -53,16 +53,20 @@ def axis_slices(images: np.ndarray, axis: int, size: int) -> torch.Tensor:
 def slice_presence(labels: np.ndarray, axis: int, classes: int) -> np.ndarray:
     """(n slices along ``axis``, classes) bool: which of labels 1..classes occur in each slice."""
     moved = np.moveaxis(np.asarray(labels), axis, 0).reshape(labels.shape[axis], -1)
-    return np.stack([(moved == label).any(axis=1) for label in range(1, classes + 1)], axis=1)
+    presence = np.zeros((labels.shape[axis], classes), bool)
+    for label in range(1, classes + 1):
+        presence[:, label - 1] = (moved == label).any(axis=1)
+    return presence
 
 
 class OrthogonalSliceSampler:
     """Slices along all three axes, resized to ``size`` squared, with multi-hot organ presence targets (de Vos et al. 2017).
 
-    An example is a random subject, a random axis and a random slice; targets are float (B, K).
+    An example is a random subject, a random axis and a random slice; targets are float (B, ``classes``) and hold
+    which of labels 1..``classes`` each slice shows (no classes: unlabelled batches, targets of width 0).
     """
 
-    def __init__(self, volumes: Sequence[Volume], classes: int, size: int):
+    def __init__(self, volumes: Sequence[Volume], size: int, classes: int = 0):
         if not volumes:
             raise ValueError("OrthogonalSliceSampler needs at least one volume")
         self.slices = [[axis_slices(v.images, axis, size) for axis in range(3)] for v in volumes]

@@ -9,10 +9,12 @@ extent is its longest run of slices with probability above ``threshold``; the th
 box. The encoder transfers from pretext tasks; the extra stack and the adaptation layers start random.
 
 Metrics per organ and test subject (:mod:`downstream.boxes`): centroid and wall distance in mm, using
-the voxel spacing. An organ with no positive slice along some axis is *missed*: its distances are
-NaN (left out of the means) and ``missed_<organ>`` counts it; an organ absent from a subject's
-reference labels is NaN and not counted. The cell logs, per organ, the mean and the standard
-deviation over subjects (``<metric>_<organ>_std``), as the paper reports mean ± std.
+the voxel spacing, and ``detected_<organ>`` (1 if a box was predicted, else 0; its mean is the detection rate). An
+organ with no positive slice along some axis is *missed*: its distances are the worst any box inside that image could
+get (from the reference box to the image's far faces and corner, :func:`~ssl_medbench.downstream.boxes.worst_centroid_distance_mm`),
+so misses count in every mean, table and paired test. An organ absent from a subject's reference labels has NaN
+distances and detection (nothing to find). The cell logs, per organ, the mean and the standard deviation over
+subjects (``<metric>_<organ>_std``), as the paper reports mean ± std.
 """
 
 from __future__ import annotations
@@ -29,14 +31,23 @@ from torch import nn
 from ssl_medbench.datasets.abdominal_ct import ORGANS
 from ssl_medbench.datasets.base import Volume
 from ssl_medbench.datasets.slice_samplers import OrthogonalSliceSampler, axis_slices
+from ssl_medbench.datasets.views import OrthogonalSlices
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.downstream.base import DownstreamTask, ExampleData, MetricSpec
-from ssl_medbench.downstream.boxes import box_from_mask, centroid_distance_mm, largest_run, wall_distance_mm
+from ssl_medbench.downstream.boxes import (
+    Box,
+    box_from_mask,
+    centroid_distance_mm,
+    largest_run,
+    wall_distance_mm,
+    worst_centroid_distance_mm,
+    worst_wall_distance_mm,
+)
 from ssl_medbench.networks.classifier import SonoNetClassifier
 
 METRICS = ("centroid", "wall")
-#: When a distance is NaN (see the module docstring).
-NAN_WHEN = "the organ is absent from the reference labels, or missed (counted in missed_<organ>)"
+#: When a distance or detection is NaN (see the module docstring); a missed organ is scored, never NaN.
+NAN_WHEN = "the organ is absent from the reference labels"
 
 
 @DOWNSTREAM_TASKS.register("abdominal_organ_localisation")
@@ -64,9 +75,12 @@ class AbdominalOrganLocalisation(DownstreamTask):
 
     @classmethod
     def metric_specs(cls, class_names: Sequence[str] = ()) -> dict[str, MetricSpec]:
-        """``<metric>_<organ>`` in mm, lower is better, for each organ of ``class_names`` (default: :data:`ORGANS`)."""
-        spec = MetricSpec("lower", "mm", nan_when=NAN_WHEN)
-        return {f"{metric}_{organ}": spec for metric in METRICS for organ in tuple(class_names) or ORGANS}
+        """``<metric>_<organ>`` in mm, lower is better, and ``detected_<organ>`` (a fraction, higher is better), for
+        each organ of ``class_names`` (default: :data:`ORGANS`)."""
+        organs = tuple(class_names) or ORGANS
+        distance = MetricSpec("lower", "mm", nan_when=NAN_WHEN)
+        specs = {f"{metric}_{organ}": distance for metric in METRICS for organ in organs}
+        return specs | {f"detected_{organ}": MetricSpec("higher", "fraction", nan_when=NAN_WHEN) for organ in organs}
 
     @classmethod
     def example_data(cls, generator: np.random.Generator) -> ExampleData:
@@ -89,8 +103,11 @@ class AbdominalOrganLocalisation(DownstreamTask):
     def build_model(self, encoder: nn.Module, decoder: nn.Module | None) -> nn.Module:
         return SonoNetClassifier(encoder, len(self.organs), extra_stacks=1)
 
+    def input_view(self) -> OrthogonalSlices:
+        return OrthogonalSlices(self.config.slice_size)
+
     def make_sampler(self, volumes: Sequence[Volume]) -> OrthogonalSliceSampler:
-        return OrthogonalSliceSampler(volumes, len(self.organs), self.config.slice_size)
+        return OrthogonalSliceSampler(volumes, self.config.slice_size, len(self.organs))
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"loss": F.binary_cross_entropy_with_logits(outputs, targets)}
@@ -120,21 +137,36 @@ class AbdominalOrganLocalisation(DownstreamTask):
             for index, (organ, predicted) in enumerate(
                 zip(self.organs, self.predict_boxes(model, volume.images, device)), start=1
             ):
-                reference = box_from_mask(labels == index)
-                row[f"missed_{organ}"] = int(reference is not None and predicted is None)
-                found = reference is not None and predicted is not None
-                row[f"centroid_{organ}"] = (
-                    centroid_distance_mm(predicted, reference, volume.spacing) if found else np.nan
+                row.update(
+                    _organ_scores(organ, predicted, box_from_mask(labels == index), labels.shape, volume.spacing)
                 )
-                row[f"wall_{organ}"] = wall_distance_mm(predicted, reference, volume.spacing) if found else np.nan
             rows.append(row)
         return pd.DataFrame(rows)
 
     def summarise(self, per_subject: pd.DataFrame) -> dict[str, float]:
-        """Means over subjects (NaN-skipping), ``<metric>_<organ>_std`` (sample std, NaN for < 2 values) and ``missed_<organ>`` counts."""
+        """Means over subjects (misses scored, NaN only without a reference organ) and ``<metric>_<organ>_std`` (sample
+        std, NaN for < 2 values) of every distance."""
         summary = super().summarise(per_subject)
         for name in self.metric_directions:
-            summary[f"{name}_std"] = float(per_subject[name].std(ddof=1))
-        for organ in self.organs:
-            summary[f"missed_{organ}"] = float(per_subject[f"missed_{organ}"].sum())
+            if not name.startswith("detected_"):
+                summary[f"{name}_std"] = float(per_subject[name].std(ddof=1))
         return summary
+
+
+def _organ_scores(
+    organ: str, predicted: Box | None, reference: Box | None, shape: tuple[int, ...], spacing: Sequence[float]
+) -> dict[str, float]:
+    """``centroid_``, ``wall_`` and ``detected_<organ>`` of one subject (see the module docstring)."""
+    if reference is None:
+        return {f"centroid_{organ}": np.nan, f"wall_{organ}": np.nan, f"detected_{organ}": np.nan}
+    if predicted is None:
+        return {
+            f"centroid_{organ}": worst_centroid_distance_mm(reference, shape, spacing),
+            f"wall_{organ}": worst_wall_distance_mm(reference, shape, spacing),
+            f"detected_{organ}": 0.0,
+        }
+    return {
+        f"centroid_{organ}": centroid_distance_mm(predicted, reference, spacing),
+        f"wall_{organ}": wall_distance_mm(predicted, reference, spacing),
+        f"detected_{organ}": 1.0,
+    }

@@ -24,6 +24,7 @@ from torch import nn
 from ssl_medbench.core.sampling import BatchSampler
 from ssl_medbench.datasets.augmentation import TargetGeometry
 from ssl_medbench.datasets.base import Volume
+from ssl_medbench.datasets.views import InputView
 
 Direction = Literal["higher", "lower"]
 
@@ -108,6 +109,11 @@ class DownstreamTask(ABC):
     @abstractmethod
     def build_model(self, encoder: nn.Module, decoder: nn.Module | None) -> nn.Module:
         """The full downstream network around ``encoder`` (and ``decoder`` if the task uses one)."""
+
+    @abstractmethod
+    def input_view(self) -> InputView:
+        """What this task's network takes (kind and size of its 2D inputs): pretraining for this task samples the same
+        view (:mod:`ssl_medbench.datasets.views`), without labels."""
 
     @abstractmethod
     def make_sampler(self, volumes: Sequence[Volume]) -> BatchSampler:

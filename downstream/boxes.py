@@ -6,8 +6,10 @@ lie at the outer faces of those voxels: ``first * spacing`` and ``(last + 1) * s
 * centroid distance: Euclidean distance in mm between the centres of the predicted and reference box;
 * wall distance: mean over the six walls of the absolute distance in mm between corresponding walls.
 
-Both are undefined (NaN) when either box is missing: a missed organ is counted separately, never
-averaged as zero.
+A missed organ (no predicted box) is scored, not dropped: it gets the worst value any box inside the image could
+get (:func:`worst_centroid_distance_mm`, :func:`worst_wall_distance_mm`), so a method that misses hard subjects never
+looks better than one that localises them roughly. Without a reference box (the organ is absent from the subject's
+labels) both distances are undefined: NaN.
 """
 
 from __future__ import annotations
@@ -57,3 +59,24 @@ def centroid_distance_mm(predicted: Box, reference: Box, spacing: Sequence[float
 def wall_distance_mm(predicted: Box, reference: Box, spacing: Sequence[float]) -> float:
     """Mean absolute distance in mm between the six corresponding walls."""
     return float(np.abs(walls_mm(predicted, spacing) - walls_mm(reference, spacing)).mean())
+
+
+def image_walls_mm(shape: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
+    """(3,) extent in mm of an image of ``shape`` voxels: where its upper outer faces lie (its lower ones lie at 0)."""
+    return np.asarray(shape[:3], dtype=np.float64) * np.asarray(spacing, dtype=np.float64)
+
+
+def worst_centroid_distance_mm(reference: Box, shape: Sequence[int], spacing: Sequence[float]) -> float:
+    """The centroid distance of a missed organ: from the reference box's centre to the farthest corner of the image,
+    in mm; no box inside the image can have its centre farther away."""
+    centre = walls_mm(reference, spacing).mean(axis=1)
+    extent = image_walls_mm(shape, spacing)
+    return float(np.linalg.norm(np.maximum(centre, extent - centre)))
+
+
+def worst_wall_distance_mm(reference: Box, shape: Sequence[int], spacing: Sequence[float]) -> float:
+    """The wall distance of a missed organ: the mean over the six walls of the farthest each reference wall can be
+    from a wall inside the image (the image's face on its far side), in mm; no box inside the image does worse."""
+    walls = walls_mm(reference, spacing)
+    extent = image_walls_mm(shape, spacing)[:, None]
+    return float(np.maximum(walls, extent - walls).mean())

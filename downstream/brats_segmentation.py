@@ -22,6 +22,7 @@ from torch import nn
 from ssl_medbench.datasets.base import Volume
 from ssl_medbench.datasets.brats import CHANNELS, CLASSES, REGIONS, region_masks
 from ssl_medbench.datasets.patches import PatchSampler
+from ssl_medbench.datasets.views import AxialPatches
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.downstream.base import DownstreamTask, ExampleData, MetricSpec
 from ssl_medbench.downstream.metrics import dice, empty_case, hd95, sensitivity, specificity
@@ -102,6 +103,9 @@ class BratsSegmentation(DownstreamTask):
     def build_model(self, encoder: nn.Module, decoder: nn.Module | None) -> nn.Module:
         decoder = decoder if decoder is not None else UNetDecoder.for_encoder(encoder)
         return SegmentationUNet(encoder, decoder, self.num_classes)
+
+    def input_view(self) -> AxialPatches:
+        return AxialPatches(self.config.patch_size)
 
     def make_sampler(self, volumes: Sequence[Volume]) -> PatchSampler:
         return PatchSampler(volumes, self.config.patch_size, self.config.foreground_fraction)

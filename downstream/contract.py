@@ -28,6 +28,8 @@ from torch import nn
 
 from ssl_medbench.core.config_parsing import parse_dataclass
 from ssl_medbench.core.contracts import contract_check, expect
+from ssl_medbench.datasets.base import Volume
+from ssl_medbench.datasets.views import InputView
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.downstream.base import DownstreamTask, ExampleData, MetricSpec
 from ssl_medbench.networks.encoder import EncoderConfig, create_encoder
@@ -175,6 +177,36 @@ def check_sampler_batches(cls: type[DownstreamTask], setup: ContractSetup) -> No
     expect(inputs.device == CPU and targets.device == CPU, "the sampler must return CPU tensors")
     expect(inputs.is_floating_point() and bool(torch.isfinite(inputs).all()), "inputs are not finite floats")
     expect(all(torch.equal(a, b) for a, b in zip(first, again)), "the batch differs for the same generator seed")
+
+
+def _relabelled(volume: Volume, generator: np.random.Generator) -> Volume:
+    """``volume`` with other (random) labels and image classes: what a sampler that ignores labels cannot tell apart."""
+    classes = volume.slice_classes
+    return dataclasses.replace(
+        volume,
+        labels=generator.integers(0, 3, volume.labels.shape).astype(volume.labels.dtype),
+        slice_classes=None if classes is None else generator.permutation(np.asarray(classes)),
+    )
+
+
+@_check("pretraining_view")
+def check_pretraining_view(cls: type[DownstreamTask], setup: ContractSetup) -> None:
+    """``input_view`` is an :class:`~ssl_medbench.datasets.views.InputView`; its unlabelled sampler gives inputs of the
+    shape the task trains on, the same for the same seed, and never looks at labels (other labels, same batches)."""
+    task, data = _task(cls, setup)
+    view = task.input_view()
+    expect(isinstance(view, InputView), f"input_view returned {view!r}, not an InputView")
+    volumes = list(data.volumes)
+    trained, _ = task.make_sampler(volumes).sample(setup.batch, torch.Generator().manual_seed(setup.seed))
+    pretrained, _ = view.unlabelled_sampler(volumes).sample(setup.batch, torch.Generator().manual_seed(setup.seed))
+    expect(
+        pretrained.shape == trained.shape,
+        f"view {view.name}: pretraining inputs {tuple(pretrained.shape)}, the task trains on {tuple(trained.shape)}",
+    )
+    expect(view.size in (None, trained.shape[-1]), f"view {view.name} for inputs of side {trained.shape[-1]}")
+    relabelled = [_relabelled(volume, np.random.default_rng(setup.seed)) for volume in volumes]
+    again, _ = view.unlabelled_sampler(relabelled).sample(setup.batch, torch.Generator().manual_seed(setup.seed))
+    expect(torch.equal(pretrained, again), f"view {view.name}: the pretraining batches depend on the labels")
 
 
 @_check("one_step_trains")

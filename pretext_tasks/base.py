@@ -127,6 +127,11 @@ class PretextTask(Initialisation):
     def write_artifacts(self, folder: Path) -> None:
         """Write files a pretrain run should keep besides the weights (e.g. jigsaw's permutation set)."""
 
+    def geometry(self, side: int) -> dict[str, int | float]:
+        """What the task's sizes become on square images of ``side`` pixels (patch sides, gaps, the share of the
+        image it changes): logged with every pretrain run and tabled in docs/pretext_views.md. Empty: no geometry."""
+        return {}
+
 
 class ReconstructionTask(PretextTask):
     """A pretext task whose network outputs an image: encoder + decoder + 1x1 conv head, L2 loss to the target.

@@ -92,6 +92,11 @@ class ContextPrediction(ReconstructionTask):
         fraction = self.config.central_fraction if self.config.mask == "central" else self.config.block_fraction
         return int(fraction * min(height, width))
 
+    def geometry(self, side: int) -> dict[str, int | float]:
+        """Side of each removed square in pixels, how many, and the share of the image they cover at most."""
+        removed, count = self._side(side, side), 1 if self.config.mask == "central" else self.config.blocks
+        return {"removed_px": removed, "squares": count, "removed_share_max": round(count * removed**2 / side**2, 3)}
+
     def check_image_size(self, height: int, width: int) -> None:
         if self._side(height, width) < 1:
             raise ValueError(f"the removed region would be empty on {height}x{width} images; increase its fraction")

@@ -118,6 +118,11 @@ class ContextRestoration(ReconstructionTask):
     def check_image_size(self, height: int, width: int) -> None:
         check_patch_pairs_fit(self.config.patch_size, height, width)
 
+    def geometry(self, side: int) -> dict[str, int | float]:
+        """Patch side in pixels, swaps (T), and the share of the image the T swaps move at most (2 T p^2 / side^2)."""
+        patch, swaps = self.config.patch_size, self.config.iterations
+        return {"patch_px": patch, "swaps": swaps, "moved_share_max": round(2 * swaps * patch**2 / side**2, 3)}
+
     def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         batch, _, height, width = images.shape
         iterations, patch = self.config.iterations, self.config.patch_size

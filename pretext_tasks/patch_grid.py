@@ -97,6 +97,11 @@ class PatchGridTask(ClassificationTask):
     def check_image_size(self, height: int, width: int) -> None:
         self.grid(height, width).check_fits(height, width)
 
+    def geometry(self, side: int) -> dict[str, int | float]:
+        """Patch side, gap and jitter in pixels, and how many pixels the jittered 3x3 grid spans."""
+        grid = self.grid(side, side)
+        return {"patch_px": grid.patch, "gap_px": grid.gap, "jitter_px": grid.jitter, "grid_px": grid.extent}
+
     def crop_shape(self, height: int, width: int) -> tuple[int, int]:
         patch = self.grid(height, width).patch
         return patch, patch

@@ -61,20 +61,37 @@ def _hours(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def pretrain_sharing(runs: pd.DataFrame) -> str | None:
-    """How many pretrain jobs finished, against initialisations-with-pretraining x datasets x seeds, and how many
-    finetune cells started from them (None if no pretrain job finished)."""
+    """How many pretrain jobs finished, against initialisations-with-pretraining x dataset views x seeds, and how
+    many finetune cells started from them (None if no pretrain job finished)."""
     finished = runs[runs["status"] == "FINISHED"]
     pretrain = finished[finished[Tag.KIND] == Kind.PRETRAIN]
     if pretrain.empty:
         return None
-    inits, datasets, seeds = (pretrain[column].nunique() for column in (Tag.INITIALISATION, Tag.DATASET, Tag.SEED))
+    views = pretrain[[Tag.DATASET, Tag.PRETEXT_VIEW]] if Tag.PRETEXT_VIEW in pretrain else pretrain[[Tag.DATASET]]
+    inits, seeds = (pretrain[column].nunique() for column in (Tag.INITIALISATION, Tag.SEED))
+    dataset_views = len(views.fillna("").drop_duplicates())
     jobs = pretrain[Tag.JOB_KEY].nunique()
     finetune = finished[finished[Tag.KIND] == Kind.FINETUNE]
     cells = int(finetune[Tag.PRETRAIN_KEY].isin(set(pretrain[Tag.JOB_KEY])).sum())
     return (
-        f"{jobs} pretrain jobs ({inits} initialisations with pretraining x {datasets} datasets x {seeds} seeds = "
-        f"{inits * datasets * seeds}), each shared by the finetune cells on its dataset: {cells} cells started from them."
+        f"{jobs} pretrain jobs ({inits} initialisations with pretraining x {dataset_views} dataset views x {seeds} "
+        f"seeds = {inits * dataset_views * seeds}), each shared by the finetune cells that take its view of its "
+        f"dataset: {cells} cells started from them."
     )
+
+
+def input_views(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset and downstream task: the input shape the task trained on, and the view and input shape its
+    pretraining sampled (one row per combination found in the runs)."""
+    columns = [Tag.DATASET, Tag.DOWNSTREAM_TASK, Tag.DOWNSTREAM_INPUT_SHAPE, Tag.PRETEXT_VIEW, Tag.PRETEXT_INPUT_SHAPE]
+    if Tag.KIND not in runs or Tag.DOWNSTREAM_INPUT_SHAPE not in runs:
+        return pd.DataFrame(columns=columns)
+    finetune = runs[runs[Tag.KIND] == Kind.FINETUNE].drop(columns=columns[3:], errors="ignore")
+    pretrain = runs[runs[Tag.KIND] == Kind.PRETRAIN].reindex(columns=[Tag.JOB_KEY, *columns[3:]])
+    pretrain_view = pretrain.drop_duplicates(Tag.JOB_KEY).set_index(Tag.JOB_KEY)
+    joined = finetune.join(pretrain_view, on=Tag.PRETRAIN_KEY)
+    table = joined.reindex(columns=columns).fillna({Tag.PRETEXT_VIEW: "(no pretraining)", Tag.PRETEXT_INPUT_SHAPE: ""})
+    return table.dropna(subset=[Tag.DOWNSTREAM_INPUT_SHAPE]).drop_duplicates().sort_values(columns[:2])
 
 
 def _provenance(document: Document, runs: pd.DataFrame, tracking_uri: str, scratch: Path) -> None:
@@ -104,6 +121,10 @@ def _provenance(document: Document, runs: pd.DataFrame, tracking_uri: str, scrat
         else pd.DataFrame()
     )
     document.table(datasets.reset_index(drop=True))
+    views = input_views(runs)
+    if len(views):
+        document.text("What the networks saw: each downstream task's input and the view its pretraining sampled.")
+        document.table(views.reset_index(drop=True))
     document.table(_hours(runs))
     sharing = pretrain_sharing(runs)
     if sharing is not None:

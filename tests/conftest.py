@@ -34,7 +34,7 @@ def tiny_grid(root: Path, **changes) -> dict:
             }
         },
         "encoder": {"name": "chen_vgg", "kwargs": {"channels": [8, 16, 32]}},
-        "pretrain": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 4, "patch_size": 32},
+        "pretrain": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 4},
         "finetune": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 4},
         "pretext": {"context_restoration": {"iterations": 4, "patch_size": 4}},
         "downstream": {"brats_segmentation": {"dataset": "phantom", "patch_size": 32}},

@@ -136,16 +136,19 @@ CATALOGUE: dict[str, tuple[Break, str]] = {
         _set("finetune", batch_size=10**9),
         "finetune.batch_size: must be >= 1 and <= 4096, got 1000000000",
     ),
-    "zero patch size": (_set("pretrain", patch_size=0), "pretrain.patch_size: must be >= 1 and <= 4096, got 0"),
+    "pretrain patch size (no longer a setting)": (
+        _set("pretrain", patch_size=64),
+        "pretrain.patch_size: no longer a setting; pretraining samples what each downstream task's network takes",
+    ),
     "negative seed": (_set("", seeds=[-1]), "seeds[0]: must be >= 0 and <= 4294967295, got -1"),
     "too many loader workers": (
         _set("", runtime={"loader_workers": 100_000}),
         "runtime.loader_workers: must be >= 0 and <= 256",
     ),
-    "patch size the encoder's strides do not divide": (
-        _with_cr(_set("pretrain", patch_size=30)),
-        "pretrain.patch_size: 30 does not fit the context_restoration network (encoder chen_vgg, total stride 4: "
-        "use a multiple of 4)",
+    "pretraining view the encoder's strides do not divide": (
+        _with_cr(lambda g, p: g["downstream"]["brats_segmentation"].update(patch_size=30) or []),
+        "downstream.brats_segmentation.patch_size: 30 does not fit the context_restoration network (encoder chen_vgg, "
+        "total stride 4: use a multiple of 4)",
     ),
     "downstream patch size the encoder's strides do not divide": (
         lambda g, p: g["downstream"]["brats_segmentation"].update(patch_size=30) or [],
@@ -169,7 +172,8 @@ CATALOGUE: dict[str, tuple[Break, str]] = {
             )
             or []
         ),
-        "pretrain.patch_size: 32 does not fit the relative_position network (encoder chen_vgg): RuntimeError:",
+        "downstream.brats_segmentation.patch_size: 32 does not fit the relative_position network (encoder chen_vgg): "
+        "RuntimeError:",
     ),
     "encoder too shallow for a U-Net decoder": (
         _with_cr(_set("encoder", kwargs={"channels": [8]})),

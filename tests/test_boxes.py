@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 
-from ssl_medbench.downstream.boxes import box_from_mask, centroid_distance_mm, largest_run, wall_distance_mm, walls_mm
+from ssl_medbench.downstream.boxes import (
+    box_from_mask,
+    centroid_distance_mm,
+    largest_run,
+    wall_distance_mm,
+    walls_mm,
+    worst_centroid_distance_mm,
+    worst_wall_distance_mm,
+)
 
 SPACING = (0.5, 2.0, 3.0)
 
@@ -47,3 +56,19 @@ def test_centroid_and_wall_distances_by_hand():
 )
 def test_largest_run_of_positive_slices(values, expected):
     assert largest_run(np.array(values, bool)) == expected
+
+
+def test_the_worst_case_distances_bound_every_box_inside_the_image_and_are_nearly_reached():
+    """A missed organ's penalties: no predicted box inside the image is farther, and the farthest boxes come within a
+    voxel (a box's walls lie on voxel faces, its smallest extent is one voxel)."""
+    shape = (7, 5, 6)
+    reference = np.array([[1, 2], [3, 4], [0, 1]])
+    axes = [list(itertools.combinations_with_replacement(range(n), 2)) for n in shape]
+    boxes = [np.array(extents) for extents in itertools.product(*axes)]
+    centroids = [centroid_distance_mm(box, reference, SPACING) for box in boxes]
+    walls = [wall_distance_mm(box, reference, SPACING) for box in boxes]
+    worst_centroid = worst_centroid_distance_mm(reference, shape, SPACING)
+    worst_wall = worst_wall_distance_mm(reference, shape, SPACING)
+    assert max(centroids) <= worst_centroid and max(walls) <= worst_wall
+    assert worst_centroid - max(centroids) <= np.linalg.norm(np.asarray(SPACING) / 2)
+    assert worst_wall - max(walls) <= max(SPACING)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -228,6 +229,11 @@ def test_plane_classification_and_organ_localisation_run_end_to_end_on_their_pha
         for r in runs
         if r.data.tags["kind"] == "finetune"
     }
+    # pretraining saw what each downstream network takes: whole 32-pixel images, and CT slices resized to 32
+    seen = {r.data.tags["dataset"]: r.data.tags for r in runs if r.data.tags["kind"] == "pretrain"}
+    assert {name: tags["pretext_view"] for name, tags in seen.items()} == {"fetal": "images@32", "ct": "slices_xyz@32"}
+    for cell in cells.values():
+        assert cell.data.tags["downstream_input_shape"] == seen[cell.data.tags["dataset"]]["pretext_input_shape"]
     fetal = cells[("fetal_plane_classification", "context_restoration")]
     assert fetal.data.tags["transferred_parts"] == "encoder"
     assert all(0 <= fetal.data.metrics[m] <= 1 for m in ("precision", "recall", "f1", "accuracy"))
@@ -240,10 +246,14 @@ def test_plane_classification_and_organ_localisation_run_end_to_end_on_their_pha
     } <= artifacts
     ct = cells[("abdominal_organ_localisation", "random")]
     for organ in ("left_kidney", "right_kidney", "liver", "spleen", "pancreas"):
-        assert f"missed_{organ}" in ct.data.metrics and f"centroid_{organ}" in json.loads(ct.data.tags["metric_units"])
+        assert 0 <= ct.data.metrics[f"detected_{organ}"] <= 1  # a miss is scored: the distance is never NaN
+        assert not math.isnan(ct.data.metrics[f"centroid_{organ}"])
+        assert json.loads(ct.data.tags["metric_units"])[f"detected_{organ}"] == "fraction"
     assert cells[("abdominal_organ_localisation", "random_augmentation")].data.tags["augmentation"] == "on"
     report = (out / "report" / "report.md").read_text()
-    assert "## fetal_plane_classification" in report and "| precision | recall | f1 | accuracy |" in report
+    assert "## fetal_plane_classification" in report
+    assert "| precision | recall | f1 | precision_anatomical | recall_anatomical | f1_anatomical | accuracy |" in report
+    assert "| ct | abdominal_organ_localisation | 1x32x32 | slices_xyz@32 | 1x32x32 |" in report
     assert "## abdominal_organ_localisation" in report and "centroid_liver" in report
 
 
@@ -287,15 +297,15 @@ def test_entry_point_plugin_in_list_and_grid_and_a_failing_job_does_not_stop_the
     assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress"]) == 1
     printed = capsys.readouterr().out
     assert "3 jobs finished, 0 skipped (finished earlier), 2 failed" in printed
-    assert "FAILED pretrain/nan_test/phantom/seed0: FloatingPointError" in printed
+    assert "FAILED pretrain/nan_test/phantom/axial_patches@32/seed0: FloatingPointError" in printed
     client, runs = _runs(out)
     status = {r.info.run_name: r.info.status for r in runs}
-    assert status["pretrain/denoise_test/phantom/seed0"] == "FINISHED"
+    assert status["pretrain/denoise_test/phantom/axial_patches@32/seed0"] == "FINISHED"
     assert status["finetune/denoise_test/brats_segmentation/1/seed0"] == "FINISHED"
     assert status["finetune/random/brats_segmentation/1/seed0"] == "FINISHED"
-    assert status["pretrain/nan_test/phantom/seed0"] == "FAILED"
+    assert status["pretrain/nan_test/phantom/axial_patches@32/seed0"] == "FAILED"
     assert status["finetune/nan_test/brats_segmentation/1/seed0"] == "FAILED"
-    failed = next(r for r in runs if r.info.run_name == "pretrain/nan_test/phantom/seed0")
+    failed = next(r for r in runs if r.info.run_name == "pretrain/nan_test/phantom/axial_patches@32/seed0")
     assert "FloatingPointError" in failed.data.tags["error"]
     assert "traceback.txt" in {a.path for a in client.list_artifacts(failed.info.run_id)}
     assert "Runs not finished" in (out / "report" / "report.md").read_text()
@@ -417,7 +427,10 @@ def test_sigkill_mid_grid_then_rerun_completes_without_duplicates(write_grid, tm
     [
         (["run", "--workers", "0"], "error: argument --workers: expected an integer from 1 to 1024, got '0'"),
         (["run", "--device", "tpu"], "error: argument --device: expected auto, cpu, cuda or cuda:N, got 'tpu'"),
-        (["run", "--set", "pretrain.patch_size=60"], "error: pretrain.patch_size: 60 does not fit the autoencoder"),
+        (
+            ["run", "--set", "downstream.brats_segmentation.patch_size=60"],
+            "error: downstream.brats_segmentation.patch_size: 60 does not fit the autoencoder",
+        ),
         (["run", "--set", "name=../x"], "error: preset smoke: name: '../x' is not a safe name"),
     ],
 )

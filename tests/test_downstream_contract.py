@@ -69,9 +69,16 @@ def test_a_non_task_is_refused():
 
 
 def test_organ_metrics_follow_the_class_names_with_the_paper_organs_as_default():
-    assert list(AbdominalOrganLocalisation.metric_units_for(("liver",))) == ["centroid_liver", "wall_liver"]
-    assert set(AbdominalOrganLocalisation.metric_directions_for().values()) == {"lower"}
-    assert len(AbdominalOrganLocalisation.metric_specs()) == 2 * 5
+    assert list(AbdominalOrganLocalisation.metric_units_for(("liver",))) == [
+        "centroid_liver",
+        "wall_liver",
+        "detected_liver",
+    ]
+    directions = AbdominalOrganLocalisation.metric_directions_for()
+    assert {name for name, direction in directions.items() if direction == "higher"} == {
+        f"detected_{organ}" for organ in ("left_kidney", "right_kidney", "liver", "spleen", "pancreas")
+    }
+    assert len(AbdominalOrganLocalisation.metric_specs()) == 3 * 5
 
 
 @pytest.fixture

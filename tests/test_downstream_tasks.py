@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -39,6 +41,20 @@ def test_classification_summary_matches_scikit_learn_and_a_hand_computation():
     assert summary["f1"] == pytest.approx(f1_score(true, predicted, average="macro"))
     assert summary["precision"] == pytest.approx(precision_score(true, predicted, average="macro"))
     assert summary["recall"] == pytest.approx(recall_score(true, predicted, average="macro"))
+
+
+def test_anatomical_averages_leave_out_the_catch_all_class():
+    """With "eel" as the catch-all class: precision cat 2/3, dog 1/2 (eel's 3/4 left out), recall the same."""
+    true = [0, 0, 0, 1, 1, 2, 2, 2, 2]
+    predicted = [0, 1, 0, 1, 2, 2, 2, 0, 2]
+    task = FetalPlaneClassification(FetalPlaneClassification.Config(non_anatomical=("eel",)), 1, CLASSES)
+    summary = task.summarise(_classification_table(true, predicted))
+    assert summary["precision_anatomical"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert summary["recall_anatomical"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert summary["f1_anatomical"] == pytest.approx(f1_score(true, predicted, labels=[0, 1], average="macro"))
+    assert summary["f1"] == pytest.approx(f1_score(true, predicted, average="macro"))
+    default = FetalPlaneClassification(FetalPlaneClassification.Config(), 1, CLASSES)  # no "Other": all classes
+    assert default.summarise(_classification_table(true, predicted))["f1_anatomical"] == pytest.approx(summary["f1"])
 
 
 def test_confusion_matrix_and_report_are_written(tmp_path):
@@ -110,15 +126,44 @@ def test_localisation_with_a_perfect_detector_has_zero_distances_and_no_misses()
         0,
         0,
     ]
-    assert table.loc[0, ["missed_left_kidney", "missed_liver"]].tolist() == [0, 0]
+    assert table.loc[0, ["detected_left_kidney", "detected_liver"]].tolist() == [1, 1]
 
 
-def test_a_missed_organ_is_counted_not_averaged():
+#: The liver of :func:`_ct_volume` missed: its box [9, 14] x [1, 6] x [0, 4] at 0.8 x 0.8 x 2.5 mm has walls at
+#: 7.2 | 12.0, 0.8 | 5.6 and 0 | 12.5 mm in an image 12.8 x 12.8 x 40 mm wide; its centre (9.6, 3.2, 6.25) lies
+#: 9.6, 9.6 and 33.75 mm from the farthest faces, and each wall at most 7.2, 12.0, 12.0, 7.2, 40 and 27.5 mm from a
+#: wall inside the image.
+MISSED_LIVER_CENTROID = math.sqrt(9.6**2 + 9.6**2 + 33.75**2)
+MISSED_LIVER_WALL = (7.2 + 12.0 + 12.0 + 7.2 + 40.0 + 27.5) / 6
+
+
+def test_a_missed_organ_scores_the_worst_distance_in_its_image_and_counts_in_the_mean():
     task = AbdominalOrganLocalisation(AbdominalOrganLocalisation.Config(slice_size=16), 1, ORGANS)
-    table = task.evaluate(_OrganDetector((True, False)), [_ct_volume(), _ct_volume()], torch.device("cpu"))
-    summary = task.summarise(table)
-    assert summary["missed_liver"] == 2 and summary["missed_left_kidney"] == 0
-    assert np.isnan(summary["centroid_liver"]) and summary["centroid_left_kidney"] == 0
-    assert summary["wall_left_kidney_std"] == 0
-    assert set(task.metric_directions) == {"centroid_left_kidney", "wall_left_kidney", "centroid_liver", "wall_liver"}
-    assert all(unit == "mm" for unit in task.metric_units.values())
+    found = task.evaluate(_OrganDetector(), [_ct_volume()], torch.device("cpu"))
+    missed = task.evaluate(_OrganDetector((True, False)), [_ct_volume()], torch.device("cpu"))
+    assert missed.loc[0, "centroid_liver"] == pytest.approx(MISSED_LIVER_CENTROID)
+    assert missed.loc[0, "wall_liver"] == pytest.approx(MISSED_LIVER_WALL)
+    assert missed.loc[0, ["detected_left_kidney", "detected_liver"]].tolist() == [1, 0]
+    summary = task.summarise(pd.concat([found, missed], ignore_index=True))
+    assert summary["centroid_liver"] == pytest.approx(MISSED_LIVER_CENTROID / 2)  # one subject found exactly
+    assert summary["wall_liver"] == pytest.approx(MISSED_LIVER_WALL / 2)
+    assert summary["detected_liver"] == 0.5 and summary["detected_left_kidney"] == 1
+    assert summary["wall_left_kidney_std"] == 0 and "detected_liver_std" not in summary
+    assert task.metric_units == {
+        "centroid_left_kidney": "mm",
+        "centroid_liver": "mm",
+        "wall_left_kidney": "mm",
+        "wall_liver": "mm",
+        "detected_left_kidney": "fraction",
+        "detected_liver": "fraction",
+    }
+    assert task.metric_directions["detected_liver"] == "higher" and task.metric_directions["wall_liver"] == "lower"
+
+
+def test_an_organ_absent_from_the_reference_has_nothing_to_find():
+    volume = _ct_volume()
+    labels = np.where(volume.labels == 2, 0, volume.labels).astype(np.uint8)
+    without_liver = Volume("ct-2", (labels / 10).astype(np.float32)[None], labels, volume.spacing)
+    task = AbdominalOrganLocalisation(AbdominalOrganLocalisation.Config(slice_size=16), 1, ORGANS)
+    table = task.evaluate(_OrganDetector(), [without_liver], torch.device("cpu"))
+    assert table.loc[0, ["centroid_liver", "wall_liver", "detected_liver"]].isna().all()

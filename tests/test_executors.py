@@ -56,8 +56,8 @@ def test_local_pool_gives_the_in_process_metrics(in_process, tmp_path, capsys):
     metrics = _finished_metrics(tmp_path / "out")
     assert len(metrics) == 5 and metrics == expected
     assert (
-        "1 pretrain jobs (1 initialisations with pretraining x 1 datasets x 1 seeds = 1), each shared by the finetune cells "
-        "on its dataset: 2 cells started from them."
+        "1 pretrain jobs (1 initialisations with pretraining x 1 dataset views x 1 seeds = 1), each shared by the "
+        "finetune cells that take its view of its dataset: 2 cells started from them."
     ) in (tmp_path / "out" / "report" / "report.md").read_text()
 
 
@@ -178,14 +178,15 @@ def test_a_dead_worker_fails_only_its_job_and_is_replaced(faulty_plugins, write_
     assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress", "--workers", "2", *ONE_THREAD]) == 1
     printed = capsys.readouterr().out
     assert (
-        "FAILED pretrain/kill_test/phantom/seed0: worker process died (signal 9; killed, or out of memory)" in printed
+        "FAILED pretrain/kill_test/phantom/axial_patches@32/seed0: worker process died (signal 9; killed, or out of memory)"
+        in printed
     )
     assert "3 jobs finished, 0 skipped (finished earlier), 2 failed" in printed
     status = {r.info.run_name: r.info.status for r in _runs(out)}
     assert status == {
-        "pretrain/kill_test/phantom/seed0": "KILLED",  # closed by the driver, not left RUNNING
+        "pretrain/kill_test/phantom/axial_patches@32/seed0": "KILLED",  # closed by the driver, not left RUNNING
         "finetune/kill_test/brats_segmentation/1/seed0": "FAILED",  # its pretrain job did not finish
-        "pretrain/context_restoration/phantom/seed0": "FINISHED",
+        "pretrain/context_restoration/phantom/axial_patches@32/seed0": "FINISHED",
         "finetune/context_restoration/brats_segmentation/1/seed0": "FINISHED",
         "finetune/random/brats_segmentation/1/seed0": "FINISHED",
     }
@@ -257,7 +258,7 @@ def test_a_full_disk_in_a_pool_worker_ends_the_grid_in_one_line_and_a_rerun_resu
         == "error: /shared/out/checkpoints/x.pt: could not write (No space left on device); nothing was left half-written"
     )
     status = {r.info.run_name: r.info.status for r in _runs(out)}
-    assert status["pretrain/disk_full_test/phantom/seed0"] == "FAILED"
+    assert status["pretrain/disk_full_test/phantom/axial_patches@32/seed0"] == "FAILED"
     assert "RUNNING" not in status.values()  # a job the ended grid interrupted is closed as KILLED
     assert (
         main(

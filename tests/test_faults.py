@@ -206,7 +206,7 @@ def test_tracking_store_lost_mid_grid_ends_the_grid_and_nothing_unfinished_is_fi
     )
     _, runs = _runs(out)
     status = {r.info.run_name: r.info.status for r in runs}
-    assert status["pretrain/context_restoration/phantom/seed0"] == "FINISHED"
+    assert status["pretrain/context_restoration/phantom/axial_patches@32/seed0"] == "FINISHED"
     assert [name for name, s in status.items() if s == "FINISHED" and name.startswith("finetune")] == []
     monkeypatch.setattr(tracking.mlflow, "log_metrics", real)
     assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress"]) == 0
@@ -242,7 +242,9 @@ def test_disk_full_while_exporting_weights_ends_the_grid_with_the_job_failed(wri
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "encoder.pt: could not write (No space left on device)" in err
     _, runs = _runs(out)
-    assert {r.info.run_name: r.info.status for r in runs} == {"pretrain/context_restoration/phantom/seed0": "FAILED"}
+    assert {r.info.run_name: r.info.status for r in runs} == {
+        "pretrain/context_restoration/phantom/axial_patches@32/seed0": "FAILED"
+    }
 
 
 def test_no_leakage_and_every_run_records_what_reproduces_it(write_grid, tmp_path, monkeypatch):

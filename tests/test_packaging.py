@@ -6,6 +6,7 @@ contract in pyproject.toml is checked by import-linter on the wheel's files, lai
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import venv
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,3 +213,15 @@ def test_a_source_checkout_finds_its_layers_beside_the_root_package():
 def test_an_installed_copy_searches_only_its_own_folder(installed_layout, tmp_path):
     printed = _bare_python("import ssl_medbench; print(*ssl_medbench.__path__)", tmp_path, installed_layout)
     assert printed.split() == [str(installed_layout / "ssl_medbench")]
+
+
+def test_an_installed_copy_reads_its_package_data_outside_a_checkout(installed_layout, tmp_path):
+    """The paper's tables ship inside ``ssl_medbench.reports``; read from the installed copy, away from the checkout
+    (where a top-level ``reports`` folder would hide a wrong package name)."""
+    code = "import ssl_medbench.reports.paper as paper; print(paper.__file__); print(len(paper.paper_tables()))"
+    environment = {**os.environ, "PYTHONPATH": str(installed_layout)}
+    printed = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=environment, check=True, capture_output=True, text=True
+    ).stdout.split()
+    assert printed[0] == str(installed_layout / "ssl_medbench" / "reports" / "paper.py")
+    assert int(printed[1]) == len(pd.read_csv(ROOT / "reports" / "data" / "chen2019_tables.csv"))

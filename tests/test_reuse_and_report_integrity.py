@@ -20,7 +20,7 @@ from ssl_medbench.reports.build import build_report
 from ssl_medbench.reports.runs import select_runs
 
 GRID = {"initialisations": ["random", "context_restoration"], "fractions": [1.0]}
-PRETRAIN = "pretrain/context_restoration/phantom/seed0"
+PRETRAIN = "pretrain/context_restoration/phantom/axial_patches@32/seed0"
 TASK = "abdominal_organ_localisation"
 UNITS = {"centroid_liver": "mm"}
 

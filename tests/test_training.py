@@ -135,7 +135,7 @@ def test_runtime_settings_are_checked_and_only_precision_changes_the_job_keys(wr
     assert keys().isdisjoint(keys("runtime.precision=bf16"))
 
 
-def test_pretrain_jobs_are_initialisations_with_pretraining_x_datasets_x_seeds():
+def test_pretrain_jobs_are_initialisations_with_pretraining_x_dataset_views_x_seeds():
     grid = load_grid("smoke", ["seeds=[0, 1]", "fractions=[1.0, 0.5, 0.25]"])
     plan = plan_grid(grid, {name: f"{name}-v1" for name in grid.datasets})
     assert len(plan.pretrain_jobs) == 5 * 3 * 2  # AE, RP, JS, CP, CR x 3 datasets x 2 seeds
@@ -144,7 +144,8 @@ def test_pretrain_jobs_are_initialisations_with_pretraining_x_datasets_x_seeds()
     used = {cell.pretrain_key for cell in plan.finetune_cells if cell.pretrain_key}
     assert used == {job.key for job in plan.pretrain_jobs}
     assert plan.pretrain_count_line(grid).startswith(
-        "pretrain jobs: 30 = 5 initialisations with pretraining x 3 datasets x 2 seeds, each shared by 3 label fractions"
+        "pretrain jobs: 30 = 5 initialisations with pretraining x 3 dataset views x 2 seeds, each shared by 3 label "
+        "fractions"
     )
     assert plan.pretrain_count_line(grid) in plan.describe(grid, "cpu")
 
@@ -202,7 +203,7 @@ def test_report_line_counts_pretrain_jobs_against_the_product_and_the_cells_that
         }
     )
     assert pretrain_sharing(pd.DataFrame(rows)) == (
-        "4 pretrain jobs (2 initialisations with pretraining x 1 datasets x 2 seeds = 4), each shared by the finetune cells "
-        "on its dataset: 3 cells started from them."
+        "4 pretrain jobs (2 initialisations with pretraining x 1 dataset views x 2 seeds = 4), each shared by the "
+        "finetune cells that take its view of its dataset: 3 cells started from them."
     )
     assert pretrain_sharing(pd.DataFrame(rows[-1:])) is None

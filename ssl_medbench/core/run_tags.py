@@ -31,6 +31,9 @@ class Tag:
     TORCH_VERSION: Final = "torch_version"
     TIMM_VERSION: Final = "timm_version"
     PYTHON_VERSION: Final = "python_version"
+    # Pretrain runs only: the view of the dataset the pretext task sampled (``<kind>@<side>``) and one input's C x H x W.
+    PRETEXT_VIEW: Final = "pretext_view"
+    PRETEXT_INPUT_SHAPE: Final = "pretext_input_shape"
     # Finetune runs only.
     DOWNSTREAM_TASK: Final = "downstream_task"
     LABEL_FRACTION: Final = "label_fraction"
@@ -40,6 +43,7 @@ class Tag:
     METRIC_UNITS: Final = "metric_units"
     METRIC_DIRECTIONS: Final = "metric_directions"
     TRANSFERRED_PARTS: Final = "transferred_parts"
+    DOWNSTREAM_INPUT_SHAPE: Final = "downstream_input_shape"
     # Set by the tracker when a run ends badly.
     ERROR: Final = "error"
     INTERRUPTED: Final = "interrupted"

@@ -71,7 +71,8 @@ def _seconds(function) -> float:
 
 def _peak_memory_of_a_segmentation_job(root: Path, folder: Path) -> tuple[int, int]:
     """Peak RssAnon of a segmentation job (the grid's one finetune cell, on the BraTS folder ``root``, run as a
-    worker runs it, after a first run filled the cache), and the cache's size in bytes."""
+    worker runs it, after a first run filled the cache; the smaller of two such jobs, as timing noise only adds to a
+    peak), and the cache's size in bytes."""
     grid = {
         "name": "memory",
         "seeds": [0],
@@ -99,17 +100,26 @@ def _peak_memory_of_a_segmentation_job(root: Path, folder: Path) -> tuple[int, i
     subprocess.run(
         [sys.executable, "-m", "benchmark", *run], cwd=ROOT, env=environment, check=True, capture_output=True
     )  # fills the cache
-    (folder / "grid_seed1.yaml").write_text(yaml.safe_dump({**grid, "seeds": [1]}))
-    measured = subprocess.run(
-        [sys.executable, "-m", "tests.benchmarks.peak_memory", str(folder / "grid_seed1.yaml"), str(folder / "out")],
-        cwd=ROOT,
-        env=environment,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    peaks = []
+    for seed in (1, 2):  # two new jobs: one run's peak varies by up to ~80 MiB with allocator timing
+        (folder / f"grid_seed{seed}.yaml").write_text(yaml.safe_dump({**grid, "seeds": [seed]}))
+        measured = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tests.benchmarks.peak_memory",
+                str(folder / f"grid_seed{seed}.yaml"),
+                str(folder / "out"),
+            ],
+            cwd=ROOT,
+            env=environment,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        peaks.append(int(measured.stdout.strip().splitlines()[-1]))
     cache_bytes = sum(path.stat().st_size for path in (folder / "out" / "cache").rglob("*.npy"))
-    return int(measured.stdout.strip().splitlines()[-1]), cache_bytes
+    return min(peaks), cache_bytes
 
 
 @pytest.mark.slow

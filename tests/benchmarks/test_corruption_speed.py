@@ -24,7 +24,7 @@ def smoke_step():
     task = PRETEXT_TASKS.get("context_restoration")(GRID.pretext_config_for("context_restoration", DATASET))
     network = PretextNetwork.for_task(task, create_encoder(GRID.encoder, 4), 4)
     optimiser = torch.optim.Adam(network.parameters())
-    size = GRID.pretrain.patch_size
+    size = GRID.input_view("brats_segmentation").size
     inputs, targets = task.make_batch(
         torch.randn(GRID.pretrain.batch_size, 4, size, size), torch.Generator().manual_seed(0)
     )
@@ -41,7 +41,7 @@ def smoke_step():
 @pytest.mark.parametrize("name", ["context_restoration", "jigsaw", "relative_position", "context_prediction"])
 def test_corrupting_64_patches_costs_under_5_percent_of_a_training_step(benchmark, smoke_step, name):
     task = PRETEXT_TASKS.get(name)(GRID.pretext_config_for(name, DATASET))
-    size = GRID.pretrain.patch_size
+    size = GRID.input_view("brats_segmentation").size
     images, generator = torch.randn(64, 4, size, size), torch.Generator().manual_seed(0)
     benchmark.group = "pretext corruption vs smoke training step"
     corruption, step = paired_medians(benchmark, lambda: task.make_batch(images, generator), smoke_step, rounds=9)

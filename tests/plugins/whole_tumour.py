@@ -13,6 +13,7 @@ from torch import nn
 
 from ssl_medbench.datasets.base import Volume
 from ssl_medbench.datasets.patches import PatchSampler
+from ssl_medbench.datasets.views import AxialPatches
 from ssl_medbench.downstream.base import DownstreamTask, ExampleData, MetricSpec
 from ssl_medbench.downstream.brats_segmentation import SegmentationUNet
 from ssl_medbench.downstream.metrics import dice
@@ -43,6 +44,9 @@ class WholeTumourSegmentation(DownstreamTask):
 
     def build_model(self, encoder: nn.Module, decoder: nn.Module | None) -> nn.Module:
         return SegmentationUNet(encoder, decoder if decoder is not None else UNetDecoder.for_encoder(encoder), 2)
+
+    def input_view(self) -> AxialPatches:
+        return AxialPatches(self.config.patch_size)
 
     def make_sampler(self, volumes: Sequence[Volume]) -> PatchSampler:
         return PatchSampler(volumes, self.config.patch_size, foreground_fraction=0.5)
