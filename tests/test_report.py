@@ -172,6 +172,9 @@ def test_statistics_against_random_match_scipy(report):
 
 def test_holm_and_bootstrap_by_hand():
     assert np.allclose(holm(np.array([0.01, 0.04, 0.03])), [0.03, 0.06, 0.06])
+    # (3 - 0) * 0.2 = 0.6, then 2 * 0.45 = 0.9, then 1 * 0.7 = 0.7 -> monotone 0.9; a product over 1 is capped at 1
+    assert holm(np.array([0.45, 0.2, 0.7])).tolist() == pytest.approx([0.9, 0.6, 0.9])
+    assert holm(np.array([0.6, 0.7])).tolist() == [1.0, 1.0]  # 2 * 0.6 = 1.2
     assert np.isnan(holm(np.array([np.nan, 0.02]))[0]) and holm(np.array([np.nan, 0.02]))[1] == pytest.approx(0.02)
     low, high = bootstrap_ci(np.full(10, 2.5))
     assert low == high == 2.5

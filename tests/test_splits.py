@@ -39,3 +39,25 @@ def test_bad_fractions_and_too_few_subjects():
         split_subjects(["only"], 0.2, 0)
     with pytest.raises(ConfigError, match="test_fraction"):
         split_subjects(SUBJECTS, 1.0, 0)
+
+
+@pytest.mark.parametrize(
+    ("count", "fraction", "tested"),
+    [
+        (2, 0.5, 1),  # the smallest dataset: one subject each side
+        (2, 0.01, 1),  # at least one test subject
+        (3, 0.99, 2),  # at least one training subject
+        (10, 0.05, 1),  # round(0.5) is 0: still one test subject
+        (10, 0.25, 2),  # round(2.5) is 2 (round half to even)
+        (10, 0.35, 4),  # round(3.5) is 4
+    ],
+)
+def test_split_sizes_at_their_edges(count, fraction, tested):
+    split = split_subjects(SUBJECTS[:count], fraction, 0)
+    assert len(split.test) == tested and len(split.train) == count - tested
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0])
+def test_a_test_fraction_on_the_open_bounds_is_refused(fraction):
+    with pytest.raises(ConfigError, match=r"test_fraction must lie in \(0, 1\)"):
+        split_subjects(SUBJECTS, fraction, 0)
