@@ -287,7 +287,7 @@ def _run(args: argparse.Namespace) -> int:
     from benchmark.device import set_deterministic
     from benchmark.grid import load_grid
     from benchmark.planner import check_label_fractions, plan_grid
-    from benchmark.preflight import check_networks
+    from benchmark.preflight import check_native_views, check_networks
     from ssl_medbench.core.progress import enable_progress
     from ssl_medbench.datasets import DATASETS
 
@@ -319,6 +319,7 @@ def _run(args: argparse.Namespace) -> int:
     for name in sorted(used):
         datasets[name].prepare()
     check_label_fractions(grid, datasets)
+    check_native_views(grid, datasets)
     versions = {name: f"{datasets[name].content_hash()}/{datasets[name].split().test_hash()}" for name in used}
     plan = plan_grid(grid, versions)
     print(plan.describe(grid, str(device)))

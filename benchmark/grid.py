@@ -281,6 +281,13 @@ def _check_pretext_by_dataset(config: GridConfig) -> None:
                 f"pretext_by_dataset.{dataset}: not a dataset of this grid (defined: {', '.join(config.datasets)})"
             )
         for name in settings:
+            key = f"pretext_by_dataset.{dataset}.{name}"
+            if name not in config.initialisations:
+                raise ConfigError(f"{key}: {name!r} is not one of this grid's initialisations")
+            if not PRETEXT_TASKS.get(name)(config.pretext_config(name)).requires_pretraining:
+                raise ConfigError(
+                    f"{key}: {name} does not pretrain, so it has no per-dataset settings; set them under pretext.{name}"
+                )
             try:
                 initialisation = PRETEXT_TASKS.get(name)(config.pretext_config_for(name, dataset))
             except ValueError as error:

@@ -186,7 +186,7 @@ def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
         shape = tuple(examples.shape[1:])
         run.set_tag(Tag.PRETEXT_VIEW, job.view.describe(shape))
         run.set_tag(Tag.PRETEXT_INPUT_SHAPE, "x".join(map(str, shape)))
-        run.log_params({f"geometry.{name}": value for name, value in task.geometry(shape[-1]).items()})
+        run.log_params({f"geometry.{name}": value for name, value in task.geometry(min(shape[-2:])).items()})
         _log_pretext_outputs(run, task, network, examples, ctx.device)
         parts = {name: getattr(network, name) for name in task.transfers}
         metadata = {

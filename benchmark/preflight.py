@@ -34,25 +34,51 @@ T = TypeVar("T")
 
 def check_networks(grid: GridConfig, datasets: dict[str, Dataset]) -> None:
     """Raise ConfigError naming the key if a network of ``grid`` cannot be built or run on its configured sizes: every
-    pretext network on the view of every downstream task it pretrains for, and every downstream network."""
-    checked: set[tuple] = set()
+    pretext network on the view of every downstream task it pretrains for, and every downstream network. Views whose
+    size the data decide (native images) are checked by :func:`check_native_views` once the data are prepared."""
     with torch.no_grad():
-        for downstream in grid.downstream_tasks:
-            dataset = grid.downstream_config(downstream).dataset
-            channels = len(datasets[dataset].channels)
-            key, side = _downstream_side(grid, downstream)
-            view = grid.input_view(downstream)
-            for name in grid.initialisations:
-                task = PRETEXT_TASKS.get(name)(grid.pretext_config_for(name, dataset, view))
-                if (
-                    isinstance(task, PretextTask)
-                    and side is not None
-                    and (name, task.config, channels, side) not in checked
-                ):
-                    checked.add((name, task.config, channels, side))
-                    _check_pretext(grid, name, task, channels, (key, side))
+        _check_pretext_views(grid, datasets, lambda downstream: _downstream_side(grid, downstream))
         for name in grid.downstream_tasks:
             _check_downstream(grid, name, datasets[grid.downstream_config(name).dataset])
+
+
+def check_native_views(grid: GridConfig, datasets: dict[str, Dataset]) -> None:
+    """After data preparation: the pretext networks on the views whose size no grid key sets (the dataset's own
+    images, e.g. MedMNIST at its native size), measured on one training image of the dataset."""
+
+    def measured(downstream: str) -> tuple[str, int | None]:
+        key, side = _downstream_side(grid, downstream)
+        if side is not None:
+            return key, None  # checked before any data was read
+        data = datasets[grid.downstream_config(downstream).dataset]
+        volume = data.load(data.split().train[0])
+        images, _ = grid.input_view(downstream).unlabelled_sampler([volume]).sample(1, torch.Generator())
+        return f"{key} (the images' own size)", min(images.shape[-2:])
+
+    with torch.no_grad():
+        _check_pretext_views(grid, datasets, measured)
+
+
+def _check_pretext_views(
+    grid: GridConfig, datasets: dict[str, Dataset], side_of: Callable[[str], tuple[str, int | None]]
+) -> None:
+    """Each pretext network on the side ``side_of(downstream task)`` gives (key, side) for the view it pretrains on;
+    None: not checked here."""
+    checked: set[tuple] = set()
+    for downstream in grid.downstream_tasks:
+        dataset = grid.downstream_config(downstream).dataset
+        channels = len(datasets[dataset].channels)
+        key, side = side_of(downstream)
+        view = grid.input_view(downstream)
+        for name in grid.initialisations:
+            task = PRETEXT_TASKS.get(name)(grid.pretext_config_for(name, dataset, view))
+            if (
+                isinstance(task, PretextTask)
+                and side is not None
+                and (name, task.config, channels, side) not in checked
+            ):
+                checked.add((name, task.config, channels, side))
+                _check_pretext(grid, name, task, channels, (key, side))
 
 
 def _attempt(action: Callable[[], T], blame: Callable[[Exception], ConfigError]) -> T:

@@ -87,7 +87,8 @@ def input_views(runs: pd.DataFrame) -> pd.DataFrame:
     if Tag.KIND not in runs or Tag.DOWNSTREAM_INPUT_SHAPE not in runs:
         return pd.DataFrame(columns=columns)
     finetune = runs[runs[Tag.KIND] == Kind.FINETUNE].drop(columns=columns[3:], errors="ignore")
-    pretrain = runs[runs[Tag.KIND] == Kind.PRETRAIN].reindex(columns=[Tag.JOB_KEY, *columns[3:]])
+    finished = runs[(runs[Tag.KIND] == Kind.PRETRAIN) & (runs["status"] == "FINISHED")]
+    pretrain = finished.reindex(columns=[Tag.JOB_KEY, *columns[3:]])
     pretrain_view = pretrain.drop_duplicates(Tag.JOB_KEY).set_index(Tag.JOB_KEY)
     joined = finetune.join(pretrain_view, on=Tag.PRETRAIN_KEY)
     table = joined.reindex(columns=columns).fillna({Tag.PRETEXT_VIEW: "(no pretraining)", Tag.PRETEXT_INPUT_SHAPE: ""})

@@ -11,8 +11,10 @@ import torch
 
 from benchmark.grid import load_grid
 from benchmark.planner import plan_grid
+from benchmark.preflight import check_native_views, check_networks
 from ssl_medbench.core.errors import ConfigError
 from ssl_medbench.datasets.base import Volume
+from ssl_medbench.datasets.medmnist import MedMNISTFile
 from ssl_medbench.datasets.views import AxialPatches, OrthogonalSlices, WholeImages
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
@@ -147,3 +149,32 @@ def test_the_documented_preset_views_are_the_presets():
             side = view.size or grid.dataset_config(grid.downstream_config(task).dataset).image_size
             row = f"| {grid.downstream_config(task).dataset} | {task} | {view.kind}@{side}"
             assert row in docs, f"docs/pretext_views.md lacks {preset}'s row {row!r}"
+
+
+def test_a_native_size_view_is_checked_on_the_prepared_images(tmp_path):
+    """MedMNIST at its own 28-pixel size: no grid key sets the side, so the pretext networks are checked on a prepared
+    image instead of failing inside every pretrain job."""
+    config = MedMNISTFile.example_config(tmp_path / "mnist")
+    grid = _grid(
+        f"datasets={{mnist: {{type: medmnist, path: {config.path}}}}}",
+        "downstream_tasks=[fetal_plane_classification]",
+        "downstream.fetal_plane_classification.dataset=mnist",
+        "initialisations=[random, autoencoder]",
+    )
+    datasets = {"mnist": MedMNISTFile(config, tmp_path / "out")}
+    check_networks(grid, datasets)  # nothing to check before the data are read
+    datasets["mnist"].prepare()
+    with pytest.raises(ConfigError, match=r"datasets.mnist.image_size \(the images' own size\): 28 does not fit the "):
+        check_native_views(grid, datasets)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("{fetal_phantom: {random_augmentation: {rotation_degrees: 30.0}}}", "random_augmentation does not pretrain"),
+        ("{fetal_phantom: {relative_position: {patch_fraction: 0.2}}}", "'relative_position' is not one of this grid"),
+    ],
+)
+def test_per_dataset_settings_only_for_the_grids_pretext_tasks(setting, message):
+    with pytest.raises(ConfigError, match=message):
+        _grid("initialisations=[random, random_augmentation, jigsaw]", f"pretext_by_dataset={setting}")
