@@ -110,7 +110,8 @@ class Plan:
 
 def plan_grid(grid: GridConfig, dataset_versions: dict[str, str]) -> Plan:
     """All jobs of ``grid``; ``dataset_versions`` maps each grid dataset to its content/split identity."""
-    pretrain: dict[tuple[str, str, InputView, int], PretrainJob] = {}
+    # By key: two grid datasets with the same content and split give the same key, so they share one pretrain job.
+    pretrain: dict[str, PretrainJob] = {}
     cells = []
     for task_name in grid.downstream_tasks:
         task_config = grid.downstream_config(task_name)
@@ -121,23 +122,20 @@ def plan_grid(grid: GridConfig, dataset_versions: dict[str, str]) -> Plan:
             for seed in grid.seeds:
                 pretrain_key = None
                 if requires_pretraining:
-                    job = pretrain.get((init, dataset, view, seed))
-                    if job is None:
-                        key = job_key(
-                            {
-                                "kind": "pretrain",
-                                "initialisation": init,
-                                "config": grid.pretext_config_for(init, dataset, view),
-                                "dataset": dataset_versions[dataset],
-                                "view": view,
-                                "encoder": grid.encoder,
-                                "schedule": grid.pretrain,
-                                "seed": seed,
-                                "precision": grid.runtime.precision,
-                            }
-                        )
-                        job = pretrain[(init, dataset, view, seed)] = PretrainJob(key, init, dataset, seed, view)
-                    pretrain_key = job.key
+                    pretrain_key = job_key(
+                        {
+                            "kind": "pretrain",
+                            "initialisation": init,
+                            "config": grid.pretext_config_for(init, dataset, view),
+                            "dataset": dataset_versions[dataset],
+                            "view": view,
+                            "encoder": grid.encoder,
+                            "schedule": grid.pretrain,
+                            "seed": seed,
+                            "precision": grid.runtime.precision,
+                        }
+                    )
+                    pretrain[pretrain_key] = PretrainJob(pretrain_key, init, dataset, seed, view)
                 for fraction in grid.fractions:
                     key = job_key(
                         {
@@ -156,9 +154,7 @@ def plan_grid(grid: GridConfig, dataset_versions: dict[str, str]) -> Plan:
                         }
                     )
                     cells.append(FinetuneCell(key, init, task_name, dataset, fraction, seed, pretrain_key))
-    # Two grid datasets with the same content and split give the same key: pretrain once, share the result.
-    unique = {job.key: job for job in pretrain.values()}
-    return Plan(tuple(unique.values()), tuple(cells))
+    return Plan(tuple(pretrain.values()), tuple(cells))
 
 
 def check_label_fractions(grid: GridConfig, datasets: dict[str, Dataset]) -> None:

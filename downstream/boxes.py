@@ -63,7 +63,7 @@ def wall_distance_mm(predicted: Box, reference: Box, spacing: Sequence[float]) -
 
 def image_walls_mm(shape: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
     """(3,) extent in mm of an image of ``shape`` voxels: where its upper outer faces lie (its lower ones lie at 0)."""
-    return np.asarray(shape[:3], dtype=np.float64) * np.asarray(spacing, dtype=np.float64)
+    return np.asarray(shape, dtype=np.float64) * np.asarray(spacing, dtype=np.float64)
 
 
 def worst_centroid_distance_mm(reference: Box, shape: Sequence[int], spacing: Sequence[float]) -> float:

@@ -29,7 +29,7 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     p = np.asarray(p_values, dtype=float)
     adjusted = np.full(p.shape, np.nan)
     valid = np.flatnonzero(~np.isnan(p))
-    order = valid[np.argsort(p[valid], kind="stable")]
+    order = valid[np.argsort(p[valid])]  # tied p-values get one adjusted value in either order
     running = 0.0
     for rank, index in enumerate(order):
         running = max(running, min(1.0, (len(order) - rank) * p[index]))
@@ -99,7 +99,7 @@ def compare_to_baseline(scores: pd.DataFrame, metrics: list[str]) -> pd.DataFram
             "p_value",
         ],
     )
-    table["p_holm"] = holm(table["p_value"].to_numpy()) if len(table) else []
+    table["p_holm"] = holm(table["p_value"].to_numpy())
     return table
 
 
@@ -107,7 +107,7 @@ def rank_summary(means: pd.DataFrame, directions: dict[str, dict[str, str]]) -> 
     """``means``: columns task, fraction, initialisation, metric, mean. Returns the mean rank per initialisation (rows) and task (columns)."""
     ranked = []
     for (task, _fraction, metric), group in means.dropna(subset=["mean"]).groupby(["task", "fraction", "metric"]):
-        ascending = directions[task].get(metric, "higher") == "lower"
+        ascending = directions[task].get(metric) == "lower"  # higher is better unless declared lower
         ranked.append(group.assign(rank=group["mean"].rank(ascending=ascending, method="average")))
     if not ranked:
         return pd.DataFrame()

@@ -35,8 +35,8 @@ def cell_means(cells: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
                     "fraction": fraction,
                     "initialisation": label,
                     "metric": metric,
-                    "mean": values.mean() if len(values) else np.nan,
-                    "std": values.std(ddof=1) if len(values) > 1 else np.nan,
+                    "mean": values.mean(),  # NaN without values
+                    "std": values.std(ddof=1),  # NaN for fewer than two seeds
                     "seeds": len(values),
                 }
             )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -146,3 +149,66 @@ def test_random_augmentation_is_a_baseline_that_augments():
     baseline = RandomAugmentation()
     assert baseline.label == "RD+AG" and baseline.transfers == () and not baseline.requires_pretraining
     assert isinstance(baseline.finetune_augmentation(), BatchAugmentation)
+
+
+def test_sampling_matrices_are_flipped_rotations_and_zooms_about_the_centre_over_the_configured_ranges():
+    """``affine``'s (B, 2, 3) matrices map output to input coordinates: no translation, and a rotation by an angle in
+    [-30, 30] degrees times a per-axis flip, divided by a zoom in [0.8, 1.2]; all these values occur, both ends of
+    each range are approached, and each axis is flipped in some examples and not in others."""
+    augmentation = BatchAugmentation(
+        AugmentationConfig(**(OFF | {"flip": True, "rotation_degrees": 30.0, "scale": 0.2}))
+    )
+    theta = augmentation.affine(512, torch.Generator().manual_seed(7), torch.device("cpu")).double()
+    assert theta.shape == (512, 2, 3) and torch.equal(theta[:, :, 2], torch.zeros(512, 2, dtype=theta.dtype))
+    linear = theta[:, :, :2]
+    gram = linear.transpose(1, 2) @ linear  # (R F / zoom)^T (R F / zoom) = I / zoom^2
+    zoom = 1 / gram[:, 0, 0].sqrt()
+    assert torch.allclose(gram, torch.eye(2, dtype=theta.dtype) / zoom[:, None, None] ** 2, atol=1e-6)
+    flips = torch.stack([linear[:, 0, 0].sign(), linear[:, 1, 1].sign()], dim=1)  # cos > 0 for |angle| <= 30 degrees
+    angle = torch.atan2(linear[:, 1, 0] * flips[:, 0], linear[:, 0, 0] * flips[:, 0])
+    assert torch.allclose(linear[:, 0, 1] * flips[:, 1], -angle.sin() / zoom, atol=1e-6)
+    limit = math.radians(30.0)
+    assert angle.abs().max() <= limit + 1e-6 and angle.min() < -0.95 * limit and angle.max() > 0.95 * limit
+    assert zoom.min() >= 0.8 - 1e-6 and zoom.max() <= 1.2 + 1e-6 and zoom.min() < 0.81 and zoom.max() > 1.19
+    for axis in (0, 1):
+        assert set(flips[:, axis].tolist()) == {-1.0, 1.0}
+
+
+def test_gain_and_shift_are_drawn_over_their_whole_ranges():
+    """Two-pixel images 0 and 1 read the intensity map off directly: the first pixel becomes the shift, the second
+    gain + shift; gains spread over [0.8, 1.2] and shifts over [-0.3, 0.3], around their centres 1 and 0."""
+    images = torch.zeros(128, 2, 1, 2)
+    images[..., 1] = 1.0
+    config = AugmentationConfig(**(OFF | {"intensity_scale": 0.2, "intensity_shift": 0.3}))
+    out, _ = BatchAugmentation(config)(images, torch.zeros(128), torch.Generator().manual_seed(8), "invariant")
+    shift, gain = out[..., 0].flatten(), (out[..., 1] - out[..., 0]).flatten()
+    assert shift.min() >= -0.3 - 1e-6 and shift.max() <= 0.3 + 1e-6 and shift.min() < -0.28 and shift.max() > 0.28
+    assert gain.min() >= 0.8 - 1e-6 and gain.max() <= 1.2 + 1e-6 and gain.min() < 0.82 and gain.max() > 1.18
+    assert abs(float(shift.mean())) < 0.05 and abs(float(gain.mean()) - 1) < 0.05
+
+
+def test_rotation_limit_accepts_a_half_turn_and_refuses_more():
+    """``rotation_degrees`` may be anything in [0, 180]: 180 is a valid setting, 180.5 is not."""
+    AugmentationConfig(rotation_degrees=180.0).check()
+    with pytest.raises(ValueError, match="rotation_degrees must be <= 180"):
+        AugmentationConfig(rotation_degrees=180.5).check()
+
+
+def test_augmenting_a_batch_raises_no_warning():
+    """Every resampling states its pixel-centre convention, so no torch warning about defaults is emitted on each
+    training step (warnings are turned into errors here)."""
+    images, labels = _batch(4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        BatchAugmentation(AugmentationConfig())(images, labels, torch.Generator().manual_seed(9), "dense")
+
+
+def test_every_draw_and_resampling_happens_on_the_batch_device():
+    """The meta device stands in for an accelerator: a flip, angle, zoom, gain, shift or noise tensor built on the
+    CPU instead would be mixed into the batch and move it off its device."""
+    meta = torch.device("meta")
+    images, labels = torch.empty(4, 2, 16, 16, device=meta), torch.empty(4, 16, 16, dtype=torch.long, device=meta)
+    for settings in (AugmentationConfig(), AugmentationConfig(flip=False)):  # defaults: every transform, noise too
+        out_images, out_labels = BatchAugmentation(settings)(images, labels, torch.Generator(), "dense")
+        assert out_images.device == meta and out_labels.device == meta
+    assert BatchAugmentation(AugmentationConfig()).affine(4, torch.Generator(), meta).device == meta

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from ssl_medbench.pretext_tasks.context_prediction import ContextPrediction
+from ssl_medbench.pretext_tasks.context_prediction import ContextPrediction, central_mask
 
 
 def _images(batch: int = 6) -> torch.Tensor:
@@ -71,13 +72,102 @@ def test_outside_weight_adds_the_rest_of_the_image_by_hand_computed_weights():
 @pytest.mark.parametrize(
     "config, message",
     [
-        ({"mask": "ring"}, "mask"),
+        ({"mask": "ring"}, "one of random_blocks, central"),
         ({"blocks": 0}, "blocks"),
         ({"outside_weight": -1.0}, "outside_weight"),
         ({"central_fraction": 1.0}, "central_fraction"),
+        ({"central_fraction": 0.0}, "central_fraction"),
+        ({"block_fraction": 0.0}, "block_fraction"),
         ({"decoder": "mlp"}, "decoder"),
     ],
 )
 def test_bad_configs_are_rejected(config, message):
     with pytest.raises(ValueError, match=message):
         ContextPrediction(ContextPrediction.Config(**config))
+
+
+def test_the_central_square_is_centred_with_the_odd_pixel_after_it():
+    """On 33x30 images a 16-pixel square starts at row 8 and column 7: floor((33 - 16) / 2), floor((30 - 16) / 2)."""
+    mask = central_mask(2, 33, 30, 16, torch.device("cpu"))
+    expected = torch.zeros(33, 30, dtype=torch.bool)
+    expected[8:24, 7:23] = True
+    assert torch.equal(mask, expected.expand(2, 33, 30))
+
+
+def test_a_single_random_block_is_a_whole_square_anywhere_in_the_image():
+    """With one block every mask is one full side x side square, and its corner covers every row and column
+    where it fits, from the top-left to the bottom-right edge of a non-square image."""
+    task = ContextPrediction(ContextPrediction.Config(blocks=1, block_fraction=0.25))
+    masks = task.removed_region(600, 24, 32, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert (masks.sum(dim=(1, 2)) == 36).all()
+    rows, cols = masks.any(dim=2), masks.any(dim=1)
+    assert (rows.sum(dim=1) == 6).all() and (cols.sum(dim=1) == 6).all()
+    tops, lefts = rows.int().argmax(dim=1), cols.int().argmax(dim=1)
+    assert set(tops.tolist()) == set(range(24 - 6 + 1)) and set(lefts.tolist()) == set(range(32 - 6 + 1))
+
+
+def test_a_one_pixel_removed_region_is_allowed_and_an_empty_one_refused():
+    task = ContextPrediction(ContextPrediction.Config(blocks=1, block_fraction=0.25))
+    task.check_image_size(4, 4)
+    with pytest.raises(ValueError, match="empty on 3x3"):
+        task.check_image_size(3, 3)
+
+
+def test_removed_region_mse_of_a_single_removed_pixel_is_its_squared_error():
+    task = ContextPrediction()
+    images = torch.zeros(1, 1, 4, 4)
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[0, 0, 1, 2] = 1
+    outputs = images.clone()
+    outputs[0, 0, 1, 2] = 0.5
+    losses = task.loss(outputs, torch.cat([images, mask], dim=1))
+    assert float(losses["removed_region_mse"]) == pytest.approx(0.25)
+    assert float(losses["loss"]) == pytest.approx(0.25)
+
+
+def test_loss_is_the_documented_weighted_mean_when_the_weights_sum_below_one():
+    """No removed pixel and a small outside weight: the loss is still the plain mean squared error outside."""
+    task = ContextPrediction(ContextPrediction.Config(outside_weight=0.01))
+    images = torch.zeros(1, 1, 4, 4)
+    targets = torch.cat([images, torch.zeros(1, 1, 4, 4)], dim=1)
+    outputs = torch.full((1, 1, 4, 4), 2.0)
+    losses = task.loss(outputs, targets)
+    assert float(losses["loss"]) == pytest.approx(4.0)
+    assert float(losses["removed_region_mse"]) == 0.0
+
+
+@pytest.mark.parametrize("mask", ["central", "random_blocks"])
+def test_the_batch_is_made_on_the_images_device(mask):
+    """The meta device stands in for an accelerator: nothing may be built on the CPU and mixed in."""
+    meta = torch.device("meta")
+    task = ContextPrediction(ContextPrediction.Config(mask=mask))
+    inputs, targets = task.make_batch(torch.empty(2, 3, 32, 32, device=meta), torch.Generator())
+    assert inputs.device == meta and targets.device == meta and targets.shape == (2, 4, 32, 32)
+    assert task.removed_region(2, 32, 32, torch.Generator(), meta).device == meta
+
+
+def test_preview_rows_are_the_original_the_corrupted_input_and_the_output():
+    """Single-channel images: the figure's three rows show targets' image, inputs and outputs, per example."""
+    task = ContextPrediction(ContextPrediction.Config(mask="central"))
+    images = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    inputs, targets = task.make_batch(images, torch.Generator())
+    outputs = images * 0.5
+    figure = task.preview(inputs, targets, outputs)
+    axes = figure.axes
+    assert len(axes) == 6
+    for column in range(2):
+        for row, expected in enumerate((images, inputs, outputs)):
+            shown = axes[row * 2 + column].images[0].get_array()
+            assert np.array_equal(np.asarray(shown), expected[column, 0].numpy())
+
+
+def test_logged_geometry_counts_one_central_square_or_the_configured_blocks():
+    """``geometry`` (logged with every pretrain run): the side of each removed square in pixels, how many squares
+    (one for the central mask, ``blocks`` otherwise) and the largest share of the image they can cover, to 3
+    decimals (random blocks may overlap, so their share is at most this)."""
+    central = ContextPrediction(ContextPrediction.Config(mask="central", central_fraction=0.5, blocks=7))
+    assert central.geometry(64) == {"removed_px": 32, "squares": 1, "removed_share_max": 0.25}
+    blocks = ContextPrediction(ContextPrediction.Config(mask="random_blocks", blocks=3, block_fraction=0.3))
+    assert blocks.geometry(30) == {"removed_px": 9, "squares": 3, "removed_share_max": 0.27}
+    single = ContextPrediction(ContextPrediction.Config(blocks=1, block_fraction=0.3))
+    assert single.geometry(7) == {"removed_px": 2, "squares": 1, "removed_share_max": 0.082}  # 4 / 49

@@ -10,7 +10,13 @@ from ssl_medbench.datasets.patches import PatchSampler
 from ssl_medbench.networks import EncoderConfig, UNetDecoder, create_encoder
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 from ssl_medbench.pretext_tasks.base import PretextNetwork
-from ssl_medbench.pretext_tasks.context_restoration import ContextRestoration, sample_disjoint_patch_pairs, swap_patches
+from ssl_medbench.pretext_tasks.context_restoration import (
+    ContextRestoration,
+    check_patch_pairs_fit,
+    disordered_pixels,
+    sample_disjoint_patch_pairs,
+    swap_patches,
+)
 
 
 def _images(batch: int = 6, channels: int = 3, size: int = 32) -> torch.Tensor:
@@ -29,6 +35,9 @@ def test_patch_pairs_never_overlap_and_stay_inside():
     for corner in (first, second):
         assert corner.min() >= 0
         assert (corner[:, 0] <= 20 - 6).all() and (corner[:, 1] <= 24 - 6).all()
+        # every position where a patch fits is used, up to the bottom and right edges
+        assert set(corner[:, 0].tolist()) == set(range(20 - 6 + 1))
+        assert set(corner[:, 1].tolist()) == set(range(24 - 6 + 1))
 
 
 def test_a_swap_exchanges_exactly_the_two_patches():
@@ -128,3 +137,61 @@ def test_pretraining_on_phantoms_lowers_the_restoration_loss(tiny_phantom_root, 
         optimiser.step()
     after = held_out_loss()
     assert after < 0.7 * before, (before, after)
+
+
+def _two_disjoint_squares_fit(patch: int, height: int, width: int) -> bool:
+    """Brute force: some two corners of ``patch``-squares inside the image are a full patch apart on an axis."""
+    rows, cols = range(height - patch + 1), range(width - patch + 1)
+    corners = [(r, c) for r in rows for c in cols]
+    return any(abs(r1 - r2) >= patch or abs(c1 - c2) >= patch for r1, c1 in corners for r2, c2 in corners)
+
+
+def test_fit_check_agrees_with_a_brute_force_placement_search():
+    for height in range(1, 9):
+        for width in range(1, 9):
+            for patch in range(0, 9):
+                fits = patch >= 1 and _two_disjoint_squares_fit(patch, height, width)
+                try:
+                    check_patch_pairs_fit(patch, height, width)
+                    accepted = True
+                except ValueError:
+                    accepted = False
+                assert accepted == fits, (patch, height, width)
+
+
+def test_touching_patches_count_as_disjoint():
+    """In a 12x6 image two 6x6 patches fit only stacked edge to edge; they must be drawn, not rejected forever."""
+    first, second = sample_disjoint_patch_pairs(50, 12, 6, 6, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert {tuple(sorted(rows)) for rows in zip(first[:, 0].tolist(), second[:, 0].tolist())} == {(0, 6)}
+    assert (first[:, 1] == 0).all() and (second[:, 1] == 0).all()
+
+
+def test_rejection_sampling_gives_up_with_the_sizes_when_placements_are_too_rare():
+    """Two 40x40 patches in 80x40 images: 2 of 41 x 41 corner pairs are disjoint, so 1000 rounds often fail."""
+    with pytest.raises(RuntimeError, match="disjoint 40x40 patches in 80x40 images"):
+        sample_disjoint_patch_pairs(8, 80, 40, 40, torch.Generator().manual_seed(0), torch.device("cpu"))
+
+
+def test_one_pixel_patches_swap_single_pixels():
+    task = ContextRestoration(ContextRestoration.Config(iterations=1, patch_size=1))
+    images = _images(batch=4, size=8)
+    corrupted, _ = task.make_batch(images, torch.Generator().manual_seed(0))
+    assert ((corrupted != images).any(dim=1).sum(dim=(1, 2)) == 2).all()
+
+
+def test_one_iteration_is_one_swap_of_two_patches():
+    """T = 1: exactly two 4x4 patches per image move (pixels are all distinct, so every moved pixel changes)."""
+    task = ContextRestoration(ContextRestoration.Config(iterations=1, patch_size=4))
+    images = _images(batch=6, size=16)
+    corrupted, _ = task.make_batch(images, torch.Generator().manual_seed(0))
+    assert ((corrupted != images).any(dim=1).sum(dim=(1, 2)) == 2 * 16).all()
+
+
+def test_the_pixel_map_and_the_swap_are_made_on_the_images_device():
+    """The meta device stands in for an accelerator: nothing may be built on the CPU and mixed in."""
+    meta = torch.device("meta")
+    first = torch.zeros(2, 2, dtype=torch.long, device=meta)
+    source = disordered_pixels(2, 16, 16, [(first, first)], 4, meta)
+    assert source.device == meta and source.shape == (2, 256)
+    swapped = swap_patches(torch.empty(2, 3, 16, 16, device=meta), first, first, 4)
+    assert swapped.device == meta and swapped.shape == (2, 3, 16, 16)

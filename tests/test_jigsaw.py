@@ -90,10 +90,16 @@ def test_permutation_set_is_written_for_the_run(tmp_path):
         rows = list(csv.DictReader(handle))
     assert len(rows) == 12
     assert [int(rows[5][f"position_{i}"]) for i in range(9)] == task.permutations[5].tolist()
+    assert [int(row["class"]) for row in rows] == list(range(12))
 
 
 @pytest.mark.parametrize(
-    "config, message", [({"num_permutations": 1}, "num_permutations"), ({"patch_fraction": 1.5}, "patch_fraction")]
+    "config, message",
+    [
+        ({"num_permutations": 1}, "num_permutations"),
+        ({"num_permutations": 1001}, "num_permutations"),
+        ({"patch_fraction": 1.5}, "patch_fraction"),
+    ],
 )
 def test_bad_configs_are_rejected(config, message):
     with pytest.raises(ValueError, match=message):
@@ -103,3 +109,59 @@ def test_bad_configs_are_rejected(config, message):
 def test_tiles_that_do_not_fit_are_refused_before_training():
     with pytest.raises(ValueError, match="spans"):
         Jigsaw(Jigsaw.Config(patch_fraction=0.3)).check_image_size(64, 64)
+
+
+@pytest.mark.parametrize("count", [2, 1000])
+def test_permutation_set_sizes_at_the_documented_bounds_are_accepted(count: int):
+    assert Jigsaw(Jigsaw.Config(num_permutations=count)).num_classes == count
+
+
+def test_every_permutation_is_drawn_including_the_identity():
+    task = Jigsaw(Jigsaw.Config(num_permutations=4))
+    _, labels = task.make_batch(torch.randn(200, 1, 64, 64), torch.Generator().manual_seed(0))
+    assert set(labels.tolist()) == {0, 1, 2, 3}
+
+
+def test_nearly_constant_tiles_stay_bounded_after_normalisation():
+    """A tile whose spread is about the epsilon (flat background plus noise) is not blown up to large values."""
+    tiles = torch.tensor([-1e-5, 1e-5]).repeat(8).view(1, 1, 1, 4, 4)
+    normalised = normalise_tiles(tiles)
+    assert torch.isfinite(normalised).all() and normalised.abs().max() <= 1.0
+
+
+def test_the_batch_and_its_restoration_are_made_on_the_images_device():
+    """The meta device stands in for an accelerator: nothing may be built on the CPU and mixed in."""
+    meta = torch.device("meta")
+    task = Jigsaw(Jigsaw.Config(num_permutations=10))
+    inputs, labels = task.make_batch(torch.empty(3, 2, 64, 64, device=meta), torch.Generator())
+    assert inputs.device == meta and labels.device == meta and inputs.shape == (3, 9, 2, 16, 16)
+    assert task.restore(inputs, labels).device == meta
+
+
+def _shown_tiles(axis, tile: int) -> list[torch.Tensor]:
+    """The nine tiles of a preview mosaic (one NaN pixel between tiles), in grid order."""
+    canvas = torch.as_tensor(np.asarray(axis.images[0].get_array(), dtype=np.float32))
+    return [canvas[r * (tile + 1) : r * (tile + 1) + tile, c * (tile + 1) : c * (tile + 1) + tile] for r, c in CELLS]
+
+
+def test_preview_shows_the_input_tiles_and_the_true_and_predicted_restorations():
+    """Without gaps or jitter the true restoration is the image itself; the predicted one puts input tile
+    ``argsort(predicted permutation)[j]`` at grid cell j; the first channel is shown."""
+    task = Jigsaw(
+        Jigsaw.Config(
+            num_permutations=5, gap_fraction=0.0, jitter_fraction=0.0, patch_fraction=1 / 3, normalise_tiles=False
+        )
+    )
+    images = torch.randn(2, 2, 12, 12, generator=torch.Generator().manual_seed(0))
+    inputs, labels = task.make_batch(images, torch.Generator().manual_seed(1))
+    predicted = (labels + 1) % 5
+    outputs = torch.nn.functional.one_hot(predicted, 5).float()
+    axes = task.preview(inputs, labels, outputs).axes
+    assert len(axes) == 3 * 2
+    for b in range(2):
+        shown_input, shown_true, shown_predicted = (_shown_tiles(axes[row * 2 + b], 4) for row in range(3))
+        back = np.argsort(task.permutations[int(predicted[b])])
+        for cell, (r, c) in enumerate(CELLS):
+            assert torch.equal(shown_input[cell], inputs[b, cell, 0])
+            assert torch.equal(shown_true[cell], images[b, 0, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4])
+            assert torch.equal(shown_predicted[cell], inputs[b, back[cell], 0])

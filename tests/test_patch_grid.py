@@ -54,3 +54,32 @@ def test_crop_patches_equals_slicing():
         for k in range(2):
             r, c = corners[b, k].tolist()
             assert torch.equal(crops[b, k], images[b, :, r : r + 5, c : c + 5])
+
+
+def test_the_grid_reaches_both_far_edges_of_a_non_square_image():
+    """The origin is uniform over every placement that fits, along rows and along columns."""
+    grid = PatchGrid(patch=10, gap=5, jitter=3)
+    corners = grid.sample_corners(2000, 50, 60, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert (corners[:, 8] + 10).amax(dim=0).tolist() == [50, 60]
+    assert corners[:, 0].amin(dim=0).tolist() == [0, 0]
+
+
+def test_one_pixel_patches_and_patches_that_exactly_fill_the_image_are_accepted():
+    PatchGrid(patch=1, gap=1, jitter=0).check_fits(64, 64)
+    PatchGrid(patch=20, gap=2, jitter=0).check_fits(64, 70)  # spans exactly 64 pixels
+
+
+def test_a_patch_fraction_of_the_whole_side_is_refused():
+    from ssl_medbench.pretext_tasks.relative_position import RelativePosition
+
+    with pytest.raises(ValueError, match="patch_fraction"):
+        RelativePosition(RelativePosition.Config(patch_fraction=1.0))
+
+
+def test_corners_and_crops_are_made_on_the_requested_device():
+    """The meta device stands in for an accelerator: nothing may be built on the CPU and mixed in."""
+    meta = torch.device("meta")
+    corners = PatchGrid(patch=10, gap=5, jitter=3).sample_corners(4, 50, 60, torch.Generator(), meta)
+    assert corners.device == meta and corners.shape == (4, 9, 2)
+    crops = crop_patches(torch.empty(4, 2, 50, 60, device=meta), corners, 10)
+    assert crops.device == meta and crops.shape == (4, 9, 2, 10, 10)

@@ -59,3 +59,13 @@ def test_the_siamese_head_sees_the_crops_in_order():
     inputs, _ = task.make_batch(torch.randn(4, 4, 64, 64), torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert not torch.allclose(network(inputs), network(inputs.flip(1)))
+
+
+def test_pairs_and_crops_are_made_on_the_images_device():
+    """The meta device stands in for an accelerator: nothing may be built on the CPU and mixed in."""
+    meta = torch.device("meta")
+    task = RelativePosition()
+    corners, labels = sample_pairs(task.grid(64, 64), 4, 64, 64, torch.Generator(), meta)
+    assert corners.device == meta and labels.device == meta and corners.shape == (4, 2, 2)
+    inputs, targets = task.make_batch(torch.empty(4, 3, 64, 64, device=meta), torch.Generator())
+    assert inputs.device == meta and targets.device == meta and inputs.shape == (4, 2, 3, 16, 16)
