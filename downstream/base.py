@@ -66,6 +66,9 @@ class DownstreamTask(ABC):
     #: How training targets follow flips/rotations of the images ("dense" label maps, "invariant" class
     #: labels); None: not declared, and augmented training (random_augmentation) is refused.
     target_geometry: ClassVar[TargetGeometry | None] = None
+    #: The task's primary endpoint: the one metric of :meth:`metric_specs` by which initialisations are compared on
+    #: this task (every other metric describes); each task declares it.
+    primary_metric: ClassVar[str] = ""
 
     def __init__(self, config: DownstreamTask.Config, image_channels: int, class_names: tuple[str, ...] = ()):
         self.config = config

@@ -5,7 +5,9 @@ cross-entropy plus soft Dice over the three tumour classes. Inference: every axi
 volume whole (padded to the encoder's stride), reassembled into the 3D label volume. Metrics per
 subject and BraTS region (whole tumour, tumour core, enhancing tumour): Dice, sensitivity and
 specificity (fractions; reports show %) and pooled Hausdorff95 in mm, with the empty-mask rules of
-:mod:`downstream.metrics`; ``empty_<region>`` records which mask was empty, if any.
+:mod:`downstream.metrics`; ``empty_<region>`` records which mask was empty, if any. The primary endpoint,
+``dice_mean``, is a subject's mean Dice over the three regions (never NaN: Dice has a value for empty masks), the
+usual single summary of the BraTS challenge's three regions.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class BratsSegmentation(DownstreamTask):
 
     accepts = ("encoder", "decoder")
     target_geometry = "dense"
+    primary_metric = "dice_mean"
 
     @dataclass(frozen=True)
     class Config:
@@ -83,8 +86,10 @@ class BratsSegmentation(DownstreamTask):
 
     @classmethod
     def metric_specs(cls, class_names: Sequence[str] = ()) -> dict[str, MetricSpec]:
-        """``<metric>_<region>`` for every metric of :data:`SPECS` and BraTS region; the dataset's classes play no part."""
-        return {f"{metric}_{region}": spec for metric, spec in SPECS.items() for region in REGIONS}
+        """``<metric>_<region>`` for every metric of :data:`SPECS` and BraTS region, and ``dice_mean`` over the regions;
+        the dataset's classes play no part."""
+        per_region = {f"{metric}_{region}": spec for metric, spec in SPECS.items() for region in REGIONS}
+        return per_region | {"dice_mean": SPECS["dice"]}
 
     @classmethod
     def example_data(cls, generator: np.random.Generator) -> ExampleData:
@@ -147,6 +152,7 @@ class BratsSegmentation(DownstreamTask):
                     row[f"{name}_{region}"] = metric(pred, ref)
                 row[f"hd95_{region}"] = hd95(pred, ref, volume.spacing)
                 row[f"empty_{region}"] = empty_case(pred, ref)
+            row["dice_mean"] = float(np.mean([row[f"dice_{region}"] for region in REGIONS]))
             rows.append(row)
         return pd.DataFrame(rows)
 

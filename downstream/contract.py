@@ -111,12 +111,17 @@ def check_builds_from_default_config(cls: type[DownstreamTask], setup: ContractS
 
 @_check("metadata_consistent")
 def check_metadata_consistent(cls: type[DownstreamTask], setup: ContractSetup) -> None:
-    """Metrics read from the class (with and without class names) have a direction and a unit, and an
-    instance reports the same ones."""
+    """Metrics read from the class (with and without class names) have a direction and a unit, the primary endpoint
+    is one of them, and an instance reports the same ones."""
     task, data = _task(cls, setup)
+    expect(bool(cls.primary_metric), "primary_metric is not declared (the metric initialisations are compared by)")
     for class_names in ((), data.class_names):
         specs = cls.metric_specs(class_names)
         expect(bool(specs), f"metric_specs({class_names!r}) declares no metric")
+        expect(
+            cls.primary_metric in specs,
+            f"primary_metric {cls.primary_metric!r} is not a metric of metric_specs({class_names!r})",
+        )
         for name, spec in specs.items():
             expect(isinstance(spec, MetricSpec), f"metric {name!r}: expected a MetricSpec, got {spec!r}")
             expect(

@@ -12,8 +12,9 @@ classes that occur in the test labels or predictions, and accuracy; all are frac
 leaving out the catch-all class ``Other`` (``Config.non_anatomical``), as SonoNet (Baumgartner et al. 2017)
 averages over its standard planes without the background class. Chen et al. (2019, Table 3) do not say which of
 the two they report; its first row is Baumgartner et al.'s own figure, so the paper comparison uses the anatomical
-variant. A class never predicted has precision 0 (``zero_division=0``). The cell also logs the per-class report and
-the confusion matrix (rows true, columns predicted) as CSV and PNG.
+variant. A class never predicted has precision 0 (``zero_division=0``). The primary endpoint is ``f1``, macro F1
+over every class, since a catch-all class is part of what a deployed plane classifier must get right. The cell also
+logs the per-class report and the confusion matrix (rows true, columns predicted) as CSV and PNG.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class FetalPlaneClassification(DownstreamTask):
     """Classify each image into its standard plane (the dataset's ``class_names``)."""
 
     target_geometry = "invariant"
+    primary_metric = "f1"
 
     @dataclass(frozen=True)
     class Config:

@@ -56,6 +56,9 @@ def test_evaluate_reports_every_region_and_metric():
     assert table.loc[0, "hd95_whole"] == pytest.approx(hd95(whole_pred, whole_ref, (1.0, 1.0, 2.0)))
     assert table.loc[0, "dice_enhancing"] == 1.0
     assert table.loc[0, "empty_enhancing"] == "none"
+    # the primary endpoint: core and enhancing are exact, the whole tumour misses one row of edema
+    assert table.loc[0, "dice_mean"] == pytest.approx((dice(whole_pred, whole_ref) + 2) / 3)
+    assert table.loc[0, "dice_mean"] < 1 and task.primary_metric == "dice_mean"
     assert task.metric_directions["hd95_core"] == "lower" and task.metric_directions["dice_core"] == "higher"
 
 

@@ -19,7 +19,9 @@ from tests.plugins.broken_downstream import (
     InfiniteMetric,
     InstanceUnits,
     NoLossEntry,
+    NoPrimaryEndpoint,
     SilentNan,
+    UnknownPrimaryEndpoint,
     ZeroEncoderGradient,
 )
 from tests.plugins.whole_tumour import WholeTumourSegmentation
@@ -47,6 +49,12 @@ def test_a_minimal_third_party_task_meets_the_whole_contract():
         (CopiesTheEncoder, "builds_model", "must keep the encoder it was given"),
         (InstanceUnits, "metadata_consistent", "the instance's metric_units {'dice': '%'} differ from the class's"),
         (Float32Summary, "evaluates_every_subject", "summarise gives no float for ['dice']"),
+        (NoPrimaryEndpoint, "metadata_consistent", "primary_metric is not declared"),
+        (
+            UnknownPrimaryEndpoint,
+            "metadata_consistent",
+            "primary_metric 'dice_mean' is not a metric of metric_specs(()",
+        ),
     ],
 )
 def test_the_contract_names_a_broken_plugin_and_the_check_it_fails(plugin, check, reason):
@@ -73,12 +81,13 @@ def test_organ_metrics_follow_the_class_names_with_the_paper_organs_as_default()
         "centroid_liver",
         "wall_liver",
         "detected_liver",
+        "centroid_mean",
     ]
     directions = AbdominalOrganLocalisation.metric_directions_for()
     assert {name for name, direction in directions.items() if direction == "higher"} == {
         f"detected_{organ}" for organ in ("left_kidney", "right_kidney", "liver", "spleen", "pancreas")
     }
-    assert len(AbdominalOrganLocalisation.metric_specs()) == 3 * 5
+    assert len(AbdominalOrganLocalisation.metric_specs()) == 3 * 5 + 1  # and the primary endpoint over organs
 
 
 @pytest.fixture

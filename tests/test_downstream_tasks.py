@@ -144,6 +144,7 @@ def test_a_missed_organ_scores_the_worst_distance_in_its_image_and_counts_in_the
     assert missed.loc[0, "centroid_liver"] == pytest.approx(MISSED_LIVER_CENTROID)
     assert missed.loc[0, "wall_liver"] == pytest.approx(MISSED_LIVER_WALL)
     assert missed.loc[0, ["detected_left_kidney", "detected_liver"]].tolist() == [1, 0]
+    assert missed.loc[0, "centroid_mean"] == pytest.approx(MISSED_LIVER_CENTROID / 2)  # the kidney found exactly
     summary = task.summarise(pd.concat([found, missed], ignore_index=True))
     assert summary["centroid_liver"] == pytest.approx(MISSED_LIVER_CENTROID / 2)  # one subject found exactly
     assert summary["wall_liver"] == pytest.approx(MISSED_LIVER_WALL / 2)
@@ -156,6 +157,7 @@ def test_a_missed_organ_scores_the_worst_distance_in_its_image_and_counts_in_the
         "wall_liver": "mm",
         "detected_left_kidney": "fraction",
         "detected_liver": "fraction",
+        "centroid_mean": "mm",
     }
     assert task.metric_directions["detected_liver"] == "higher" and task.metric_directions["wall_liver"] == "lower"
 
@@ -167,3 +169,15 @@ def test_an_organ_absent_from_the_reference_has_nothing_to_find():
     task = AbdominalOrganLocalisation(AbdominalOrganLocalisation.Config(slice_size=16), 1, ORGANS)
     table = task.evaluate(_OrganDetector(), [without_liver], torch.device("cpu"))
     assert table.loc[0, ["centroid_liver", "wall_liver", "detected_liver"]].isna().all()
+    assert table.loc[0, "centroid_mean"] == table.loc[0, "centroid_left_kidney"]  # averaged over the organs present
+
+
+def test_the_primary_endpoint_of_a_subject_without_any_reference_organ_is_nan():
+    volume = _ct_volume()
+    empty = np.zeros_like(volume.labels)
+    task = AbdominalOrganLocalisation(AbdominalOrganLocalisation.Config(slice_size=16), 1, ORGANS)
+    table = task.evaluate(
+        _OrganDetector(), [Volume("ct-3", empty[None].astype(np.float32), empty, volume.spacing)], torch.device("cpu")
+    )
+    assert np.isnan(table.loc[0, "centroid_mean"])
+    assert "no organ" in AbdominalOrganLocalisation.metric_specs()["centroid_mean"].nan_when

@@ -95,3 +95,15 @@ class Float32Summary(WholeTumourSegmentation):
 
     def summarise(self, per_subject: pd.DataFrame) -> dict[str, float]:
         return {name: np.float32(value) for name, value in super().summarise(per_subject).items()}
+
+
+class NoPrimaryEndpoint(WholeTumourSegmentation):
+    """Declares no primary endpoint."""
+
+    primary_metric = ""
+
+
+class UnknownPrimaryEndpoint(WholeTumourSegmentation):
+    """Names a primary endpoint that is not one of its metrics."""
+
+    primary_metric = "dice_mean"

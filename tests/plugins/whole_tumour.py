@@ -22,6 +22,7 @@ from ssl_medbench.networks.unet_decoder import UNetDecoder
 
 class WholeTumourSegmentation(DownstreamTask):
     accepts = ("encoder", "decoder")
+    primary_metric = "dice"
 
     @dataclass(frozen=True)
     class Config:
