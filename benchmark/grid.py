@@ -73,6 +73,10 @@ class GridConfig:
         plugin = PRETEXT_TASKS.get(name)
         return parse_dataclass(plugin.Config, self.pretext.get(name, {}), f"pretext.{name}")
 
+    def pretrains(self, name: str) -> bool:
+        """Whether initialisation ``name`` is a pretext task, with pretrain jobs of its own (not a baseline)."""
+        return PRETEXT_TASKS.get(name)(self.pretext_config(name)).requires_pretraining
+
     def pretext_config_for(self, name: str, dataset: str, view: InputView | None = None) -> Any:
         """The config of pretext task ``name`` as pretrained on ``dataset`` (for the downstream tasks of ``view``, or all
         of the dataset's): ``pretext.<name>`` with ``pretext_by_dataset.<dataset>.<name>`` over it; ``decoder: auto``
@@ -284,15 +288,15 @@ def _check_pretext_by_dataset(config: GridConfig) -> None:
             key = f"pretext_by_dataset.{dataset}.{name}"
             if name not in config.initialisations:
                 raise ConfigError(f"{key}: {name!r} is not one of this grid's initialisations")
-            if not PRETEXT_TASKS.get(name)(config.pretext_config(name)).requires_pretraining:
+            if not config.pretrains(name):
                 raise ConfigError(
                     f"{key}: {name} does not pretrain, so it has no per-dataset settings; set them under pretext.{name}"
                 )
             try:
                 initialisation = PRETEXT_TASKS.get(name)(config.pretext_config_for(name, dataset))
             except ValueError as error:
-                raise ConfigError(f"pretext_by_dataset.{dataset}.{name}: {error}") from None
-            check_plugin_config(initialisation.config, f"pretext_by_dataset.{dataset}.{name}")
+                raise ConfigError(f"{key}: {error}") from None
+            check_plugin_config(initialisation.config, key)
 
 
 def _check_downstream(config: GridConfig) -> None:

@@ -18,7 +18,6 @@ from typing import Any
 from benchmark.grid import GridConfig
 from ssl_medbench.datasets.base import Dataset
 from ssl_medbench.datasets.views import InputView
-from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 
 #: 2: batches drawn per step from seeds derived from (job seed, step); precision in the key.
 #: 3: pretraining samples the downstream task's input view (the view in the key); misses scored in localisation.
@@ -88,11 +87,7 @@ class Plan:
     def pretrain_count_line(self, grid: GridConfig) -> str:
         """How many pretrain jobs, against initialisations-with-pretraining x datasets x seeds: each job is shared
         by every label fraction and downstream task on its dataset."""
-        pretraining = [
-            init
-            for init in grid.initialisations
-            if PRETEXT_TASKS.get(init)(grid.pretext_config(init)).requires_pretraining
-        ]
+        pretraining = [init for init in grid.initialisations if grid.pretrains(init)]
         views = {(cell.dataset, grid.input_view(cell.downstream_task)) for cell in self.finetune_cells}
         expected = len(pretraining) * len(views) * len(grid.seeds)
         line = (
@@ -118,7 +113,7 @@ def plan_grid(grid: GridConfig, dataset_versions: dict[str, str]) -> Plan:
         dataset = task_config.dataset
         view = grid.input_view(task_name)
         for init in grid.initialisations:
-            requires_pretraining = PRETEXT_TASKS.get(init)(grid.pretext_config(init)).requires_pretraining
+            requires_pretraining = grid.pretrains(init)
             for seed in grid.seeds:
                 pretrain_key = None
                 if requires_pretraining:

@@ -69,14 +69,12 @@ def _check_pretext_views(
         dataset = grid.downstream_config(downstream).dataset
         channels = len(datasets[dataset].channels)
         key, side = side_of(downstream)
+        if side is None:
+            continue
         view = grid.input_view(downstream)
         for name in grid.initialisations:
             task = PRETEXT_TASKS.get(name)(grid.pretext_config_for(name, dataset, view))
-            if (
-                isinstance(task, PretextTask)
-                and side is not None
-                and (name, task.config, channels, side) not in checked
-            ):
+            if isinstance(task, PretextTask) and (name, task.config, channels, side) not in checked:
                 checked.add((name, task.config, channels, side))
                 _check_pretext(grid, name, task, channels, (key, side))
 

@@ -45,12 +45,10 @@ class AutoEncoder(ReconstructionTask):
     def forward(
         self, encoder: nn.Module, decoder: nn.Module | None, head: nn.Module, inputs: torch.Tensor
     ) -> torch.Tensor:
+        if decoder is None or self.keeps_skips:
+            return super().forward(encoder, decoder, head, inputs)
         features: Sequence[torch.Tensor] = encoder(inputs)
-        if decoder is None:
-            return head(features[-1])
-        if not self.keeps_skips:
-            features = [*(torch.zeros_like(skip) for skip in features[:-1]), features[-1]]
-        return head(decoder(features))
+        return head(decoder([*(torch.zeros_like(skip) for skip in features[:-1]), features[-1]]))
 
 
 @PRETEXT_TASKS.register("autoencoder_with_skips")
