@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run (or resume) a grid")
-    run.add_argument("--grid", default="smoke", help="preset name (smoke, paper, full) or a grid .yaml file")
+    run.add_argument("--grid", default="smoke", help="preset name (smoke, validate, paper, full) or a grid .yaml file")
     run.add_argument(
         "--set",
         dest="overrides",

@@ -8,6 +8,7 @@ import json
 import platform
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from torch import nn
 
 from benchmark.batches import device_batches, step_generator
 from benchmark.checkpoints import Checkpoint
-from benchmark.grid import GridConfig
+from benchmark.grid import GridConfig, TrainConfig
 from benchmark.planner import FinetuneCell, PretrainJob
 from benchmark.tracking import JobRun, Tracker
 from benchmark.training import train
@@ -29,10 +30,11 @@ from ssl_medbench.core.run_tags import Artifact, Kind, MetricPrefix, Param, Tag
 from ssl_medbench.core.sampling import Batch, BatchSampler
 from ssl_medbench.datasets.base import Dataset, Volume
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
+from ssl_medbench.downstream.base import DownstreamTask
 from ssl_medbench.networks.encoder import create_encoder
 from ssl_medbench.networks.weights import export_weights, import_weights
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
-from ssl_medbench.pretext_tasks.base import PretextNetwork, PretextTask
+from ssl_medbench.pretext_tasks.base import DECODER, ENCODER, PretextNetwork, PretextTask
 
 #: Examples shown in each pretrain job's preview figure.
 PREVIEW_EXAMPLES = 4
@@ -57,9 +59,14 @@ class RunContext:
         return Checkpoint(self.checkpoint_dir / f"{key}.pt", self.grid.runtime.checkpoint_every)
 
 
-def job_seeds(seed: int) -> tuple[int, int, int]:
-    """Independent streams from one job seed: weight init, batch sampling, batch corruption/augmentation."""
+def job_seeds(seed: int, weight_stream: int = 0) -> tuple[int, int, int]:
+    """Independent streams from one job seed: weight init, batch sampling, batch corruption/augmentation.
+
+    ``weight_stream`` > 0 draws the weight-init seed from a child of the job seed (the negative control's own
+    stream) and leaves the other two unchanged."""
     init, sampling, corruption = np.random.SeedSequence(seed).generate_state(3)
+    if weight_stream:
+        init = np.random.SeedSequence(seed, spawn_key=(weight_stream,)).generate_state(1)[0]
     return int(init), int(sampling), int(corruption)
 
 
@@ -142,8 +149,42 @@ def _log_config(ctx: RunContext, run: JobRun, sections: dict[str, Any]) -> None:
     run.log_files({Artifact.RESOLVED_CONFIG: lambda path: path.write_text(document)})
 
 
+def _train_logged(
+    ctx: RunContext,
+    run: JobRun,
+    network: nn.Module,
+    batches: Callable[[int], Iterator[Batch]],
+    loss: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]],
+    schedule: TrainConfig,
+    prefix: str,
+    name: str,
+    checkpoint: Checkpoint,
+) -> None:
+    """Train ``network`` on ``batches`` by ``schedule``, logging each epoch's mean loss terms under ``prefix``."""
+    train(
+        network,
+        batches,
+        loss,
+        schedule,
+        on_epoch=lambda epoch, losses: run.log_metrics({f"{prefix}{k}": v for k, v in losses.items()}, step=epoch),
+        description=name,
+        runtime=ctx.grid.runtime,
+        device=ctx.device,
+        checkpoint=checkpoint,
+    )
+
+
+def _pretrain_batches(
+    ctx: RunContext, sampler: BatchSampler, seed: int, to_batch: Callable[[int, torch.Tensor, torch.Tensor], Batch]
+) -> Callable[[int], Iterator[Batch]]:
+    """The pretrain schedule's device batches of ``sampler`` drawn from ``seed``, each made by ``to_batch``."""
+    return device_batches(sampler, ctx.grid.pretrain, seed, ctx.grid.runtime, ctx.device, to_batch)
+
+
 def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
     """Pretrain ``job``'s pretext task on the training split's unlabeled images; returns the MLflow run id."""
+    if job.downstream_task is not None:
+        return run_supervised_pretrain(job, ctx)
     grid = ctx.grid
     task = PRETEXT_TASKS.get(job.initialisation)(grid.pretext_config_for(job.initialisation, job.dataset, job.view))
     assert isinstance(task, PretextTask)
@@ -161,27 +202,13 @@ def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
         in_chans = len(dataset.channels)
         network = PretextNetwork.for_task(task, create_encoder(grid.encoder, in_chans), in_chans).to(ctx.device)
         sampler = job.view.unlabelled_sampler(ctx.load(job.dataset, dataset.split().train))
-        batches = device_batches(
+        batches = _pretrain_batches(
+            ctx,
             sampler,
-            grid.pretrain,
             sampling_seed,
-            grid.runtime,
-            ctx.device,
             lambda step, images, _: task.make_batch(images, step_generator(corruption_seed, step, ctx.device)),
         )
-        train(
-            network,
-            batches,
-            task.loss,
-            grid.pretrain,
-            on_epoch=lambda epoch, losses: run.log_metrics(
-                {f"{MetricPrefix.PRETRAIN}{k}": v for k, v in losses.items()}, step=epoch
-            ),
-            description=job.name,
-            runtime=grid.runtime,
-            device=ctx.device,
-            checkpoint=checkpoint,
-        )
+        _train_logged(ctx, run, network, batches, task.loss, grid.pretrain, MetricPrefix.PRETRAIN, job.name, checkpoint)
         examples = sampler.sample(PREVIEW_EXAMPLES, torch.Generator().manual_seed(sampling_seed))[0]
         shape = tuple(examples.shape[1:])
         run.set_tag(Tag.PRETEXT_VIEW, job.view.describe(shape))
@@ -198,6 +225,44 @@ def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
         run.log_folder(lambda folder: export_weights(folder, parts, grid.encoder, in_chans, metadata), Artifact.WEIGHTS)
     checkpoint.discard()
     return run.run_id
+
+
+def run_supervised_pretrain(job: PretrainJob, ctx: RunContext) -> str:
+    """The positive control's pretraining: ``job.downstream_task`` trained on the labels of every training subject
+    by the pretrain schedule; exports the model's encoder (and decoder, if it has one). Returns the run id."""
+    grid = ctx.grid
+    dataset = ctx.datasets[job.dataset]
+    task = _downstream_task(ctx, str(job.downstream_task), job.dataset)
+    tags = _common_tags(ctx, Kind.PRETRAIN, job.key, job.initialisation, job.dataset, job.seed)
+    tags[Tag.DOWNSTREAM_TASK] = str(job.downstream_task)
+    checkpoint = ctx.checkpoint(job.key)
+    with ctx.tracker.job_run(job.name, tags) as run:
+        _log_config(ctx, run, {"downstream": task.config, "pretrain": grid.pretrain, "encoder": grid.encoder})
+        labelled = dataset.labelled_subjects(1.0, job.seed)
+        run.log_params({Param.LABELLED_SUBJECTS: len(labelled)})
+        init_seed, sampling_seed, _ = job_seeds(job.seed)
+        torch.manual_seed(init_seed)
+        in_chans = len(dataset.channels)
+        model = task.build_model(create_encoder(grid.encoder, in_chans), None).to(ctx.device)
+        sampler = task.make_sampler(ctx.load(job.dataset, labelled))
+        batches = _pretrain_batches(ctx, sampler, sampling_seed, lambda _, inputs, targets: (inputs, targets))
+        _train_logged(ctx, run, model, batches, task.loss, grid.pretrain, MetricPrefix.PRETRAIN, job.name, checkpoint)
+        shape = input_shape(sampler)
+        run.set_tag(Tag.PRETEXT_VIEW, job.view.describe(shape))
+        run.set_tag(Tag.PRETEXT_INPUT_SHAPE, "x".join(map(str, shape)))
+        parts = {name: getattr(model, name) for name in (ENCODER, DECODER) if getattr(model, name, None) is not None}
+        if ENCODER not in parts:
+            raise TypeError(f"{job.downstream_task}'s model has no 'encoder' attribute, so its weights cannot transfer")
+        metadata = {"pretext_task": job.initialisation, "downstream_task": job.downstream_task, "seed": job.seed}
+        metadata["job_key"] = job.key
+        run.log_folder(lambda folder: export_weights(folder, parts, grid.encoder, in_chans, metadata), Artifact.WEIGHTS)
+    checkpoint.discard()
+    return run.run_id
+
+
+def _downstream_task(ctx: RunContext, name: str, dataset: str) -> DownstreamTask:
+    data = ctx.datasets[dataset]
+    return DOWNSTREAM_TASKS.get(name)(ctx.grid.downstream_config(name), len(data.channels), data.class_names)
 
 
 def _log_pretext_outputs(
@@ -235,9 +300,7 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
     """Train the downstream task on the cell's label fraction, evaluate on the test split; returns the run id."""
     grid = ctx.grid
     dataset = ctx.datasets[cell.dataset]
-    task = DOWNSTREAM_TASKS.get(cell.downstream_task)(
-        grid.downstream_config(cell.downstream_task), len(dataset.channels), dataset.class_names
-    )
+    task = _downstream_task(ctx, cell.downstream_task, cell.dataset)
     initialisation = PRETEXT_TASKS.get(cell.initialisation)(grid.pretext_config(cell.initialisation))
     augmentation = initialisation.finetune_augmentation()
     tags = _common_tags(ctx, Kind.FINETUNE, cell.key, cell.initialisation, cell.dataset, cell.seed)
@@ -269,7 +332,7 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
         split = dataset.split()
         labelled = dataset.labelled_subjects(cell.fraction, cell.seed)
         run.log_params({Param.LABELLED_SUBJECTS: len(labelled), Param.TEST_SUBJECTS: len(split.test)})
-        init_seed, sampling_seed, augmentation_seed = job_seeds(cell.seed)
+        init_seed, sampling_seed, augmentation_seed = job_seeds(cell.seed, initialisation.weight_stream)
         torch.manual_seed(init_seed)
         if pretrain_run_id is None:
             encoder, decoder = create_encoder(grid.encoder, len(dataset.channels)), None
@@ -277,7 +340,8 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
             encoder, decoder = _transferred_parts(ctx, pretrain_run_id, task.accepts, len(dataset.channels))
             run.set_tag(Tag.TRANSFERRED_PARTS, "encoder,decoder" if decoder is not None else "encoder")
         model = task.build_model(encoder, decoder).to(ctx.device)
-        sampler = task.make_sampler(ctx.load(cell.dataset, labelled))
+        training = ctx.load(cell.dataset, labelled)
+        sampler = task.make_sampler(training)
         trained_on: list[tuple[int, ...]] = []  # (C, H, W) of the first training batch: what the network took
 
         def augmented(step: int, inputs: torch.Tensor, targets: torch.Tensor) -> Batch:
@@ -289,25 +353,19 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
                 inputs, targets, step_generator(augmentation_seed, step, ctx.device), task.target_geometry
             )
 
-        train(
-            model,
-            device_batches(sampler, grid.finetune, sampling_seed, grid.runtime, ctx.device, augmented),
-            task.loss,
-            grid.finetune,
-            on_epoch=lambda epoch, losses: run.log_metrics(
-                {f"{MetricPrefix.FINETUNE}{k}": v for k, v in losses.items()}, step=epoch
-            ),
-            description=cell.name,
-            runtime=grid.runtime,
-            device=ctx.device,
-            checkpoint=checkpoint,
-        )
+        batches = device_batches(sampler, grid.finetune, sampling_seed, grid.runtime, ctx.device, augmented)
+        _train_logged(ctx, run, model, batches, task.loss, grid.finetune, MetricPrefix.FINETUNE, cell.name, checkpoint)
         shape = trained_on[0] if trained_on else input_shape(sampler)  # none: resumed after its last step
         run.set_tag(Tag.DOWNSTREAM_INPUT_SHAPE, "x".join(map(str, shape)))
-        per_subject = task.evaluate(model, ctx.load(cell.dataset, split.test), ctx.device)
+        test = ctx.load(cell.dataset, split.test)
+        per_subject = task.evaluate(model, test, ctx.device)
+        run.set_tag(Tag.NEVER_PREDICTED, ",".join(task.never_predicted(per_subject)))
+        reference = task.image_blind_scores(training, test) if initialisation.scores_reference else None
 
         def fill(folder: Path) -> None:
             per_subject.to_csv(folder / Artifact.PER_SUBJECT_METRICS, index=False)
+            if reference is not None:
+                reference.to_csv(folder / Artifact.IMAGE_BLIND_PER_SUBJECT, index=False)
             (folder / Artifact.LABELLED_SUBJECTS).write_text("\n".join(labelled) + "\n")
             (folder / Artifact.TEST_SUBJECTS).write_text("\n".join(split.test) + "\n")
             task.write_artifacts(per_subject, folder)

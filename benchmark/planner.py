@@ -2,7 +2,8 @@
 
 A pretrain job is (pretext task + config, dataset version, input view, encoder, pretrain schedule, seed) and is
 shared by every label fraction and every downstream task on that dataset whose network takes that view
-(:mod:`ssl_medbench.datasets.views`); two views of one dataset pretrain twice. A finetune cell is
+(:mod:`ssl_medbench.datasets.views`); two views of one dataset pretrain twice. Supervised pretraining trains on one
+downstream task's labels, so its job also holds that task and its config, and is shared by that task's fractions only. A finetune cell is
 (initialisation, downstream task + config, dataset version, label fraction, seed, schedule) plus
 the key of the pretrain job it starts from. Any change to these changes the key, so a stale result
 is never reused.
@@ -18,6 +19,7 @@ from typing import Any
 from benchmark.grid import GridConfig
 from ssl_medbench.datasets.base import Dataset
 from ssl_medbench.datasets.views import InputView
+from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 
 #: 2: batches drawn per step from seeds derived from (job seed, step); precision in the key.
 #: 3: pretraining samples the downstream task's input view (the view in the key); misses scored in localisation.
@@ -45,10 +47,13 @@ class PretrainJob:
     seed: int
     #: What the pretext task sees: the input view of the downstream tasks this job initialises.
     view: InputView
+    #: The downstream task whose labels it trains on (supervised pretraining); None for a pretext task.
+    downstream_task: str | None = None
 
     @property
     def name(self) -> str:
-        return f"pretrain/{self.initialisation}/{self.dataset}/{self.view.name}/seed{self.seed}"
+        task = f"/{self.downstream_task}" if self.downstream_task else ""
+        return f"pretrain/{self.initialisation}{task}/{self.dataset}/{self.view.name}/seed{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -117,20 +122,22 @@ def plan_grid(grid: GridConfig, dataset_versions: dict[str, str]) -> Plan:
             for seed in grid.seeds:
                 pretrain_key = None
                 if requires_pretraining:
-                    pretrain_key = job_key(
-                        {
-                            "kind": "pretrain",
-                            "initialisation": init,
-                            "config": grid.pretext_config_for(init, dataset, view),
-                            "dataset": dataset_versions[dataset],
-                            "view": view,
-                            "encoder": grid.encoder,
-                            "schedule": grid.pretrain,
-                            "seed": seed,
-                            "precision": grid.runtime.precision,
-                        }
-                    )
-                    pretrain[pretrain_key] = PretrainJob(pretrain_key, init, dataset, seed, view)
+                    payload = {
+                        "kind": "pretrain",
+                        "initialisation": init,
+                        "config": grid.pretext_config_for(init, dataset, view),
+                        "dataset": dataset_versions[dataset],
+                        "view": view,
+                        "encoder": grid.encoder,
+                        "schedule": grid.pretrain,
+                        "seed": seed,
+                        "precision": grid.runtime.precision,
+                    }
+                    labels_of = task_name if PRETEXT_TASKS.get(init).uses_labels else None
+                    if labels_of is not None:
+                        payload |= {"downstream_task": task_name, "downstream_config": task_config}
+                    pretrain_key = job_key(payload)
+                    pretrain[pretrain_key] = PretrainJob(pretrain_key, init, dataset, seed, view, labels_of)
                 for fraction in grid.fractions:
                     key = job_key(
                         {

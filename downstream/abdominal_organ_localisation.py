@@ -17,6 +17,11 @@ distances and detection (nothing to find). The primary endpoint, ``centroid_mean
 averaged over the organs its reference labels hold (misses at their worst value; NaN only if it holds none). The cell
 logs, per organ, the mean and the standard deviation over subjects (``<metric>_<organ>_std``), as the paper reports
 mean ± std.
+
+Image-blind reference (:meth:`AbdominalOrganLocalisation.image_blind_scores`): per organ, the mean box of the labelled
+training subjects that hold it (each coordinate averaged in voxel indices,
+:func:`~ssl_medbench.downstream.image_blind.mean_boxes`), clipped to each test image as a predicted box always lies
+inside its image; an organ no labelled subject holds is predicted missed. Scored as above.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from ssl_medbench.downstream.boxes import (
     worst_centroid_distance_mm,
     worst_wall_distance_mm,
 )
+from ssl_medbench.downstream.image_blind import mean_boxes
 from ssl_medbench.networks.classifier import SonoNetClassifier
 
 METRICS = ("centroid", "wall")
@@ -134,19 +140,35 @@ class AbdominalOrganLocalisation(DownstreamTask):
 
     def evaluate(self, model: nn.Module, volumes: Sequence[Volume], device: torch.device) -> pd.DataFrame:
         model.eval()
-        rows = []
-        for volume in volumes:
-            labels = np.asarray(volume.labels)
-            row: dict[str, object] = {"subject_id": volume.subject_id}
-            for index, (organ, predicted) in enumerate(
-                zip(self.organs, self.predict_boxes(model, volume.images, device)), start=1
-            ):
-                row.update(
-                    _organ_scores(organ, predicted, box_from_mask(labels == index), labels.shape, volume.spacing)
-                )
-            row["centroid_mean"] = _mean_over_present([row[f"centroid_{organ}"] for organ in self.organs])
-            rows.append(row)
-        return pd.DataFrame(rows)
+        return pd.DataFrame(
+            [self._subject_row(volume, self.predict_boxes(model, volume.images, device)) for volume in volumes]
+        )
+
+    def image_blind_scores(self, labelled: Sequence[Volume], volumes: Sequence[Volume]) -> pd.DataFrame:
+        """:meth:`evaluate`'s table for the mean boxes of ``labelled``, clipped to each test image (module docstring)."""
+        boxes = mean_boxes(labelled, len(self.organs))
+        return pd.DataFrame(
+            [self._subject_row(volume, [_clipped(box, volume.labels.shape) for box in boxes]) for volume in volumes]
+        )
+
+    def _subject_row(self, volume: Volume, predicted: Sequence[Box | None]) -> dict[str, object]:
+        """One subject's row: every organ's scores for its ``predicted`` box (None: missed) and ``centroid_mean``."""
+        labels = np.asarray(volume.labels)
+        row: dict[str, object] = {"subject_id": volume.subject_id}
+        for index, (organ, box) in enumerate(zip(self.organs, predicted), start=1):
+            row.update(_organ_scores(organ, box, box_from_mask(labels == index), labels.shape, volume.spacing))
+        row["centroid_mean"] = _mean_over_present([row[f"centroid_{organ}"] for organ in self.organs])
+        return row
+
+    @classmethod
+    def never_predicted(cls, per_subject: pd.DataFrame) -> list[str]:
+        """Organs in some test subject's reference for which no test subject got a box."""
+        organs = [column.removeprefix("detected_") for column in per_subject if column.startswith("detected_")]
+        return [
+            organ
+            for organ in organs
+            if per_subject[f"detected_{organ}"].dropna().eq(0).all() and per_subject[f"detected_{organ}"].notna().any()
+        ]
 
     def summarise(self, per_subject: pd.DataFrame) -> dict[str, float]:
         """Means over subjects (misses scored, NaN only without a reference organ) and ``<metric>_<organ>_std`` (sample
@@ -156,6 +178,11 @@ class AbdominalOrganLocalisation(DownstreamTask):
             if not name.startswith("detected_"):
                 summary[f"{name}_std"] = float(per_subject[name].std(ddof=1))
         return summary
+
+
+def _clipped(box: Box | None, shape: tuple[int, ...]) -> Box | None:
+    """``box`` with every coordinate clipped to the voxel indices of an image of ``shape``; None stays None."""
+    return None if box is None else np.clip(box, 0, np.asarray(shape)[:, None] - 1)
 
 
 def _mean_over_present(distances: Sequence[float]) -> float:

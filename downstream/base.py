@@ -5,7 +5,9 @@ encoder and decoder, samples labelled training batches, defines its loss, and ev
 network on test subjects into a per-subject table. Its metrics (names, units, better direction,
 NaN rule) are class-level metadata (:meth:`DownstreamTask.metric_specs`), readable without building
 the task, and it provides tiny example data of its own kind for the shipped contract
-(:mod:`ssl_medbench.downstream.contract`).
+(:mod:`ssl_medbench.downstream.contract`). Every task also scores an image-blind reference predictor
+(:meth:`DownstreamTask.image_blind_scores`, :mod:`ssl_medbench.downstream.image_blind`), the report's measure of
+how much the images add.
 """
 
 from __future__ import annotations
@@ -129,6 +131,30 @@ class DownstreamTask(ABC):
     @abstractmethod
     def evaluate(self, model: nn.Module, volumes: Sequence[Volume], device: torch.device) -> pd.DataFrame:
         """Rows of test subjects (``subject_id``), by default one per subject with one column per per-subject metric."""
+
+    @abstractmethod
+    def image_blind_scores(self, labelled: Sequence[Volume], volumes: Sequence[Volume]) -> pd.DataFrame:
+        """The table :meth:`evaluate` gives (same rows and columns, same scoring code) for the task's image-blind
+        reference predictor on the test subjects ``volumes``.
+
+        The reference is built from the labels of ``labelled`` (the cell's labelled training subjects) only, and its
+        prediction for a test subject does not depend on any image value (at most on the image's shape): the
+        per-voxel majority label, the majority class, the mean box. Replacing any image by noise leaves the table
+        unchanged (checked by the contract).
+        """
+
+    @classmethod
+    @abstractmethod
+    def never_predicted(cls, per_subject: pd.DataFrame) -> list[str]:
+        """The classes, regions or organs present in the test references that the model predicted for no test subject
+        (from :meth:`evaluate`'s table): a cell with any is reported as collapsed."""
+
+    @classmethod
+    def whole_set_scores(cls, per_subject: pd.DataFrame) -> dict[str, float]:
+        """The metrics of :meth:`metric_specs` that are defined over all test subjects only (``per_subject=False``),
+        computed on the rows of ``per_subject`` (any subset of :meth:`evaluate`'s table): the report recomputes them
+        without each subject in turn for their uncertainty. Empty for a task whose metrics are all per subject."""
+        return {}
 
     @classmethod
     def subject_scores(cls, per_subject: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:

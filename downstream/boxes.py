@@ -18,7 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-Box = np.ndarray  # (3, 2) int: per axis (first, last) voxel index, inclusive
+#: (3, 2): per axis (first, last) voxel index, inclusive; int from masks, fractional for a mean box (image_blind).
+Box = np.ndarray
 
 
 def box_from_mask(mask: np.ndarray) -> Box | None:

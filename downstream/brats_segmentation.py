@@ -8,6 +8,12 @@ specificity (fractions; reports show %) and pooled Hausdorff95 in mm, with the e
 :mod:`downstream.metrics`; ``empty_<region>`` records which mask was empty, if any. The primary endpoint,
 ``dice_mean``, is a subject's mean Dice over the three regions (never NaN: Dice has a value for empty masks), the
 usual single summary of the BraTS challenge's three regions.
+
+Image-blind reference (:meth:`BratsSegmentation.image_blind_scores`): the voxel-wise prior's majority label map of the
+labelled training subjects (:func:`~ssl_medbench.downstream.image_blind.majority_label_map`; subjects are
+co-registered to one template, so their label maps share one shape, or ValueError), the same map for every test
+subject, scored as above. Where tumours lie in different places it predicts background, and Dice follows the
+empty-mask rule.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from ssl_medbench.datasets.patches import PatchSampler
 from ssl_medbench.datasets.views import AxialPatches
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.downstream.base import DownstreamTask, ExampleData, MetricSpec
+from ssl_medbench.downstream.image_blind import majority_label_map
 from ssl_medbench.downstream.metrics import dice, empty_case, hd95, sensitivity, specificity
 from ssl_medbench.networks.unet_decoder import UNetDecoder
 
@@ -141,20 +148,31 @@ class BratsSegmentation(DownstreamTask):
 
     def evaluate(self, model: nn.Module, volumes: Sequence[Volume], device: torch.device) -> pd.DataFrame:
         model.eval()
-        rows = []
-        for volume in volumes:
-            predicted = region_masks(self.predict_volume(model, np.asarray(volume.images), device))
-            reference = region_masks(np.asarray(volume.labels))
-            row: dict[str, object] = {"subject_id": volume.subject_id}
-            for region in REGIONS:
-                pred, ref = predicted[region], reference[region]
-                for name, metric in METRICS.items():
-                    row[f"{name}_{region}"] = metric(pred, ref)
-                row[f"hd95_{region}"] = hd95(pred, ref, volume.spacing)
-                row[f"empty_{region}"] = empty_case(pred, ref)
-            row["dice_mean"] = float(np.mean([row[f"dice_{region}"] for region in REGIONS]))
-            rows.append(row)
-        return pd.DataFrame(rows)
+        return pd.DataFrame(
+            [_subject_row(volume, self.predict_volume(model, np.asarray(volume.images), device)) for volume in volumes]
+        )
+
+    def image_blind_scores(self, labelled: Sequence[Volume], volumes: Sequence[Volume]) -> pd.DataFrame:
+        """:meth:`evaluate`'s table for the majority label map of ``labelled`` (see the module docstring), predicted for
+        every test subject; a test subject whose labels differ in shape from the map raises ValueError."""
+        prior = majority_label_map(labelled, self.num_classes)
+        mismatched = {v.subject_id: np.shape(v.labels) for v in volumes if np.shape(v.labels) != prior.shape}
+        if mismatched:
+            raise ValueError(
+                f"test subjects {mismatched} differ in shape from the labelled subjects' {prior.shape}: the voxel-wise "
+                "prior needs co-registered volumes of one shape"
+            )
+        return pd.DataFrame([_subject_row(volume, prior) for volume in volumes])
+
+    @classmethod
+    def never_predicted(cls, per_subject: pd.DataFrame) -> list[str]:
+        """Regions present in some test subject's reference whose predicted mask is empty in every test subject."""
+        return [
+            region
+            for region in REGIONS
+            if (per_subject[f"empty_{region}"].isin(["prediction", "both"])).all()
+            and (per_subject[f"empty_{region}"] == "prediction").any()
+        ]
 
     def summarise(self, per_subject: pd.DataFrame) -> dict[str, float]:
         """Means over subjects, plus ``empty_masks_<region>``: how many subjects fell under an empty-mask rule."""
@@ -162,3 +180,18 @@ class BratsSegmentation(DownstreamTask):
         for region in REGIONS:
             summary[f"empty_masks_{region}"] = float((per_subject[f"empty_{region}"] != "none").sum())
         return summary
+
+
+def _subject_row(volume: Volume, predicted: np.ndarray) -> dict[str, object]:
+    """One subject's row: every metric per BraTS region of the ``predicted`` label map against the subject's labels."""
+    predicted_regions = region_masks(predicted)
+    reference = region_masks(np.asarray(volume.labels))
+    row: dict[str, object] = {"subject_id": volume.subject_id}
+    for region in REGIONS:
+        pred, ref = predicted_regions[region], reference[region]
+        for name, metric in METRICS.items():
+            row[f"{name}_{region}"] = metric(pred, ref)
+        row[f"hd95_{region}"] = hd95(pred, ref, volume.spacing)
+        row[f"empty_{region}"] = empty_case(pred, ref)
+    row["dice_mean"] = float(np.mean([row[f"dice_{region}"] for region in REGIONS]))
+    return row

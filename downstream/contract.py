@@ -10,14 +10,16 @@ The suite's own tests run every check on every registered downstream task; a plu
 or parametrise over ``DOWNSTREAM_CHECKS`` for one test per check. The data come from the task itself
 (:meth:`DownstreamTask.example_data`), the network is a tiny ``chen_vgg`` encoder (with the U-Net
 decoder where the task accepts one), and everything runs on CPU in seconds. A failed check raises
-AssertionError naming the task and the check.
+AssertionError naming the task and the check. The image-blind reference
+(:meth:`DownstreamTask.image_blind_scores`) is fitted on the example subjects and scored on them: its table must
+have :meth:`DownstreamTask.evaluate`'s rows and columns and stay the same when the images are replaced by noise.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,7 +243,8 @@ def check_one_step_trains(cls: type[DownstreamTask], setup: ContractSetup) -> No
 @_check("evaluates_every_subject")
 def check_evaluates_every_subject(cls: type[DownstreamTask], setup: ContractSetup) -> None:
     """``evaluate`` covers every example subject; ``subject_scores`` gives one row per subject with every
-    per-subject metric; ``summarise`` gives every metric as a float."""
+    per-subject metric; ``summarise`` gives every metric as a float; ``whole_set_scores`` gives whole-set metrics
+    only, the primary endpoint among them if it is one; ``never_predicted`` gives a list of names."""
     task, data, table = _evaluated(cls, setup)
     subjects = sorted(volume.subject_id for volume in data.volumes)
     expect(
@@ -262,6 +265,33 @@ def check_evaluates_every_subject(cls: type[DownstreamTask], setup: ContractSetu
     summary = task.summarise(table)
     absent = [name for name in specs if not isinstance(summary.get(name), float)]
     expect(not absent, f"summarise gives no float for {absent}")
+    whole_set = cls.whole_set_scores(table)
+    per_subject = sorted(name for name in whole_set if name not in specs or specs[name].per_subject)
+    expect(
+        not per_subject, f"whole_set_scores gives metrics that are not whole-set metrics of metric_specs: {per_subject}"
+    )
+    primary = specs[cls.primary_metric]
+    expect(
+        primary.per_subject or isinstance(whole_set.get(cls.primary_metric), float),
+        f"the primary endpoint {cls.primary_metric!r} is a whole-set metric that whole_set_scores does not give",
+    )
+    never = cls.never_predicted(table)
+    expect(
+        isinstance(never, list) and all(isinstance(name, str) for name in never),
+        f"never_predicted must return a list of names, got {never!r}",
+    )
+
+
+def _expect_documented_values(
+    cls: type[DownstreamTask], task: DownstreamTask, data: ExampleData, table: pd.DataFrame
+) -> None:
+    """Every metric of ``table`` (per subject and summarised) is finite, or NaN where its spec documents it."""
+    scores, summary = _scores(cls, data, table), task.summarise(table)
+    for name, spec in cls.metric_specs(data.class_names).items():
+        values = [summary[name], *(scores[name] if spec.per_subject else [])]
+        expect(not any(math.isinf(value) for value in values), f"metric {name!r} is infinite")
+        undocumented = not spec.nan_when and any(math.isnan(value) for value in values)
+        expect(not undocumented, f"metric {name!r} is NaN but documents no NaN case; give its documented worst case")
 
 
 @_check("nan_only_where_documented")
@@ -269,12 +299,44 @@ def check_nan_only_where_documented(cls: type[DownstreamTask], setup: ContractSe
     """On the example data (which include an empty or missed case) every metric is finite, or NaN where its
     spec documents a NaN case (``MetricSpec.nan_when``); never infinite, never a silent NaN."""
     task, data, table = _evaluated(cls, setup)
-    scores, summary = _scores(cls, data, table), task.summarise(table)
-    for name, spec in cls.metric_specs(data.class_names).items():
-        values = [summary[name], *(scores[name] if spec.per_subject else [])]
-        expect(not any(math.isinf(value) for value in values), f"metric {name!r} is infinite")
-        undocumented = not spec.nan_when and any(math.isnan(value) for value in values)
-        expect(not undocumented, f"metric {name!r} is NaN but documents no NaN case; give its documented worst case")
+    _expect_documented_values(cls, task, data, table)
+
+
+def _noisy(volumes: Sequence[Volume], generator: np.random.Generator) -> list[Volume]:
+    """``volumes`` with their images replaced by standard normal noise of the same shape and dtype."""
+    return [
+        dataclasses.replace(volume, images=generator.normal(size=volume.images.shape).astype(volume.images.dtype))
+        for volume in volumes
+    ]
+
+
+@_check("image_blind_reference")
+def check_image_blind_reference(cls: type[DownstreamTask], setup: ContractSetup) -> None:
+    """``image_blind_scores`` (fitted on the example subjects, scored on them) gives ``evaluate``'s rows and columns,
+    metrics NaN only where documented, and the same table when the test images, or the labelled subjects' images,
+    are noise."""
+    task, data, evaluated = _evaluated(cls, setup)
+    volumes = list(data.volumes)
+    table = task.image_blind_scores(volumes, volumes)
+    expect(isinstance(table, pd.DataFrame), f"image_blind_scores returned {type(table).__name__}, not a DataFrame")
+    expect(
+        list(table.columns) == list(evaluated.columns),
+        f"the reference's columns {list(table.columns)} differ from evaluate's {list(evaluated.columns)}",
+    )
+    expect(
+        sorted(table["subject_id"]) == sorted(evaluated["subject_id"]),
+        f"the reference scored rows {sorted(table['subject_id'])}, evaluate {sorted(evaluated['subject_id'])}",
+    )
+    _expect_documented_values(cls, task, data, table)
+    noise = np.random.default_rng(setup.seed)
+    expect(
+        task.image_blind_scores(volumes, _noisy(volumes, noise)).equals(table),
+        "the reference's scores depend on the test images (they changed when the images were replaced by noise)",
+    )
+    expect(
+        task.image_blind_scores(_noisy(volumes, noise), volumes).equals(table),
+        "the reference depends on the labelled subjects' images (its scores changed when they were replaced by noise)",
+    )
 
 
 def check_downstream_task(cls: type[DownstreamTask], setup: ContractSetup = ContractSetup()) -> None:

@@ -15,6 +15,10 @@ the two they report; its first row is Baumgartner et al.'s own figure, so the pa
 variant. A class never predicted has precision 0 (``zero_division=0``). The primary endpoint is ``f1``, macro F1
 over every class, since a catch-all class is part of what a deployed plane classifier must get right. The cell also
 logs the per-class report and the confusion matrix (rows true, columns predicted) as CSV and PNG.
+
+Image-blind reference (:meth:`FetalPlaneClassification.image_blind_scores`): the majority class of the labelled
+training subjects' images (ties: the lowest class index, :func:`~ssl_medbench.downstream.image_blind.majority_class`),
+predicted for every test image and scored as above.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from ssl_medbench.datasets.slice_samplers import SliceClassSampler
 from ssl_medbench.datasets.views import WholeImages
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.downstream.base import DownstreamTask, ExampleData, MetricSpec
+from ssl_medbench.downstream.image_blind import majority_class
 from ssl_medbench.networks.classifier import SonoNetClassifier
 
 #: The macro-averaged metrics, in scikit-learn's order.
@@ -108,28 +113,46 @@ class FetalPlaneClassification(DownstreamTask):
                 batch = torch.from_numpy(np.ascontiguousarray(images[start : start + self.config.inference_batch])).to(
                     device
                 )
-                predicted = model(batch).argmax(dim=1).cpu().numpy()
-                for offset, label in enumerate(predicted):
-                    true = int(volume.slice_classes[start + offset])
-                    rows.append(
-                        {
-                            "subject_id": volume.subject_id,
-                            "image": start + offset,
-                            "true_class": self.class_names[true],
-                            "predicted_class": self.class_names[int(label)],
-                        }
-                    )
+                rows += self._rows(volume, start, model(batch).argmax(dim=1).cpu().numpy())
         return pd.DataFrame(rows)
+
+    def image_blind_scores(self, labelled: Sequence[Volume], volumes: Sequence[Volume]) -> pd.DataFrame:
+        """:meth:`evaluate`'s table for the majority class of ``labelled``'s images, predicted for every test image."""
+        self._check_classes()
+        majority = majority_class(labelled, len(self.class_names))
+        return pd.DataFrame(
+            [row for volume in volumes for row in self._rows(volume, 0, np.full(volume.images.shape[-1], majority))]
+        )
+
+    def _rows(self, volume: Volume, start: int, predicted: np.ndarray) -> list[dict[str, object]]:
+        """Rows of ``volume``'s images ``start``, ``start + 1``, ... with their ``predicted`` class indices."""
+        return [
+            {
+                "subject_id": volume.subject_id,
+                "image": start + offset,
+                "true_class": self.class_names[int(volume.slice_classes[start + offset])],
+                "predicted_class": self.class_names[int(label)],
+            }
+            for offset, label in enumerate(predicted)
+        ]
 
     def summarise(self, per_subject: pd.DataFrame) -> dict[str, float]:
         true, predicted = per_subject["true_class"], per_subject["predicted_class"]
         seen = sorted({*true, *predicted})
         anatomical = [name for name in seen if name not in self.config.non_anatomical] or seen
-        summary = {"accuracy": float(accuracy_score(true, predicted))}
-        for suffix, labels in (("", seen), ("_anatomical", anatomical)):
-            scores = precision_recall_fscore_support(true, predicted, labels=labels, average="macro", zero_division=0)
-            summary |= {f"{metric}{suffix}": float(value) for metric, value in zip(MACRO, scores)}
-        return summary
+        summary = {"accuracy": float(accuracy_score(true, predicted))} | self.whole_set_scores(per_subject)
+        return summary | _macro_scores(true, predicted, anatomical, "_anatomical")
+
+    @classmethod
+    def whole_set_scores(cls, per_subject: pd.DataFrame) -> dict[str, float]:
+        """Macro precision, recall and F1 over the classes seen (true or predicted) in these rows."""
+        true, predicted = per_subject["true_class"], per_subject["predicted_class"]
+        return _macro_scores(true, predicted, sorted({*true, *predicted}), "")
+
+    @classmethod
+    def never_predicted(cls, per_subject: pd.DataFrame) -> list[str]:
+        """Classes of some test image that the model predicted for no test image."""
+        return sorted(set(per_subject["true_class"]) - set(per_subject["predicted_class"]))
 
     @classmethod
     def subject_scores(cls, per_subject: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
@@ -153,6 +176,12 @@ class FetalPlaneClassification(DownstreamTask):
         )
         matrix.to_csv(folder / "confusion_matrix.csv")
         _confusion_figure(matrix).savefig(folder / "confusion_matrix.png", dpi=110)
+
+
+def _macro_scores(true: pd.Series, predicted: pd.Series, labels: list[str], suffix: str) -> dict[str, float]:
+    """Macro precision, recall and F1 over ``labels`` (0 where a class has no prediction or no image)."""
+    scores = precision_recall_fscore_support(true, predicted, labels=labels, average="macro", zero_division=0)
+    return {f"{metric}{suffix}": float(value) for metric, value in zip(MACRO, scores)}
 
 
 def _confusion_figure(matrix: pd.DataFrame):

@@ -15,6 +15,7 @@ from ssl_medbench.pretext_tasks import (  # noqa: E402,F401  (register the built
     random_augmentation,
     random_init,
     relative_position,
+    supervised,
 )
 
 __all__ = ["PRETEXT_TASKS", "Initialisation", "PretextTask"]

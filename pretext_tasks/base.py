@@ -59,6 +59,15 @@ class Initialisation(ABC):
 
     #: Short label used in tables (e.g. "CR"); defaults to the registry name.
     label: ClassVar[str] = ""
+    #: Which weight-initialisation stream of the job seed the downstream network draws from: 0 for every
+    #: initialisation but the negative control, which takes another (``benchmark.jobs.job_seeds``).
+    weight_stream: ClassVar[int] = 0
+    #: True for an initialisation that pretrains on the downstream task's own labels (a control, not a pretext task):
+    #: its pretrain job belongs to one downstream task.
+    uses_labels: ClassVar[bool] = False
+    #: True for the baseline every comparison is made against (Random): its cells also score the downstream task's
+    #: image-blind reference on their labelled subjects, so the reference is paired with it by seed and subject.
+    scores_reference: ClassVar[bool] = False
 
     def __init__(self, config: Initialisation.Config | None = None):
         self.config = config if config is not None else self.Config()

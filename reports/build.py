@@ -19,19 +19,32 @@ import pandas as pd
 
 from ssl_medbench.core.run_tags import Artifact, Kind, Tag
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
+from ssl_medbench.reports.critical_difference import NotEnoughBlocks, critical_difference, plot_critical_difference
 from ssl_medbench.reports.document import Document
+from ssl_medbench.reports.endpoints import ArmScores, arm_scores
+from ssl_medbench.reports.paired import ALPHA
 from ssl_medbench.reports.paper import side_by_side
 from ssl_medbench.reports.plots import metric_vs_fraction, subject_distributions
 from ssl_medbench.reports.runs import (
+    cell_tables,
     current_plan,
     download_artifact,
     finetune_runs,
     load_runs,
     select_runs,
     set_apart_table,
-    subject_scores,
 )
-from ssl_medbench.reports.stats import BASELINE, BOOTSTRAP_SAMPLES, compare_to_baseline, rank_summary
+from ssl_medbench.reports.stats import (
+    BASELINE,
+    COLUMNS,
+    CONTROLS,
+    IMAGE_BLIND,
+    NEGATIVE_CONTROL,
+    POSITIVE_CONTROL,
+    compare_to_baseline,
+    descriptive,
+    primary_comparisons,
+)
 from ssl_medbench.reports.tables import cell_means, format_value, init_order, paper_table
 
 
@@ -137,9 +150,19 @@ def _provenance(document: Document, runs: pd.DataFrame, tracking_uri: str, scrat
 
 def _task_section(
     document: Document, task: str, cells: pd.DataFrame, tracking_uri: str, out: Path, scratch: Path
-) -> tuple[pd.DataFrame, dict[str, str]]:
+) -> tuple[pd.DataFrame, dict[str, str], pd.DataFrame]:
+    """The task's answer first (its primary endpoint against Random), then its table, figures and described metrics.
+    Returns the cell means, the metric directions and the controls' primary comparisons."""
     units, directions = _recorded(cells, Tag.METRIC_UNITS, task), _recorded(cells, Tag.METRIC_DIRECTIONS, task)
     document.heading(task)
+    plugin = DOWNSTREAM_TASKS.get(task)
+    scores = _arm_scores(document, plugin, cells, list(units), tracking_uri, scratch)
+    primary = plugin.primary_metric
+    controls = pd.DataFrame(columns=COLUMNS)
+    if primary in units and not scores.contributions.empty and primary in scores.contributions:
+        controls = _primary_section(document, task, scores, primary, units[primary], directions[primary], out)
+    else:
+        document.text(f"No per-subject scores of the primary endpoint {primary!r} recorded: nothing tested.", note=True)
     table, marks = paper_table(cells, units, directions)
     table.to_csv(out / "tables" / f"{task}.csv", index=False)
     finished = int((cells["status"] == "FINISHED").sum())
@@ -147,7 +170,8 @@ def _task_section(
     rule = "; ".join(f"{d} is better for {', '.join(names)}" for d, names in better.items() if names)
     document.text(
         f"{finished} of {len(cells)} cells FINISHED; mean ± std over seeds; bold: best per label fraction ({rule}); "
-        "fractions in %, distances in mm."
+        "fractions in %, distances in mm; collapsed: seeds whose model predicted some class, region or organ of the "
+        "test references for no test subject (averaged in above, counted here)."
     )
     if finished < len(cells):
         document.text(
@@ -161,47 +185,113 @@ def _task_section(
             metric_vs_fraction(cells, units, out / "figures" / f"{task}_vs_fraction.png"),
             f"{task}: metrics against label fraction (95 % CI over seeds)",
         )
-    plugin = DOWNSTREAM_TASKS.get(task)
-    scores, missing = subject_scores(
-        tracking_uri, cells, lambda table: plugin.subject_scores(table, list(units)), scratch
-    )
-    if missing:
-        document.text(
-            f"{Artifact.PER_SUBJECT_METRICS} is missing or unreadable for {len(missing)} FINISHED cell(s), so the per-subject "
-            f"figures and statistics leave them out: {', '.join(missing)}.",
-            note=True,
-        )
-    if not scores.empty:
+    if not scores.contributions.empty:
+        subject_metrics = [m for m in units if m in scores.contributions and m not in scores.whole_set]
+        methods = scores.contributions[~scores.contributions["initialisation"].isin(CONTROLS)]
         figure = subject_distributions(
-            scores, {m: u for m, u in units.items() if m in scores}, out / "figures" / f"{task}_per_subject.png"
+            methods, {m: units[m] for m in subject_metrics}, out / "figures" / f"{task}_per_subject.png"
         )
         if figure is not None:
             document.image(
                 figure, f"{task}: per-subject scores (mean over seeds) per initialisation and label fraction"
             )
-        _statistics(document, task, scores, [m for m in units if m in scores], out)
+        _secondary_section(document, task, scores, [m for m in units if m != primary], out)
     means = cell_means(cells, list(units)).assign(task=task)
-    return means, directions
+    return means, directions, controls
 
 
-def _statistics(document: Document, task: str, scores: pd.DataFrame, metrics: list[str], out: Path) -> None:
-    comparison = compare_to_baseline(scores, metrics)
-    comparison.to_csv(out / "tables" / f"{task}_vs_random.csv", index=False)
-    document.heading(f"{task}: each initialisation against Random ({BASELINE})", 3)
-    subjects = scores["subject_id"].nunique()
-    document.text(
-        f"Paired over {subjects} test subjects (each subject's score averaged over the seeds that finished); "
-        f"mean difference with a percentile bootstrap 95 % CI ({BOOTSTRAP_SAMPLES} resamples); two-sided Wilcoxon "
-        f"signed-rank test; Holm correction over the {len(comparison)} comparisons of this table."
-    )
-    if comparison.empty:
+def _arm_scores(
+    document: Document, plugin, cells: pd.DataFrame, metrics: list[str], tracking_uri: str, scratch: Path
+) -> ArmScores:
+    """Every FINISHED cell's per-subject scores, and the image-blind reference scored in the Random cells."""
+    tables, missing = cell_tables(tracking_uri, cells, Artifact.PER_SUBJECT_METRICS, scratch)
+    random = cells[cells["initialisation"] == BASELINE]
+    references, _ = cell_tables(tracking_uri, random, Artifact.IMAGE_BLIND_PER_SUBJECT, scratch)
+    arms = [(run, table, run["initialisation"]) for run, table in tables]
+    scores = arm_scores(plugin, arms + [(run, table, IMAGE_BLIND) for run, table in references], metrics)
+    unread = missing + scores.unreadable
+    if unread:
         document.text(
-            f"No comparison: no {BASELINE} cell finished at a fraction where another initialisation did.", note=True
+            f"{Artifact.PER_SUBJECT_METRICS} is missing or unreadable for {len(unread)} FINISHED cell(s), so the "
+            f"per-subject figures and statistics leave them out: {', '.join(unread)}.",
+            note=True,
         )
-        return
-    shown = comparison.assign(fraction=comparison["fraction"].map(lambda f: f"{f * 100:g}%"))
-    shown = shown.round({"mean_difference": 4, "ci_low": 4, "ci_high": 4, "p_value": 4, "p_holm": 4})
-    document.table(shown.reset_index(drop=True))
+    return scores
+
+
+def _shown(comparisons: pd.DataFrame, unit: str) -> pd.DataFrame:
+    """The comparison columns a reader needs, rounded; fractions in %."""
+    scale = 100.0 if unit == "fraction" else 1.0
+    shown = pd.DataFrame(
+        {
+            "fraction": comparisons["fraction"].map(lambda f: f"{f * 100:g}%"),
+            "arm": comparisons["arm"],
+            "metric": comparisons["metric"],
+            "difference": (comparisons["mean_difference"] * scale).round(2),
+            "95% CI": [
+                f"[{low * scale:.2f}, {high * scale:.2f}]" if pd.notna(low) else "n/a"
+                for low, high in zip(comparisons["ci_low"], comparisons["ci_high"])
+            ],
+            "p": comparisons["p_value"].round(4),
+            "p (Holm)": comparisons["p_adjusted"].round(4),
+            "seeds": comparisons["n_seeds"],
+            "subjects": comparisons["n_subjects"],
+            "detectable (80% power)": (comparisons["min_detectable_difference"] * scale).round(2),
+        }
+    )
+    return shown.reset_index(drop=True)
+
+
+def _reading(row: pd.Series, direction: str, unit: str) -> str:
+    """One phrase: better or worse than Random after correction, or nothing found and what could have been."""
+    if pd.isna(row["p_adjusted"]):
+        return "not testable"
+    if row["p_adjusted"] < ALPHA:
+        better = (row["mean_difference"] > 0) == (direction == "higher")
+        return "better than RD" if better else "worse than RD"
+    scale = 100.0 if unit == "fraction" else 1.0
+    return f"no difference found (a true one of {row['min_detectable_difference'] * scale:.2f} would be found 80% of the time)"
+
+
+def _primary_section(
+    document: Document, task: str, scores: ArmScores, primary: str, unit: str, direction: str, out: Path
+) -> pd.DataFrame:
+    """The primary endpoint of every method against Random (Holm over them); returns the controls' comparisons."""
+    arms = init_order(scores.contributions["initialisation"].unique())
+    methods = [arm for arm in arms if arm != BASELINE and arm not in CONTROLS]
+    whole = scores.whole_set if primary in scores.whole_set else None
+    compared = primary_comparisons(compare_to_baseline(task, scores.contributions, [primary], methods, whole))
+    compared.to_csv(out / "tables" / f"{task}_primary.csv", index=False)
+    controls = [arm for arm in CONTROLS if arm in arms]
+    checked = primary_comparisons(compare_to_baseline(task, scores.contributions, [primary], controls, whole))
+    document.heading(f"{task}: primary endpoint {primary} against Random ({BASELINE})", 3)
+    document.text(
+        f"{primary} ({'%' if unit == 'fraction' else unit}; {direction} is better). Each method minus {BASELINE}, paired by "
+        "seed (same labelled subjects and batch order) and by test subject, over the seeds that finished in both; 95 % "
+        "interval and p from a crossed seeds x subjects random-effects model (reports/paired.py); Holm over the "
+        f"{len(compared)} comparisons of this family (every method at every fraction; controls apart); detectable: "
+        "the true difference this comparison finds with 80 % power at the unadjusted 5 % level."
+    )
+    if compared.empty:
+        document.text(f"No method to compare: no {BASELINE} cell finished where another method did.", note=True)
+        return checked
+    shown = _shown(compared, unit).assign(reading=[_reading(row, direction, unit) for _, row in compared.iterrows()])
+    document.table(shown)
+    return checked
+
+
+def _secondary_section(document: Document, task: str, scores: ArmScores, metrics: list[str], out: Path) -> None:
+    """Every other metric against Random with its interval, untested."""
+    arms = [arm for arm in init_order(scores.contributions["initialisation"].unique()) if arm != BASELINE]
+    scored = [m for m in metrics if m in scores.contributions]
+    whole = scores.whole_set if not scores.whole_set.empty else None
+    described = descriptive(compare_to_baseline(task, scores.contributions, scored, arms, whole))
+    described.to_csv(out / "tables" / f"{task}_secondary.csv", index=False)
+    document.heading(f"{task}: other metrics against Random, described", 3)
+    document.text(
+        "Differences to RD with the same paired 95 % intervals; not tested (no p-values), so an interval that excludes "
+        f"zero here is a description, not a finding. The full table: tables/{task}_secondary.csv."
+    )
 
 
 def _paper_section(document: Document, means: pd.DataFrame, units: dict[str, dict[str, str]]) -> None:
@@ -269,29 +359,93 @@ def _set_apart(document: Document, apart: pd.DataFrame) -> None:
 
 
 def _results(document: Document, runs: pd.DataFrame, tracking_uri: str, out_dir: Path, scratch: Path) -> None:
-    """Provenance, one section per downstream task, the rank summary, the paper comparison, previews, unfinished runs."""
-    _provenance(document, runs, tracking_uri, scratch)
-    all_means, units, directions = [], {}, {}
+    """One section per downstream task (answer first), the controls, the ranks across tasks, the paper comparison,
+    previews, unfinished runs, and provenance last."""
+    all_means, controls, units, directions = [], [], {}, {}
     tasks = sorted(runs.loc[runs[Tag.KIND] == Kind.FINETUNE, Tag.DOWNSTREAM_TASK].dropna().unique())
     for task in tasks:
         cells = finetune_runs(runs, task)
-        means, directions[task] = _task_section(document, task, cells, tracking_uri, out_dir, scratch)
+        means, directions[task], checked = _task_section(document, task, cells, tracking_uri, out_dir, scratch)
         units[task] = _recorded(cells, Tag.METRIC_UNITS, task)
         all_means.append(means)
+        controls.append(checked.assign(direction=directions[task].get(DOWNSTREAM_TASKS.get(task).primary_metric)))
+    _controls_section(document, pd.concat(controls, ignore_index=True) if controls else pd.DataFrame(), out_dir)
     if all_means:
         means = pd.concat(all_means, ignore_index=True)
-        ranks = rank_summary(means, directions)
-        if not ranks.empty:
-            document.heading("Rank summary across tasks")
-            document.text(
-                "Mean rank of each initialisation (1 = best) over the metrics and label fractions of each task, by the mean over seeds."
-            )
-            ranks = ranks.reindex([label for label in init_order(ranks.index)]).round(2).reset_index()
-            ranks.to_csv(out_dir / "tables" / "rank_summary.csv", index=False)
-            document.table(ranks)
+        _ranks_section(document, means, directions, out_dir)
         _paper_section(document, means, units)
     _previews(document, runs, tracking_uri, out_dir, scratch)
     _unfinished(document, runs)
+    _provenance(document, runs, tracking_uri, scratch)
+
+
+#: What each control must show for the benchmark to be trusted on this data (``docs``: README, "Controls").
+EXPECTED = {
+    NEGATIVE_CONTROL: "no difference at any fraction",
+    POSITIVE_CONTROL: "better than RD at the lowest fraction",
+    IMAGE_BLIND: "worse than RD at the highest fraction",
+}
+
+
+def _control_verdict(row: pd.Series, fractions: tuple[float, float]) -> str:
+    """Whether this row shows what its control must show (rows at other fractions of SUP and the reference: '')."""
+    significant = row["p_adjusted"] < ALPHA
+    better = (row["mean_difference"] > 0) == (row["direction"] == "higher")
+    if row["arm"] == NEGATIVE_CONTROL:
+        return "as expected" if not significant else "NOT AS EXPECTED: differs from RD"
+    if row["arm"] == POSITIVE_CONTROL and row["fraction"] == fractions[0]:
+        return "as expected" if significant and better else "NOT AS EXPECTED: not found better"
+    if row["arm"] == IMAGE_BLIND and row["fraction"] == fractions[1]:
+        return "as expected" if significant and not better else "NOT AS EXPECTED: no headroom found"
+    return ""
+
+
+def _controls_section(document: Document, controls: pd.DataFrame, out: Path) -> None:
+    """The controls' primary comparisons against Random, with what each must show; ``tables/controls.csv``."""
+    if controls.empty:
+        return
+    controls[COLUMNS].to_csv(out / "tables" / "controls.csv", index=False)
+    document.heading("Controls: can this benchmark detect an effect on this data?")
+    document.text(
+        "Never ranked among the methods. RD' (negative control): Random from an independent weight stream, all else as "
+        "RD; it must not differ. SUP (positive control, uses labels): the downstream network pretrained on the labels "
+        "of all training subjects, then fine-tuned like any initialisation; it should be better at the lowest fraction. "
+        "image-blind: the task's reference that never looks at a test image (built from the cell's labelled "
+        "subjects, scored in every RD cell); RD at the highest fraction must beat it, or the data leave no headroom. "
+        "Primary endpoint of each task, paired by seed and subject as above; Holm over each task's controls."
+    )
+    rows = []
+    for task, group in controls.groupby("task", sort=True):
+        fractions = (group["fraction"].min(), group["fraction"].max())
+        verdicts = [_control_verdict(row, fractions) for _, row in group.iterrows()]
+        rows.append(_shown(group, "").assign(task=task, expected=group["arm"].map(EXPECTED).values, verdict=verdicts))
+    table = pd.concat(rows, ignore_index=True)
+    document.table(table[["task", *[c for c in table.columns if c != "task"]]])
+
+
+def _ranks_section(document: Document, means: pd.DataFrame, directions: dict[str, dict[str, str]], out: Path) -> None:
+    """Friedman + Nemenyi over (task, fraction) blocks of each task's primary endpoint, methods only."""
+    primary = {task: DOWNSTREAM_TASKS.get(task).primary_metric for task in means["task"].unique()}
+    primary = {task: metric for task, metric in primary.items() if metric in directions[task]}  # recorded only
+    values = means[means["metric"] == means["task"].map(primary)]
+    values = values[~values["initialisation"].isin(CONTROLS)].rename(columns={"mean": "value"})
+    document.heading("Ranks across tasks")
+    try:
+        result = critical_difference(values, {task: directions[task][metric] for task, metric in primary.items()})
+    except NotEnoughBlocks as reason:
+        document.text(f"No rank analysis: {reason}", note=True)
+        return
+    table = result.average_ranks.rename("average rank").round(2).rename_axis("initialisation").reset_index()
+    table.to_csv(out / "tables" / "ranks.csv", index=False)
+    document.text(
+        f"Average rank (1 = best) of each method by its mean over seeds of the task's primary endpoint, over "
+        f"{result.n_blocks} task x fraction blocks ({result.dropped_blocks} dropped: not every method finished there). "
+        f"Friedman chi2 = {result.statistic:.2f}, p = {result.p_value:.4f}; Nemenyi critical difference "
+        f"{result.critical_difference:.2f} at alpha {result.alpha:g} (Demšar 2006): methods joined by a bar do not "
+        "differ significantly."
+    )
+    document.table(table)
+    document.image(plot_critical_difference(result, out / "figures" / "critical_difference.png"), "critical difference")
 
 
 def _header(document: Document, plan: str | None, apart: pd.DataFrame) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -11,7 +10,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ssl_medbench.core.errors import UserError
-from ssl_medbench.core.run_tags import Artifact, Kind, Tag
+from ssl_medbench.core.run_tags import Kind, Tag
 
 
 def load_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
@@ -116,25 +115,20 @@ def download_artifact(tracking_uri: str, run_id: str, path: str, folder: Path) -
         return None
 
 
-def subject_scores(
-    tracking_uri: str, cells: pd.DataFrame, scorer: Callable[[pd.DataFrame], pd.DataFrame], folder: Path
-) -> tuple[pd.DataFrame, list[str]]:
-    """Per-subject scores (``scorer`` applied to each FINISHED cell's ``per_subject_metrics.csv``) with the cell's
-    fraction, initialisation and seed; and the FINISHED cells (``name (run id)``) that have no such file, or one that
-    cannot be read as a table with the task's columns."""
+def cell_tables(
+    tracking_uri: str, cells: pd.DataFrame, artifact: str, folder: Path
+) -> tuple[list[tuple[pd.Series, pd.DataFrame]], list[str]]:
+    """Each FINISHED cell with its ``artifact`` CSV read as a table; and the FINISHED cells (``name (run id)``) that have
+    no such file, or one that cannot be read as a table."""
     tables, missing = [], []
     finished = cells[cells["status"] == "FINISHED"]
     for (_, cell), name in zip(finished.iterrows(), _run_names(finished)):
-        path = download_artifact(tracking_uri, cell["run_id"], Artifact.PER_SUBJECT_METRICS, folder)
+        path = download_artifact(tracking_uri, cell["run_id"], artifact, folder)
         if path is None:
             missing.append(f"{name} (run {cell['run_id']})")
             continue
         try:
-            scores = scorer(pd.read_csv(path))
-        except (ValueError, KeyError) as error:  # empty, unparsable, or without the columns it must hold
+            tables.append((cell, pd.read_csv(path)))
+        except ValueError as error:  # empty or unparsable
             missing.append(f"{name} (run {cell['run_id']}; unreadable: {type(error).__name__})")
-            continue
-        tables.append(
-            scores.assign(fraction=cell["fraction"], initialisation=cell["initialisation"], seed=cell["seed"])
-        )
-    return (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()), missing
+    return tables, missing

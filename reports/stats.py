@@ -1,27 +1,48 @@
-"""Statistics of the report: each initialisation against Random (RD) at the same label fraction, paired over test subjects.
+"""The report's comparisons: each arm against Random (RD) at the same label fraction, paired by seed and test subject.
 
-Each subject's score is first averaged over the seeds that finished, for both initialisations; the
-subjects scored by both are the pairs. For each (task, fraction, initialisation, metric):
+An arm is an initialisation, a control (:data:`CONTROLS`) or the task's image-blind reference. For each
+(fraction, arm, metric) the seeds that finished in both arms and the subjects scored in every one of
+their cells form a seeds x subjects table of differences (arm - RD, the metric's own units), estimated
+by :func:`ssl_medbench.reports.paired.paired_estimate`: mean difference, 95 % interval, p-value and
+minimum detectable difference at 80 % power, all from a crossed seeds x subjects random-effects model.
 
-* mean difference (initialisation - RD, in the metric's own units) with a percentile bootstrap 95 %
-  confidence interval (subjects resampled with replacement, ``BOOTSTRAP_SAMPLES`` resamples, fixed seed);
-* two-sided Wilcoxon signed-rank test (scipy, exact for small samples where scipy uses it) on the
-  paired differences; p = 1 when every difference is zero;
-* Holm's step-down correction over all comparisons of one task's table.
-
-A rank summary orders the initialisations within each (task, fraction, metric) by their mean over
-seeds (1 = best, respecting the metric's direction, ties averaged) and averages the ranks per task.
+Only the task's primary endpoint is tested: Holm's step-down correction runs over one family, every
+method against RD at every fraction of the task (:func:`primary_comparisons`); the controls are a family
+of their own, so adding a control never changes a method's adjusted p-value. The other metrics are
+described with their intervals, untested (p columns empty).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from ssl_medbench.reports.paired import paired_estimate, paired_table
 
 BASELINE = "RD"
-BOOTSTRAP_SAMPLES = 5000
-BOOTSTRAP_SEED = 0
+#: Table label of the negative control (Random with an independent weight-initialisation stream).
+NEGATIVE_CONTROL = "RD'"
+#: Table label of the positive control (supervised pretraining on the downstream labels).
+POSITIVE_CONTROL = "SUP"
+#: Arm of the image-blind reference predictor (scored in every Random cell on its labelled subjects).
+IMAGE_BLIND = "image-blind"
+#: Arms shown as controls, never ranked among the methods.
+CONTROLS = (NEGATIVE_CONTROL, POSITIVE_CONTROL, IMAGE_BLIND)
+
+COLUMNS = [
+    "task",
+    "fraction",
+    "arm",
+    "metric",
+    "mean_difference",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "p_adjusted",
+    "n_seeds",
+    "n_subjects",
+    "min_detectable_difference",
+]
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
@@ -37,80 +58,62 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     return adjusted
 
 
-def bootstrap_ci(
-    differences: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED
-) -> tuple[float, float]:
-    """Percentile bootstrap 95 % interval of the mean of ``differences``."""
-    rng = np.random.default_rng(seed)
-    means = rng.choice(differences, size=(samples, len(differences)), replace=True).mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
+def _whole_set_difference(corpus: pd.DataFrame | None, metric: str, arm: str, fraction: float, seeds: list[int]):
+    """Mean over ``seeds`` of the arm's whole-test-set ``metric`` minus RD's (None for per-subject metrics)."""
+    if corpus is None or metric not in corpus:
+        return None
+    values = corpus[corpus["fraction"] == fraction].pivot_table(
+        index="seed", columns="initialisation", values=metric, aggfunc="mean"
+    )
+    return float((values.loc[seeds, arm] - values.loc[seeds, BASELINE]).mean())
 
 
-def wilcoxon_p(differences: np.ndarray) -> float:
-    if np.all(differences == 0):
-        return 1.0
-    return float(stats.wilcoxon(differences).pvalue)
+def compare_to_baseline(
+    task: str,
+    contributions: pd.DataFrame,
+    metrics: list[str],
+    arms: list[str],
+    corpus: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """One row of :data:`COLUMNS` per (fraction, arm in ``arms``, metric), fractions high to low; p_adjusted empty.
 
-
-def compare_to_baseline(scores: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """``scores``: one row per (fraction, initialisation, seed, subject_id) with metric columns.
-
-    Returns one row per (fraction, initialisation != RD, metric) with n_subjects, n_seeds, mean_difference,
-    ci_low, ci_high, p_value, p_holm.
+    ``contributions``: one row per (fraction, initialisation, seed, subject_id) with a column per metric, holding
+    the subject's value (or its jackknife pseudo-value for a metric defined over the whole test set). ``corpus``:
+    one row per (fraction, initialisation, seed) with the whole-test-set value of such metrics, the point estimate.
     """
     rows = []
-    per_subject = scores.groupby(["fraction", "initialisation", "subject_id"])[metrics].mean()
-    seeds = scores.groupby(["fraction", "initialisation"])["seed"].nunique()
-    for fraction in sorted(scores["fraction"].unique(), reverse=True):
-        if (fraction, BASELINE) not in seeds.index:
+    for fraction in sorted(contributions["fraction"].unique(), reverse=True):
+        at_fraction = contributions[contributions["fraction"] == fraction]
+        baseline = at_fraction[at_fraction["initialisation"] == BASELINE]
+        if baseline.empty:
             continue
-        baseline = per_subject.loc[(fraction, BASELINE)]
-        for label in sorted(set(scores.loc[scores["fraction"] == fraction, "initialisation"]) - {BASELINE}):
-            other = per_subject.loc[(fraction, label)]
+        for arm in arms:
+            scored = at_fraction[at_fraction["initialisation"] == arm]
+            if scored.empty:
+                continue
             for metric in metrics:
-                paired = pd.concat([other[metric], baseline[metric]], axis=1, keys=["other", "base"]).dropna()
-                differences = (paired["other"] - paired["base"]).to_numpy()
-                row = {
-                    "fraction": fraction,
-                    "initialisation": label,
-                    "metric": metric,
-                    "n_subjects": len(differences),
-                    "n_seeds": int(seeds[(fraction, label)]),
-                    "baseline_seeds": int(seeds[(fraction, BASELINE)]),
-                }
-                if len(differences):
-                    row["mean_difference"] = float(differences.mean())
-                    row["ci_low"], row["ci_high"] = bootstrap_ci(differences)
-                    row["p_value"] = wilcoxon_p(differences)
+                differences, seeds, subjects = paired_table(scored, baseline, metric)
+                row = {"task": task, "fraction": fraction, "arm": arm, "metric": metric}
+                row |= {"n_seeds": len(seeds), "n_subjects": len(subjects)}
+                if differences.size:
+                    centre = _whole_set_difference(corpus, metric, arm, fraction, seeds)
+                    estimate = paired_estimate(differences, centre)
+                    row |= {
+                        "mean_difference": estimate.mean_difference,
+                        "ci_low": estimate.ci_low,
+                        "ci_high": estimate.ci_high,
+                        "p_value": estimate.p_value,
+                        "min_detectable_difference": estimate.min_detectable_difference(),
+                    }
                 rows.append(row)
-    table = pd.DataFrame(
-        rows,
-        columns=[
-            "fraction",
-            "initialisation",
-            "metric",
-            "n_subjects",
-            "n_seeds",
-            "baseline_seeds",
-            "mean_difference",
-            "ci_low",
-            "ci_high",
-            "p_value",
-        ],
-    )
-    table["p_holm"] = holm(table["p_value"].to_numpy())
-    return table
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def rank_summary(means: pd.DataFrame, directions: dict[str, dict[str, str]]) -> pd.DataFrame:
-    """``means``: columns task, fraction, initialisation, metric, mean. Returns the mean rank per initialisation (rows) and task (columns)."""
-    ranked = []
-    for (task, _fraction, metric), group in means.dropna(subset=["mean"]).groupby(["task", "fraction", "metric"]):
-        ascending = directions[task].get(metric) == "lower"  # higher is better unless declared lower
-        ranked.append(group.assign(rank=group["mean"].rank(ascending=ascending, method="average")))
-    if not ranked:
-        return pd.DataFrame()
-    table = pd.concat(ranked).pivot_table(index="initialisation", columns="task", values="rank", aggfunc="mean")
-    table["mean rank"] = table.mean(axis=1)
-    return table.sort_values("mean rank")
+def primary_comparisons(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """``comparisons`` of one task's primary endpoint with p_adjusted: Holm over the family the rows form."""
+    return comparisons.assign(p_adjusted=holm(comparisons["p_value"].to_numpy()))
+
+
+def descriptive(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """``comparisons`` of metrics that are not tested: their intervals stay, p-values are removed."""
+    return comparisons.assign(p_value=np.nan, p_adjusted=np.nan)

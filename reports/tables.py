@@ -2,7 +2,8 @@
 
 The best mean per label fraction and metric is marked (higher or lower is better per the task's
 metric directions; ties all marked). A (fraction, initialisation) seen anywhere in the task but with
-no FINISHED run shows ``missing``; the ``failed`` and ``running`` columns count its other runs.
+no FINISHED run shows ``missing``; the ``failed`` and ``running`` columns count its other runs, ``collapsed`` its
+FINISHED seeds whose model never predicted some class, region or organ of the test references.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import html
 
 import numpy as np
 import pandas as pd
+
+from ssl_medbench.core.run_tags import Tag
 
 #: The paper's row order; other initialisations follow alphabetically.
 PAPER_ORDER = ("RD", "RD+AG", "AE", "RP", "JS", "CP", "CR")
@@ -41,6 +44,14 @@ def cell_means(cells: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows, columns=["fraction", "initialisation", "metric", "mean", "std", "seeds"])
+
+
+def collapsed_seeds(group: pd.DataFrame) -> int:
+    """FINISHED runs of ``group`` whose model predicted some class, region or organ for no test subject."""
+    if Tag.NEVER_PREDICTED not in group:
+        return 0
+    finished = group[group["status"] == "FINISHED"]
+    return int(finished[Tag.NEVER_PREDICTED].fillna("").astype(str).str.len().gt(0).sum())
 
 
 def format_value(mean: float, std: float, unit: str) -> str:
@@ -79,9 +90,10 @@ def paper_table(
                 mean, std = means.loc[key, ["mean", "std"]]
                 row[metric] = format_value(mean, std, units[metric])
                 mark[metric] = bool(metric in best and not np.isnan(mean) and np.isclose(mean, best[metric]))
+            row["collapsed"] = collapsed_seeds(group)
             row["failed"] = int((group["status"] == "FAILED").sum())
             row["running"] = int((group["status"] == "RUNNING").sum())
-            mark["failed"] = mark["running"] = False
+            mark["collapsed"] = mark["failed"] = mark["running"] = False
             rows.append(row)
             marks.append(mark)
     return pd.DataFrame(rows), pd.DataFrame(marks)

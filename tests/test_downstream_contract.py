@@ -20,6 +20,9 @@ from tests.plugins.broken_downstream import (
     InstanceUnits,
     NoLossEntry,
     NoPrimaryEndpoint,
+    PeeksAtTheImage,
+    PeeksAtTrainingImages,
+    ReferenceLacksAColumn,
     SilentNan,
     UnknownPrimaryEndpoint,
     ZeroEncoderGradient,
@@ -55,6 +58,9 @@ def test_a_minimal_third_party_task_meets_the_whole_contract():
             "metadata_consistent",
             "primary_metric 'dice_mean' is not a metric of metric_specs(()",
         ),
+        (PeeksAtTheImage, "image_blind_reference", "the reference's scores depend on the test images"),
+        (PeeksAtTrainingImages, "image_blind_reference", "depends on the labelled subjects' images"),
+        (ReferenceLacksAColumn, "image_blind_reference", "the reference's columns"),
     ],
 )
 def test_the_contract_names_a_broken_plugin_and_the_check_it_fails(plugin, check, reason):

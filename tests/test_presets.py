@@ -15,7 +15,7 @@ import yaml
 
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 
-PRESETS = ("smoke", "paper", "full")
+PRESETS = ("smoke", "validate", "paper", "full")
 
 
 def _preset(name: str) -> dict:

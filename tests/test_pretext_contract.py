@@ -14,7 +14,8 @@ from ssl_medbench.pretext_tasks.contract import (
 )
 
 PRETEXT_NAMES = [name for name in PRETEXT_TASKS.names() if issubclass(PRETEXT_TASKS.get(name), PretextTask)]
-BASELINE_NAMES = [name for name in PRETEXT_TASKS.names() if name not in PRETEXT_NAMES]
+LABELLED_NAMES = [name for name in PRETEXT_TASKS.names() if PRETEXT_TASKS.get(name).uses_labels]
+BASELINE_NAMES = [name for name in PRETEXT_TASKS.names() if name not in PRETEXT_NAMES + LABELLED_NAMES]
 
 
 def test_all_seven_initialisations_of_the_paper_are_registered():
@@ -43,6 +44,16 @@ def test_baseline_builds_and_transfers_nothing(name):
     check_builds_from_default_config(PRETEXT_TASKS.get(name))
     baseline = PRETEXT_TASKS.get(name)()
     assert baseline.transfers == () and not baseline.requires_pretraining
+
+
+def test_the_controls_are_registered_random_control_on_its_own_weight_stream_supervised_pretraining_with_labels():
+    control, supervised = PRETEXT_TASKS.get("random_control"), PRETEXT_TASKS.get("supervised_pretraining")
+    assert (control.label, control.weight_stream, control.uses_labels) == ("RD'", 1, False)
+    assert control().transfers == () and not control().requires_pretraining
+    assert PRETEXT_TASKS.get("random").weight_stream == 0
+    assert LABELLED_NAMES == ["supervised_pretraining"] and supervised.label == "SUP"
+    check_builds_from_default_config(supervised)
+    assert supervised().transfers == ("encoder", "decoder") and supervised().requires_pretraining
 
 
 @pytest.mark.parametrize(

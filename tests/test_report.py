@@ -18,14 +18,15 @@ from scipy import stats
 
 from ssl_medbench.downstream.brats_segmentation import BratsSegmentation
 from ssl_medbench.reports.build import build_report
+from ssl_medbench.reports.paired import paired_estimate
 from ssl_medbench.reports.paper import side_by_side
 from ssl_medbench.reports.runs import load_runs
-from ssl_medbench.reports.stats import bootstrap_ci, holm
+from ssl_medbench.reports.stats import COLUMNS, holm
 from ssl_medbench.reports.tables import paper_table
 
 TASK = "abdominal_organ_localisation"
-UNITS = {"centroid_liver": "mm", "wall_liver": "mm"}
-DIRECTIONS = {"centroid_liver": "lower", "wall_liver": "lower"}
+UNITS = {"centroid_liver": "mm", "wall_liver": "mm", "centroid_mean": "mm"}
+DIRECTIONS = {"centroid_liver": "lower", "wall_liver": "lower", "centroid_mean": "lower"}
 SUBJECTS = [f"s{i}" for i in range(6)]
 #: (fraction, label, seed) -> per-subject centroid distances; wall distances are half of them.
 CENTROIDS = {
@@ -39,8 +40,16 @@ CENTROIDS = {
     (0.5, "RD", 1): [11.0, 12.0, 13.0, 10.0, 12.0, 12.0],
     (0.5, "CR", 0): [9.0, 9.0, 10.0, 8.0, 9.0, 11.0],
     (0.5, "JS", 0): [13.0, 11.0, 15.0, 10.0, 12.0, 14.0],
+    (1.0, "RD'", 0): [7.5, 7.5, 9.5, 5.5, 7.0, 9.0],
+    (1.0, "RD'", 1): [7.5, 8.5, 9.5, 6.5, 7.0, 9.0],
+    (0.5, "RD'", 0): [11.5, 10.5, 13.5, 9.5, 11.5, 12.5],
+    (0.5, "RD'", 1): [11.5, 11.5, 13.5, 10.5, 11.5, 12.5],
 }
-INIT_NAMES = {"RD": "random", "CR": "context_restoration", "JS": "jigsaw"}
+INIT_NAMES = {"RD": "random", "CR": "context_restoration", "JS": "jigsaw", "RD'": "random_control"}
+#: The image-blind reference logged by each RD cell: RD's distances plus these (so clearly worse).
+REFERENCE_OFFSET = [4.0, 6.0, 5.0, 7.0, 5.5, 6.5]
+#: The cell whose model never predicted the liver for any test subject.
+COLLAPSED = (1.0, "JS", 1)
 
 
 def _write_store(out: Path) -> str:
@@ -68,22 +77,19 @@ def _write_store(out: Path) -> str:
             "initialisation_label": label,
             "seed": str(seed),
             "mlflow.runName": f"finetune/{label}/{fraction:g}/seed{seed}",
+            "never_predicted": "liver" if (fraction, label, seed) == COLLAPSED else "",
         }
         run = client.create_run(experiment, tags=tags)
-        table = pd.DataFrame(
-            {
-                "subject_id": SUBJECTS,
-                "centroid_liver": centroids,
-                "wall_liver": np.array(centroids) / 2,
-                "missed_liver": 0,
-            }
-        )
-        path = out / "scratch" / run.info.run_id / "per_subject_metrics.csv"
-        path.parent.mkdir(parents=True)
-        table.to_csv(path, index=False)
-        client.log_artifact(run.info.run_id, str(path))
-        client.log_metric(run.info.run_id, "centroid_liver", float(np.mean(centroids)))
-        client.log_metric(run.info.run_id, "wall_liver", float(np.mean(centroids) / 2))
+        tables = {"per_subject_metrics.csv": _per_subject(centroids)}
+        if label == "RD":
+            tables["image_blind_per_subject.csv"] = _per_subject(np.add(centroids, REFERENCE_OFFSET))
+        for name, table in tables.items():
+            path = out / "scratch" / run.info.run_id / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            table.to_csv(path, index=False)
+            client.log_artifact(run.info.run_id, str(path))
+        for metric in UNITS:
+            client.log_metric(run.info.run_id, metric, float(tables["per_subject_metrics.csv"][metric].mean()))
         client.set_terminated(run.info.run_id, "FINISHED")
     failed = client.create_run(
         experiment,
@@ -111,6 +117,19 @@ def _write_store(out: Path) -> str:
     return uri
 
 
+def _per_subject(centroids) -> pd.DataFrame:
+    """The localisation task's per-subject table for one organ (the liver) at these centroid distances."""
+    return pd.DataFrame(
+        {
+            "subject_id": SUBJECTS,
+            "centroid_liver": centroids,
+            "wall_liver": np.array(centroids) / 2,
+            "detected_liver": 1.0,
+            "centroid_mean": centroids,
+        }
+    )
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("store")
@@ -118,8 +137,9 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "report"
 
 
-def _cell(table: str, fraction: str, label: str) -> list[str]:
-    for line in table.splitlines():
+def _cell(markdown: str, fraction: str, label: str) -> list[str]:
+    """The cells of the task table's row (after the primary comparison, whose rows also start with a fraction)."""
+    for line in markdown[markdown.index("cells FINISHED") :].splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
         if cells[:2] == [fraction, label]:
             return cells
@@ -140,6 +160,7 @@ def test_table_cells_are_mean_and_std_over_seeds_with_the_best_in_bold(report):
     ]  # one seed: no std
     js = _cell(markdown, "50%", "JS")
     assert js[2] == "1" and js[-2:] == ["1", "0"]  # one finished, one failed
+    assert _cell(markdown, "100%", "JS")[-3] == "1" and _cell(markdown, "100%", "CR")[-3] == "0"  # collapsed seeds
     assert _cell(markdown, "50%", "CR")[-2:] == ["0", "1"]  # one still running
     assert "Not finished: 1 failed, 1 running" in markdown
     csv = pd.read_csv(report / "tables" / f"{TASK}.csv")
@@ -150,46 +171,51 @@ def test_table_cells_are_mean_and_std_over_seeds_with_the_best_in_bold(report):
     ]  # the paper's row order
 
 
-def test_statistics_against_random_match_scipy(report):
-    table = pd.read_csv(report / "tables" / f"{TASK}_vs_random.csv")
-    row = table[
-        (table["fraction"] == 1.0) & (table["initialisation"] == "CR") & (table["metric"] == "centroid_liver")
-    ].iloc[0]
-    cr = np.mean([CENTROIDS[(1.0, "CR", s)] for s in (0, 1)], axis=0)
-    rd = np.mean([CENTROIDS[(1.0, "RD", s)] for s in (0, 1)], axis=0)
-    assert row["n_subjects"] == 6 and row["n_seeds"] == 2
-    assert row["mean_difference"] == pytest.approx((cr - rd).mean())
-    assert row["p_value"] == pytest.approx(stats.wilcoxon(cr - rd).pvalue)
-    assert row["ci_low"] <= (cr - rd).mean() <= row["ci_high"]
-    assert len(table) == 8  # CR and JS x 2 fractions x 2 metrics
-    order = np.argsort(table["p_value"].to_numpy(), kind="stable")
-    p_sorted = table["p_value"].to_numpy()[order]
-    expected = np.maximum.accumulate(np.minimum(1, (len(p_sorted) - np.arange(len(p_sorted))) * p_sorted))
-    assert np.allclose(table["p_holm"].to_numpy()[order], expected)
+def _differences(fraction: float, label: str, seeds: tuple[int, ...]) -> np.ndarray:
+    return np.array([np.subtract(CENTROIDS[(fraction, label, s)], CENTROIDS[(fraction, "RD", s)]) for s in seeds])
+
+
+def test_primary_endpoint_of_each_method_is_paired_by_seed_and_subject_with_holm_over_the_methods_only(report):
+    table = pd.read_csv(report / "tables" / f"{TASK}_primary.csv")
+    assert list(table.columns) == COLUMNS
+    assert set(table["metric"]) == {"centroid_mean"} and set(table["arm"]) == {"CR", "JS"}  # no control, no RD
+    row = table[(table["fraction"] == 1.0) & (table["arm"] == "CR")].iloc[0]
+    expected = paired_estimate(_differences(1.0, "CR", (0, 1)))
+    assert (row["n_seeds"], row["n_subjects"]) == (2, 6)
+    assert row["mean_difference"] == pytest.approx(expected.mean_difference)
+    assert row["p_value"] == pytest.approx(expected.p_value)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((expected.ci_low, expected.ci_high))
+    assert row["min_detectable_difference"] == pytest.approx(expected.min_detectable_difference())
+    half = table[(table["fraction"] == 0.5) & (table["arm"] == "CR")].iloc[0]
+    assert half["n_seeds"] == 1  # CR's seed 1 is still running: only seed 0 is paired
+    assert half["p_value"] == pytest.approx(stats.ttest_1samp(_differences(0.5, "CR", (0,))[0], 0.0).pvalue)
+    assert np.allclose(table["p_adjusted"], holm(table["p_value"].to_numpy()))
     markdown = (report / "report.md").read_text()
-    assert "Wilcoxon" in markdown and "Holm" in markdown and "6 test subjects" in markdown
+    assert "primary endpoint centroid_mean against Random" in markdown and "better than RD" in markdown
+    secondary = pd.read_csv(report / "tables" / f"{TASK}_secondary.csv")
+    assert set(secondary["metric"]) == {"centroid_liver", "wall_liver"} and secondary["p_value"].isna().all()
 
 
-def test_holm_and_bootstrap_by_hand():
+def test_controls_have_their_own_table_and_family_and_say_whether_they_behaved(report):
+    controls = pd.read_csv(report / "tables" / "controls.csv")
+    assert list(controls.columns) == COLUMNS
+    assert sorted(set(controls["arm"])) == ["RD'", "image-blind"]
+    blind = controls[(controls["arm"] == "image-blind") & (controls["fraction"] == 1.0)].iloc[0]
+    assert blind["mean_difference"] == pytest.approx(np.mean(REFERENCE_OFFSET))
+    assert np.allclose(controls["p_adjusted"], holm(controls["p_value"].to_numpy()))
+    markdown = (report / "report.md").read_text()
+    section = markdown[markdown.index("## Controls") :]
+    lines = [line for line in section.splitlines() if line.startswith(f"| {TASK} |")]
+    assert any("| RD' |" in line and "as expected" in line for line in lines)
+    assert any("| image-blind |" in line and "| 100% |" in line and "as expected" in line for line in lines)
+
+
+def test_holm_by_hand():
     assert np.allclose(holm(np.array([0.01, 0.04, 0.03])), [0.03, 0.06, 0.06])
     # (3 - 0) * 0.2 = 0.6, then 2 * 0.45 = 0.9, then 1 * 0.7 = 0.7 -> monotone 0.9; a product over 1 is capped at 1
     assert holm(np.array([0.45, 0.2, 0.7])).tolist() == pytest.approx([0.9, 0.6, 0.9])
     assert holm(np.array([0.6, 0.7])).tolist() == [1.0, 1.0]  # 2 * 0.6 = 1.2
     assert np.isnan(holm(np.array([np.nan, 0.02]))[0]) and holm(np.array([np.nan, 0.02]))[1] == pytest.approx(0.02)
-    low, high = bootstrap_ci(np.full(10, 2.5))
-    assert low == high == 2.5
-
-
-def test_bootstrap_interval_is_seeded_and_agrees_with_scipys_percentile_bootstrap():
-    differences = np.random.default_rng(3).normal(0.5, 1.0, 30)
-    ours = bootstrap_ci(differences, samples=40_000)
-    assert ours == bootstrap_ci(differences, samples=40_000)  # the same seed, the same interval
-    assert bootstrap_ci(differences, samples=2_000, seed=1) != bootstrap_ci(differences, samples=2_000, seed=2)
-    reference = stats.bootstrap(
-        (differences,), np.mean, n_resamples=40_000, method="percentile", random_state=np.random.default_rng(7)
-    ).confidence_interval
-    # Monte Carlo error of each bound is about 0.003 here; moving a bound by one percentile moves it by about 0.03
-    assert ours == pytest.approx((reference.low, reference.high), abs=0.012)
 
 
 def test_paper_numbers_sit_beside_ours_labelled_as_the_papers(report):
@@ -203,8 +229,10 @@ def test_paper_numbers_sit_beside_ours_labelled_as_the_papers(report):
 def test_report_has_provenance_rank_summary_figures_and_unfinished_runs(report):
     markdown = (report / "report.md").read_text()
     assert "git_commit: abc123" in markdown and "a" * 64 in markdown
-    assert "| finetune | CPU | 11 |" in markdown  # the running cell has no end time yet
-    assert "## Rank summary across tasks" in markdown and (report / "tables" / "rank_summary.csv").is_file()
+    assert "| finetune | CPU | 15 |" in markdown  # the running cell has no end time yet
+    ranks = pd.read_csv(report / "tables" / "ranks.csv")  # methods only, by the primary endpoint, over 2 fractions
+    assert list(ranks["initialisation"]) == ["CR", "RD", "JS"] and list(ranks["average rank"]) == [1.0, 2.0, 3.0]
+    assert "## Ranks across tasks" in markdown and "figures/critical_difference.png" in markdown
     assert "## Runs not finished" in markdown and "finetune/JS/0.5/seed1" in markdown
     for figure in (f"{TASK}_vs_fraction.png", f"{TASK}_per_subject.png"):
         assert (report / "figures" / figure).read_bytes()[:4] == b"\x89PNG"
@@ -213,7 +241,7 @@ def test_report_has_provenance_rank_summary_figures_and_unfinished_runs(report):
 
 def test_html_is_self_contained(report):
     page = (report / "report.html").read_text()
-    assert page.count("<table>") >= 5 and page.count('src="data:image/png;base64,') == 2
+    assert page.count("<table>") >= 5 and page.count('src="data:image/png;base64,') == 3
     assert "<b>" in page
     assert not re.search(r"(src|href)=\"(https?:)?//", page)  # no CDN or other network assets
 
@@ -237,7 +265,7 @@ def test_html_renders_in_headless_chromium_with_its_tables_and_images(report, tm
     ]
     url = (report / "report.html").resolve().as_uri()
     dom = subprocess.run([_chromium(), *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
-    assert dom.count("<table>") >= 5 and dom.count("<img") == 2 and "Side by side with Chen et al. (2019)" in dom
+    assert dom.count("<table>") >= 5 and dom.count("<img") == 3 and "Side by side with Chen et al. (2019)" in dom
     shot = tmp_path / "report.png"
     subprocess.run(
         [_chromium(), *flags, "--window-size=1280,2400", f"--screenshot={shot}", url], capture_output=True, timeout=120

@@ -81,17 +81,19 @@ def test_paper_table_of_a_partial_grid() -> None:
             (1.0, "RD", 1, "FINISHED", 0.84, 12.0),
         ]
     )
+    cells["never_predicted"] = ["", "", "", "", "", "", "et", ""]  # a FINISHED RD seed at 100 % never predicted ET
+    cells.loc[1, "never_predicted"] = "tc"  # a FAILED cell's tag does not count
     table, marks = paper_table(cells, UNITS, DIRECTIONS)
-    columns = ["fraction", "initialisation", "seeds", "dice_whole", "hd95_whole", "failed", "running"]
+    columns = ["fraction", "initialisation", "seeds", "dice_whole", "hd95_whole", "collapsed", "failed", "running"]
     # RD at 100 %: dice 0.80 and 0.84 -> 82 % ± 2.83 % (sample std 0.04 / sqrt 2); hd95 10 and 12 -> 11 ± 1.41 mm
     expected = pd.DataFrame(
         [
-            ["100%", "RD", 2, "82.00 ± 2.83", "11.00 ± 1.41", 0, 0],
-            ["100%", "CR", 1, "86.00", "n/a", 1, 0],
-            ["50%", "RD", 1, "70.00", "15.00", 0, 0],
-            ["50%", "CR", 0, "missing", "missing", 0, 1],
-            ["25%", "RD", 0, "missing", "missing", 1, 0],
-            ["25%", "CR", 0, "missing", "missing", 1, 0],
+            ["100%", "RD", 2, "82.00 ± 2.83", "11.00 ± 1.41", 1, 0, 0],
+            ["100%", "CR", 1, "86.00", "n/a", 0, 1, 0],
+            ["50%", "RD", 1, "70.00", "15.00", 0, 0, 0],
+            ["50%", "CR", 0, "missing", "missing", 0, 0, 1],
+            ["25%", "RD", 0, "missing", "missing", 0, 1, 0],
+            ["25%", "CR", 0, "missing", "missing", 0, 1, 0],
         ],
         columns=columns,
     )

@@ -42,6 +42,9 @@ class Tag:
     AUGMENTATION: Final = "augmentation"
     METRIC_UNITS: Final = "metric_units"
     METRIC_DIRECTIONS: Final = "metric_directions"
+    #: Comma-separated classes, regions or organs of the test references the model predicted for no test subject
+    #: (empty: none); a cell with any is reported as collapsed.
+    NEVER_PREDICTED: Final = "never_predicted"
     TRANSFERRED_PARTS: Final = "transferred_parts"
     DOWNSTREAM_INPUT_SHAPE: Final = "downstream_input_shape"
     # Set by the tracker when a run ends badly.
@@ -86,6 +89,9 @@ class Artifact:
     PREVIEW: Final = "pretext/preview.png"
     RESOLVED_CONFIG: Final = "resolved_config.yaml"
     PER_SUBJECT_METRICS: Final = "per_subject_metrics.csv"
+    #: The task's image-blind reference predictor, built from the cell's labelled subjects and scored on the test
+    #: subjects like the network (logged by every Random cell).
+    IMAGE_BLIND_PER_SUBJECT: Final = "image_blind_per_subject.csv"
     LABELLED_SUBJECTS: Final = "labelled_subjects.txt"
     TEST_SUBJECTS: Final = "test_subjects.txt"
     TRACEBACK: Final = "traceback.txt"

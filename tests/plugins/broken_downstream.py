@@ -107,3 +107,25 @@ class UnknownPrimaryEndpoint(WholeTumourSegmentation):
     """Names a primary endpoint that is not one of its metrics."""
 
     primary_metric = "dice_mean"
+
+
+class PeeksAtTheImage(WholeTumourSegmentation):
+    """Its image-blind reference thresholds the test image: not blind to it."""
+
+    def image_blind_scores(self, labelled: Sequence[Volume], volumes: Sequence[Volume]) -> pd.DataFrame:
+        return pd.DataFrame([self.score(volume, volume.images[0] > 0.5) for volume in volumes])
+
+
+class PeeksAtTrainingImages(WholeTumourSegmentation):
+    """Its image-blind reference predicts tumour where the labelled subjects' mean image is bright, not from labels."""
+
+    def image_blind_scores(self, labelled: Sequence[Volume], volumes: Sequence[Volume]) -> pd.DataFrame:
+        bright = np.mean([volume.images[0] for volume in labelled], axis=0) > 0.25
+        return pd.DataFrame([self.score(volume, bright) for volume in volumes])
+
+
+class ReferenceLacksAColumn(BratsSegmentation):
+    """Its image-blind reference's table lacks a column of evaluate's (``empty_core``)."""
+
+    def image_blind_scores(self, labelled: Sequence[Volume], volumes: Sequence[Volume]) -> pd.DataFrame:
+        return super().image_blind_scores(labelled, volumes).drop(columns="empty_core")

@@ -62,6 +62,27 @@ class WholeTumourSegmentation(DownstreamTask):
         rows = []
         for volume in volumes:
             slices = torch.from_numpy(np.ascontiguousarray(np.moveaxis(volume.images, -1, 0))).to(device)
-            predicted = np.moveaxis(model(slices).argmax(dim=1).cpu().numpy(), 0, -1)
-            rows.append({"subject_id": volume.subject_id, "dice": dice(predicted > 0, volume.labels > 0)})
+            rows.append(self.score(volume, np.moveaxis(model(slices).argmax(dim=1).cpu().numpy(), 0, -1) > 0))
         return pd.DataFrame(rows)
+
+    def image_blind_scores(self, labelled: Sequence[Volume], volumes: Sequence[Volume]) -> pd.DataFrame:
+        """The image-blind reference: tumour where more than half of the labelled subjects have tumour (the per-voxel
+        majority, ties to background), the same mask for every test subject."""
+        tumour = np.mean([volume.labels > 0 for volume in labelled], axis=0) > 0.5
+        return pd.DataFrame([self.score(volume, tumour) for volume in volumes])
+
+    @classmethod
+    def never_predicted(cls, per_subject: pd.DataFrame) -> list[str]:
+        """["tumour"] if some test subject has tumour and no prediction has any."""
+        return ["tumour"] if per_subject["has_tumour"].any() and not per_subject["predicted_tumour"].any() else []
+
+    @staticmethod
+    def score(volume: Volume, tumour: np.ndarray) -> dict[str, object]:
+        """One row: Dice of the predicted ``tumour`` mask against the subject's tumour, and whether each has any."""
+        reference = volume.labels > 0
+        return {
+            "subject_id": volume.subject_id,
+            "dice": dice(tumour, reference),
+            "has_tumour": bool(reference.any()),
+            "predicted_tumour": bool(tumour.any()),
+        }
