@@ -68,6 +68,14 @@ class GridConfig:
     pretext_by_dataset: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     #: per downstream task name: its Config values
     downstream: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: per downstream task name: ``finetune`` values that replace the grid's for that task's cells (a task that needs
+    #: more steps to converge, e.g. organ localisation)
+    finetune_by_task: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def finetune_for(self, task: str) -> TrainConfig:
+        """The finetune schedule of downstream task ``task``: ``finetune`` with ``finetune_by_task.<task>`` over it."""
+        values = {**dataclasses.asdict(self.finetune), **self.finetune_by_task.get(task, {})}
+        return parse_dataclass(TrainConfig, values, f"finetune_by_task.{task}")
 
     def pretext_config(self, name: str) -> Any:
         plugin = PRETEXT_TASKS.get(name)
@@ -318,8 +326,14 @@ def _check_downstream(config: GridConfig) -> None:
 
 
 def _check_schedules(config: GridConfig) -> None:
-    for section in ("pretrain", "finetune"):
-        schedule = getattr(config, section)
+    for task in config.finetune_by_task:
+        if task not in config.downstream_tasks:
+            raise ConfigError(
+                f"finetune_by_task.{task}: not one of this grid's downstream tasks ({', '.join(config.downstream_tasks)})"
+            )
+    schedules = {"pretrain": config.pretrain, "finetune": config.finetune}
+    schedules |= {f"finetune_by_task.{task}": config.finetune_for(task) for task in config.finetune_by_task}
+    for section, schedule in schedules.items():
         for key, (low, high) in SCHEDULE_BOUNDS.items():
             if hasattr(schedule, key):
                 _check_range(f"{section}.{key}", getattr(schedule, key), low, high)

@@ -323,7 +323,7 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
             {
                 "initialisation": initialisation.config,
                 "downstream": task.config,
-                "finetune": grid.finetune,
+                "finetune": grid.finetune_for(cell.downstream_task),
                 "encoder": grid.encoder,
                 "label_fraction": cell.fraction,
                 "runtime": grid.runtime,
@@ -353,8 +353,9 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
                 inputs, targets, step_generator(augmentation_seed, step, ctx.device), task.target_geometry
             )
 
-        batches = device_batches(sampler, grid.finetune, sampling_seed, grid.runtime, ctx.device, augmented)
-        _train_logged(ctx, run, model, batches, task.loss, grid.finetune, MetricPrefix.FINETUNE, cell.name, checkpoint)
+        schedule = grid.finetune_for(cell.downstream_task)
+        batches = device_batches(sampler, schedule, sampling_seed, grid.runtime, ctx.device, augmented)
+        _train_logged(ctx, run, model, batches, task.loss, schedule, MetricPrefix.FINETUNE, cell.name, checkpoint)
         shape = trained_on[0] if trained_on else input_shape(sampler)  # none: resumed after its last step
         run.set_tag(Tag.DOWNSTREAM_INPUT_SHAPE, "x".join(map(str, shape)))
         test = ctx.load(cell.dataset, split.test)

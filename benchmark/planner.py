@@ -149,7 +149,7 @@ def plan_grid(grid: GridConfig, dataset_versions: dict[str, str]) -> Plan:
                             "downstream_config": task_config,
                             "dataset": dataset_versions[dataset],
                             "encoder": grid.encoder,
-                            "schedule": grid.finetune,
+                            "schedule": grid.finetune_for(task_name),
                             "fraction": fraction,
                             "seed": seed,
                             "precision": grid.runtime.precision,

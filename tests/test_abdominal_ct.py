@@ -11,7 +11,13 @@ import pytest
 
 from ssl_medbench.core.errors import DataError
 from ssl_medbench.datasets.abdominal_ct import BTCV_LABELS, BTCVFolder, MSDFolder
-from ssl_medbench.datasets.phantom_generators.abdominal_ct import CTPhantomSpec, generate_ct_phantoms, make_subject
+from ssl_medbench.datasets.phantom_generators.abdominal_ct import (
+    ORGAN_LAYOUT,
+    CTPhantomSpec,
+    generate_ct_phantoms,
+    make_subject,
+)
+from ssl_medbench.downstream.boxes import box_from_mask, centroid_distance_mm
 
 SPACING = (0.8, 0.8, 2.5)
 
@@ -168,6 +174,23 @@ def test_phantom_organs_lie_where_anatomy_puts_them(index):
     liver, kidney = (np.median(hu[labels == BTCV_LABELS[organ]]) for organ in ("liver", "right_kidney"))
     assert 80 < liver < 140 and kidney > liver  # portal-venous phase: enhancing kidney brighter than liver
     assert hu.min() < -900  # air around the body
+
+
+def test_phantom_cohort_varies_so_that_no_fixed_box_fits():
+    """Placement in the scanner, habitus, breathing and organ size vary as in a real cohort: the mean box of ten
+    subjects (the image-blind reference) misses the other subjects' organs by centimetres, though every organ is in
+    every image."""
+    spec = CTPhantomSpec(spacing_xy_mm=8.0, spacing_z_mm=10.0)
+    spacing = (8.0, 8.0, 10.0)
+    labels = [make_subject(spec, index)[1] for index in range(16)]
+    errors = {}
+    for organ in ORGAN_LAYOUT:
+        boxes = [box_from_mask(subject == BTCV_LABELS[organ]) for subject in labels]
+        assert all(box is not None for box in boxes), organ
+        mean_box = np.mean(boxes[:10], axis=0)
+        errors[organ] = np.mean([centroid_distance_mm(mean_box, box, spacing) for box in boxes[10:]])
+    assert np.mean(list(errors.values())) > 18.0, errors
+    assert min(errors.values()) > 10.0, errors
 
 
 def test_phantoms_vary_between_subjects_and_are_written_in_the_msd_layout(tmp_path):

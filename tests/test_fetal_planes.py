@@ -175,6 +175,26 @@ def test_phantom_writes_the_release_layout_exactly(tmp_path):
     assert brains and set(brains) <= {"Trans-thalamic", "Trans-cerebellum", "Trans-ventricular"}
 
 
+def test_phantom_images_of_one_patient_share_one_examination(tmp_path):
+    """One machine and operator per patient, and a look (gain, attenuation, speckle) shared by the patient's images:
+    images of one patient are more alike than images of different patients."""
+    root = generate_fetal_phantoms(
+        tmp_path / "phantom", FetalPhantomSpec(n_patients=16, images_per_patient=6, height=48)
+    )
+    rows = [line.split(";") for line in (root / CSV_NAME).read_text().splitlines()[1:]]
+    patients: dict[str, list[list[float]]] = {}
+    for name, patient, _plane, _brain, operator, machine, _train in rows:
+        assert {(operator, machine)} == {(r[4], r[5]) for r in rows if r[1] == patient}
+        pixels = np.asarray(Image.open(root / "Images" / f"{name}.png").convert("L"), np.float32)
+        sector = pixels[pixels > 0]
+        patients.setdefault(patient, []).append([sector.mean(), np.median(sector)])
+    assert len({r[5] for r in rows}) > 1  # machines differ between patients
+    looks = [np.array(images) for images in patients.values()]
+    within = np.mean([images.std(axis=0) for images in looks], axis=0)
+    between = np.std([images.mean(axis=0) for images in looks], axis=0)
+    assert (between > 1.5 * within).all(), (between, within)
+
+
 def test_phantom_classes_are_not_separable_by_intensity_statistics_alone(tmp_path):
     root = generate_fetal_phantoms(
         tmp_path / "phantom", FetalPhantomSpec(n_patients=40, images_per_patient=6, height=64)

@@ -15,7 +15,7 @@ from ssl_medbench.downstream.brats_segmentation import BratsSegmentation
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 
 
-@pytest.mark.parametrize("name", ["smoke", "paper", "full"])
+@pytest.mark.parametrize("name", ["smoke", "validate", "paper", "full"])
 def test_presets_load_and_plan(name):
     grid = load_grid(name)
     plan = plan_grid(grid, {dataset: f"v-{dataset}" for dataset in grid.datasets})
@@ -66,6 +66,15 @@ def test_overrides_are_typed_and_can_replace_a_dataset():
         ),
         (["pretext.random_augmentation.scale=1.5"], "pretext.random_augmentation: scale must be < 1"),
         (["pretrain"], "expected key=value"),
+        (["finetune_by_task.jigsaw={epochs: 2}"], "finetune_by_task.jigsaw: not one of this grid's downstream tasks"),
+        (
+            ["finetune_by_task.abdominal_organ_localisation={steps: 2}"],
+            "finetune_by_task.abdominal_organ_localisation: unknown key 'steps'",
+        ),
+        (
+            ["finetune_by_task.abdominal_organ_localisation={learning_rate: 50.0}"],
+            "finetune_by_task.abdominal_organ_localisation.learning_rate: must be > 0",
+        ),
     ],
 )
 def test_bad_grids_name_the_key(overrides, message):
@@ -245,3 +254,22 @@ def test_grid_files_are_read_strictly(content, message, tmp_path):
     path.write_bytes(content)
     with pytest.raises(ConfigError, match=message):
         load_grid(str(path))
+
+
+def test_a_task_can_finetune_on_its_own_schedule_and_only_its_cells_change_key():
+    grid = load_grid("smoke")
+    longer = load_grid("smoke", ["finetune_by_task.abdominal_organ_localisation={steps_per_epoch: 300}"])
+    assert longer.finetune_for("abdominal_organ_localisation").steps_per_epoch == 300
+    assert longer.finetune_for("abdominal_organ_localisation").learning_rate == grid.finetune.learning_rate
+    assert longer.finetune_for("brats_segmentation") == grid.finetune
+    versions = {dataset: f"v-{dataset}" for dataset in grid.datasets}
+    before, after = ({cell.name: cell.key for cell in plan_grid(g, versions).finetune_cells} for g in (grid, longer))
+    changed = sorted({name.split("/")[2] for name in before if before[name] != after[name]})
+    assert changed == ["abdominal_organ_localisation"]
+
+
+def test_validate_preset_holds_the_controls_at_a_high_and_a_low_fraction_with_five_seeds():
+    grid = load_grid("validate")
+    assert set(grid.initialisations) == {"random", "random_control", "supervised_pretraining", "context_restoration"}
+    assert len(grid.downstream_tasks) == 3 and len(grid.seeds) >= 5
+    assert max(grid.fractions) == 1.0 and min(grid.fractions) <= 0.25

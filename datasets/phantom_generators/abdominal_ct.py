@@ -3,11 +3,25 @@
 World coordinates are RAS+ in mm (x towards the patient's right, y anterior, z superior), the volume
 centred on the abdomen. Each subject has a body outline with subcutaneous fat and a muscle wall,
 visceral fat with bowel-like loops (some holding gas), the spine and aorta, and five organs as
-deformed ellipsoids with BTCV label ids in anatomically plausible places: the liver in the right
+deformed, rotated ellipsoids with BTCV label ids in anatomically plausible places: the liver in the right
 upper quadrant, the spleen left and posterior, both kidneys posterior beside the spine with the
-right one lower than the left, the pancreas lying across the midline in front of them. Organ size
-and position vary per subject, and one smooth random deformation field bends the whole anatomy.
-Portal-venous HU values, Gaussian noise and a slight blur (partial volume); anisotropic voxels.
+right one lower than the left, the pancreas lying across the midline in front of them, its tail rising
+towards the spleen.
+
+Subjects differ as a real cohort does, so that no fixed box fits them all (an image-blind predictor that outputs the
+mean training box per organ is several centimetres off) while every image still shows where its organs are:
+
+* placement in the scanner: lateral centring and table height (sd 18 mm each, at most 40 mm), where the scan range starts
+  (the anatomy shifts by -40 to +15 mm along z) and a slight roll about the long axis (sd 5 degrees);
+* body habitus: the whole anatomy is scaled by 0.85-1.18 (small to large adults), and the subcutaneous fat layer
+  varies independently (thin to obese);
+* breathing: the respiratory phase moves the liver and spleen by up to 15 mm along z, the kidneys and pancreas by
+  half as much, while the spine stays put;
+* the organs themselves: each moves on its own (sd 10 mm per axis), is scaled as a whole (liver 0.8-1.35,
+  spleen 0.7-1.5, others 0.8-1.25) and per axis (0.85-1.15) and turns by up to 20 degrees in the axial plane.
+
+One smooth random deformation field then bends the whole anatomy. Portal-venous HU values (each organ's
+enhancement varies per subject), Gaussian noise and a slight blur (partial volume); anisotropic voxels.
 """
 
 from __future__ import annotations
@@ -31,9 +45,15 @@ ORGAN_LAYOUT = {
     "spleen": ((-95.0, -35.0, 50.0), (30.0, 45.0, 50.0), 120.0),
     "right_kidney": ((72.0, -55.0, -35.0), (28.0, 30.0, 50.0), 175.0),
     "left_kidney": ((-72.0, -55.0, -5.0), (28.0, 30.0, 50.0), 175.0),
-    "pancreas": ((-5.0, 5.0, 10.0), (75.0, 14.0, 14.0), 100.0),
+    "pancreas": ((-5.0, 5.0, 10.0), (75.0, 16.0, 16.0), 100.0),
 }
+#: Range of each organ's overall size factor between subjects (others: 0.8-1.25): livers and spleens vary most.
+ORGAN_SIZE = {"liver": (0.8, 1.35), "spleen": (0.7, 1.5)}
 FAT_HU, MUSCLE_HU, BOWEL_HU, GAS_HU, BONE_HU, BLOOD_HU, AIR_HU = -100.0, 55.0, 35.0, -700.0, 600.0, 190.0, -1000.0
+
+#: Version of the anatomy this module draws, recorded in the folder's marker: a folder written by an earlier version
+#: (other anatomy, same settings) is regenerated rather than reused. 2: cohorts that vary as real ones do.
+ANATOMY_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -78,26 +98,48 @@ def make_subject(spec: CTPhantomSpec, index: int) -> tuple[np.ndarray, np.ndarra
     x, y, z = np.meshgrid(*axes, indexing="ij")
     smooth = [ndimage.gaussian_filter(rng.standard_normal(shape), 3) for _ in range(3)]
     x, y, z = (c + 8.0 * s / (s.std() + 1e-6) for c, s in zip((x, y, z), smooth))
+    # placement in the scanner and body habitus: scanner coordinates -> the subject's anatomical coordinates
+    shift = np.array([*np.clip(rng.normal(0, 18, 2), -40, 40), rng.uniform(-40, 15)])
+    roll = np.radians(np.clip(rng.normal(0, 5), -12, 12))
+    habitus = rng.uniform(0.85, 1.18)
+    x, y, z = x - shift[0], y - shift[1], z - shift[2]
+    x, y = (np.cos(roll) * x + np.sin(roll) * y) / habitus, (-np.sin(roll) * x + np.cos(roll) * y) / habitus
+    z = z / habitus
+    breathing = rng.uniform(-15, 15)
 
-    body_a, body_b = 165 * rng.uniform(0.92, 1.05), 115 * rng.uniform(0.92, 1.08)
+    fat = rng.uniform(0.95, 1.2)  # subcutaneous fat: the outline grows, the muscle wall stays with the viscera
+    body_a, body_b = 165 * fat * rng.uniform(0.95, 1.05), 115 * fat * rng.uniform(0.95, 1.08)
     body = np.hypot(x / body_a, y / body_b)
+    wall = np.hypot(x / (165 * 0.9), y / (115 * 0.9))
     hu = np.full(shape, AIR_HU, np.float32)
     hu[body < 1] = FAT_HU
-    hu[(body < 0.93) & (body > 0.86)] = MUSCLE_HU
+    hu[(wall < 1.03) & (wall > 0.96) & (body < 1)] = MUSCLE_HU
+    inside = (wall < 0.95) & (body < 1)
     labels = np.zeros(shape, np.uint8)
     for _ in range(rng.integers(6, 10)):
         centre = np.array([rng.uniform(-80, 60), rng.uniform(0, 80), rng.uniform(-90, 10)])
         radius = rng.uniform(12, 25)
         loop = np.sqrt((x - centre[0]) ** 2 + (y - centre[1]) ** 2 + (z - centre[2]) ** 2) < radius
-        hu[loop & (body < 0.85)] = GAS_HU if rng.random() < 0.3 else BOWEL_HU
+        hu[loop & inside] = GAS_HU if rng.random() < 0.3 else BOWEL_HU
+    left_kidney_z = ORGAN_LAYOUT["left_kidney"][0][2] + rng.normal(0, 10)
     for name, (centre, axes_mm, value) in ORGAN_LAYOUT.items():
-        centre = np.array(centre) + rng.uniform(-10, 10, 3)
-        semi = np.array(axes_mm) * rng.uniform(0.85, 1.15, 3)
-        organ = ((x - centre[0]) / semi[0]) ** 2 + ((y - centre[1]) / semi[1]) ** 2 + (
-            (z - centre[2]) / semi[2]
-        ) ** 2 < 1
-        organ &= body < 0.85
-        hu[organ] = value + rng.normal(0, 8)
+        centre = np.array(centre) + np.clip(rng.normal(0, 10, 3), -25, 25)
+        if name == "right_kidney":  # lower than the left one, by 1-4 cm
+            centre[2] = left_kidney_z - rng.uniform(10, 40)
+        elif name == "left_kidney":
+            centre[2] = left_kidney_z
+        centre[2] += breathing * (1.0 if name in ("liver", "spleen") else 0.5)
+        semi = np.array(axes_mm) * rng.uniform(*ORGAN_SIZE.get(name, (0.8, 1.25))) * rng.uniform(0.85, 1.15, 3)
+        turn = rng.uniform(-1, 1) * np.radians(20)
+        dx, dy = x - centre[0], y - centre[1]
+        u, v = np.cos(turn) * dx + np.sin(turn) * dy, -np.sin(turn) * dx + np.cos(turn) * dy
+        w = z - centre[2]
+        if name == "pancreas":  # the tail rises towards the spleen
+            tilt = -np.radians(rng.uniform(10, 30))
+            u, w = np.cos(tilt) * u + np.sin(tilt) * w, -np.sin(tilt) * u + np.cos(tilt) * w
+        organ = (u / semi[0]) ** 2 + (v / semi[1]) ** 2 + (w / semi[2]) ** 2 < 1
+        organ &= inside
+        hu[organ] = value + rng.normal(0, 12)
         labels[organ] = BTCV_LABELS[name]
     spine = np.hypot(x, y + 85) < 18
     hu[spine] = BONE_HU
@@ -143,4 +185,4 @@ def generate_ct_phantoms(root: Path, spec: CTPhantomSpec) -> Path:
         }
         (folder / "dataset.json").write_text(json.dumps(description, indent=2))
 
-    return build_once(root, asdict(spec), write)
+    return build_once(root, {**asdict(spec), "anatomy": ANATOMY_VERSION}, write)

@@ -15,8 +15,13 @@ sector on a black background. Anatomy, with random pose, scale and position per 
 * Maternal cervix: shallow elongated tissue with a bright canal line in a dark mucus band.
 * Other: a few random blobs and a bright segment.
 
-Global gain, base echogenicity and depth gain vary per image, so mean brightness alone does not give
-the class away. Planes are drawn with the class shares of FETAL_PLANES_DB (imbalanced: "Other" is a
+Images of one patient share what a real examination shares: the ultrasound machine (each model has its own
+speckle grain, sector width and dynamic range) and operator, the fetus's size (gestational age scales the anatomy by
+0.75-1.2) and the mother's habitus and the operator's settings (base echogenicity, depth attenuation, overall gain,
+log offset); each image varies a little around its patient's values. Patients therefore differ more than images of
+one patient do, so a patient-level split matters and more training patients cover more of the cohort. Gain, base
+echogenicity and depth gain still vary widely across the cohort, so mean brightness alone does not give the class
+away. Planes are drawn with the class shares of FETAL_PLANES_DB (imbalanced: "Other" is a
 third of the images, the abdomen 6 %). Image sizes vary, and a third of the PNGs are written as RGB,
 so loaders must resize and convert. ``Train`` marks a patient-disjoint split.
 """
@@ -40,6 +45,17 @@ OPERATORS = ("Op. 1", "Op. 2", "Op. 3")
 #: abdomen 711, brain 3092, femur 1040, thorax 1718, cervix 1626, other 4213.
 PLANE_SHARES = np.array([711, 3092, 1040, 1718, 1626, 4213]) / 12400
 MACHINES = ("Voluson E6", "Voluson S10", "Aloka")
+#: Per machine: ranges of its speckle grain (blur sigma in pixels, along depth and across beams), sector half-angle
+#: (degrees) and log-compression dynamic range; a patient's examination draws one value from each.
+MACHINE_LOOK = {
+    "Voluson E6": {"speckle": ((0.6, 0.9), (1.0, 1.5)), "half_angle": (36, 42), "dynamic_range": (15, 35)},
+    "Voluson S10": {"speckle": ((0.4, 0.7), (0.7, 1.1)), "half_angle": (40, 46), "dynamic_range": (30, 60)},
+    "Aloka": {"speckle": ((0.9, 1.3), (1.4, 2.0)), "half_angle": (32, 38), "dynamic_range": (10, 20)},
+}
+
+#: Version of the anatomy this module draws, recorded in the folder's marker: a folder written by an earlier version
+#: (other anatomy, same settings) is regenerated rather than reused. 2: cohorts that vary as real ones do.
+ANATOMY_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -149,34 +165,76 @@ def _add_distractors(
         bone |= np.hypot((y - centre_y) / 0.02, (x - centre_x) / rng.uniform(0.03, 0.12)) < height
 
 
-def make_image(plane: str, brain_plane: str, spec: FetalPhantomSpec, rng: np.random.Generator) -> np.ndarray:
-    """One uint8 B-mode image (height, width) of ``plane``."""
+@dataclass(frozen=True)
+class Examination:
+    """What the images of one patient share: the machine's look, the fetus's size, the mother's habitus, the settings."""
+
+    speckle: tuple[float, float]
+    half_angle_deg: float
+    dynamic_range: float
+    #: Scale of the fetal anatomy (gestational age).
+    size: float
+    #: Base echogenicity of soft tissue.
+    tissue: float
+    #: Depth attenuation left after time-gain compensation, per image height.
+    attenuation: float
+    gain: float
+    offset: float
+
+
+def examination(machine: str, rng: np.random.Generator) -> Examination:
+    """One patient's examination on ``machine``."""
+    look = MACHINE_LOOK[machine]
+    return Examination(
+        speckle=tuple(float(rng.uniform(*bounds)) for bounds in look["speckle"]),
+        half_angle_deg=float(rng.uniform(*look["half_angle"])),
+        dynamic_range=float(rng.uniform(*look["dynamic_range"])),
+        size=float(rng.uniform(0.75, 1.2)),
+        tissue=float(rng.uniform(0.2, 0.55)),
+        attenuation=float(rng.uniform(0.3, 1.8)),
+        gain=float(rng.uniform(0.5, 1.6)),
+        offset=float(rng.uniform(-0.1, 0.1)),
+    )
+
+
+def make_image(
+    plane: str,
+    brain_plane: str,
+    spec: FetalPhantomSpec,
+    rng: np.random.Generator,
+    exam: Examination | None = None,
+) -> np.ndarray:
+    """One uint8 B-mode image (height, width) of ``plane``, taken in ``exam`` (default: an examination of its own)."""
+    exam = exam if exam is not None else examination(str(rng.choice(MACHINES)), rng)
     height = int(spec.height * rng.uniform(0.85, 1.15))
     width = int(1.25 * height)
-    half_angle = np.radians(rng.uniform(35, 45))
+    half_angle = np.radians(exam.half_angle_deg + rng.uniform(-1.5, 1.5))
     depths = np.linspace(0, height - 1, height)
     angles = np.linspace(-half_angle, half_angle, width)
     r, theta = np.meshgrid(depths, angles, indexing="ij")  # polar grid: rows depth, columns beam angle
     y, x = r * np.cos(theta), width / 2 + r * np.sin(theta)
     centre_y = height * rng.uniform(0.3, 0.45) if plane == "Maternal cervix" else height * rng.uniform(0.45, 0.65)
     centre_x = width / 2 + width * rng.uniform(-0.1, 0.1)
-    scale = height * rng.uniform(0.22, 0.32)
+    scale = height * 0.28 * exam.size * rng.uniform(0.9, 1.1)
     pose = rng.uniform(0, 2 * np.pi)
     du, dv = (y - centre_y) / scale, (x - centre_x) / scale
     u = du * np.cos(pose) + dv * np.sin(pose)
     v = -du * np.sin(pose) + dv * np.cos(pose)
-    tissue = rng.uniform(0.2, 0.55)
+    tissue = exam.tissue * rng.uniform(0.9, 1.1)
     echo, bone = _anatomy(plane, brain_plane, u, v, rng, tissue)
     _add_distractors(echo, bone, y, x, height, rng)
     echo = echo * (1 + 0.25 * ndimage.gaussian_filter(rng.standard_normal(echo.shape), 6) * 4)
     echo[bone] = 1.0
     shadow = np.maximum.accumulate(bone, axis=0) & ~bone
     echo = np.where(shadow, SHADOW_TRANSMISSION.get(plane, 0.15) * echo, echo)
-    gain = np.exp(-rng.uniform(0.3, 1.8) * depths / height)[:, None] * rng.uniform(0.5, 1.6)
+    attenuation = exam.attenuation * rng.uniform(0.9, 1.1)
+    gain = np.exp(-attenuation * depths / height)[:, None] * exam.gain * rng.uniform(0.9, 1.1)
     speckle = rng.rayleigh(1.0, echo.shape)
-    envelope = ndimage.gaussian_filter(np.clip(echo, 0.01, None) * gain * speckle, (0.7, 1.2))
-    dynamic_range = rng.uniform(10, 60)
-    compressed = np.log1p(dynamic_range * envelope) / np.log1p(dynamic_range * 1.5) + rng.uniform(-0.1, 0.1)
+    envelope = ndimage.gaussian_filter(np.clip(echo, 0.01, None) * gain * speckle, exam.speckle)
+    dynamic_range = exam.dynamic_range * rng.uniform(0.9, 1.1)
+    compressed = (
+        np.log1p(dynamic_range * envelope) / np.log1p(dynamic_range * 1.5) + exam.offset + rng.uniform(-0.02, 0.02)
+    )
     rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
     radius = np.hypot(rows, cols - width / 2)
     angle = np.arctan2(cols - width / 2, rows)
@@ -194,6 +252,7 @@ def _plan(spec: FetalPhantomSpec) -> list[dict[str, str | int]]:
     test = set(rng.permutation(spec.n_patients)[:n_test].tolist())
     rows = []
     for patient in range(spec.n_patients):
+        operator, machine = str(rng.choice(OPERATORS)), str(rng.choice(MACHINES))  # one examination per patient
         planes = rng.choice(PLANES, size=spec.images_per_patient, p=PLANE_SHARES)
         for index, plane in enumerate(planes.tolist(), start=1):
             brain = str(rng.choice(BRAIN_PLANES)) if plane == "Fetal brain" else "Not A Brain"
@@ -203,8 +262,8 @@ def _plan(spec: FetalPhantomSpec) -> list[dict[str, str | int]]:
                     "Patient_num": patient + 1,
                     "Plane": plane,
                     "Brain_plane": brain,
-                    "Operator": str(rng.choice(OPERATORS)),
-                    "US_Machine": str(rng.choice(MACHINES)),
+                    "Operator": operator,
+                    "US_Machine": machine,
                     "Train": 0 if patient in test else 1,
                 }
             )
@@ -217,10 +276,16 @@ def generate_fetal_phantoms(root: Path, spec: FetalPhantomSpec) -> Path:
     def write(folder: Path) -> None:
         (folder / IMAGES_FOLDER).mkdir()
         rows = _plan(spec)
+        exams = {
+            row["Patient_num"]: examination(
+                str(row["US_Machine"]), np.random.default_rng([spec.seed, 2, int(row["Patient_num"])])
+            )
+            for row in rows
+        }
         with progress_bar(total=len(rows), desc="generating fetal ultrasound phantoms", unit="image") as bar:
             for number, row in enumerate(rows):
                 rng = np.random.default_rng([spec.seed, 1, number])
-                pixels = make_image(str(row["Plane"]), str(row["Brain_plane"]), spec, rng)
+                pixels = make_image(str(row["Plane"]), str(row["Brain_plane"]), spec, rng, exams[row["Patient_num"]])
                 image = Image.fromarray(pixels, mode="L")
                 (image.convert("RGB") if number % 3 == 0 else image).save(
                     folder / IMAGES_FOLDER / f"{row['Image_name']}.png"
@@ -230,4 +295,4 @@ def generate_fetal_phantoms(root: Path, spec: FetalPhantomSpec) -> Path:
         lines = [";".join(str(row[column]) for column in COLUMNS) for row in rows]
         (folder / CSV_NAME).write_text("\n".join([header, *lines]) + "\n")
 
-    return build_once(root, asdict(spec), write)
+    return build_once(root, {**asdict(spec), "anatomy": ANATOMY_VERSION}, write)
