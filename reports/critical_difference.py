@@ -3,7 +3,8 @@
 Reference: J. Demšar, "Statistical comparisons of classifiers over multiple data sets", JMLR 7:1-30 (2006),
 section 3.2.2 (Friedman test, Nemenyi post-hoc test) and its Figure 1 (the critical-difference diagram).
 
-**Block**: one (downstream task, label fraction), Demšar's "data set". Its value for an initialisation is the mean
+**Block**: one (downstream task, label fraction), Demšar's "data set" (the report passes one block per task, its
+fractions averaged, since fractions of one task share its test set and are not independent blocks). Its value for an initialisation is the mean
 over seeds of the task's primary endpoint (rows with a missing value are left out before averaging). Only complete
 blocks count, those where every initialisation of the table has a value; the others are dropped and counted.
 

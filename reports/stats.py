@@ -7,9 +7,10 @@ by :func:`ssl_medbench.reports.paired.paired_estimate`: mean difference, 95 % in
 minimum detectable difference at 80 % power, all from a crossed seeds x subjects random-effects model.
 
 Only the task's primary endpoint is tested: Holm's step-down correction runs over one family, every
-method against RD at every fraction of the task (:func:`primary_comparisons`); the controls are a family
-of their own, so adding a control never changes a method's adjusted p-value. The other metrics are
-described with their intervals, untested (p columns empty).
+method against RD at every fraction of the task (:func:`primary_comparisons`), and the minimum detectable
+difference is given at that family's Bonferroni level; the controls' checks are a family of their own, so
+adding a control never changes a method's adjusted p-value. The other metrics are described with their
+intervals, untested (p columns empty).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ssl_medbench.reports.paired import paired_estimate, paired_table
+from ssl_medbench.reports.paired import ALPHA, PairedEstimate, paired_estimate, paired_table
 
 BASELINE = "RD"
 #: Table label of the negative control (Random with an independent weight-initialisation stream).
@@ -43,6 +44,8 @@ COLUMNS = [
     "n_subjects",
     "min_detectable_difference",
 ]
+#: Kept beside :data:`COLUMNS` while a family is adjusted (not written to the tables).
+ESTIMATE_COLUMNS = ["standard_error", "degrees_of_freedom"]
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
@@ -104,14 +107,25 @@ def compare_to_baseline(
                         "ci_high": estimate.ci_high,
                         "p_value": estimate.p_value,
                         "min_detectable_difference": estimate.min_detectable_difference(),
+                        "standard_error": estimate.standard_error,
+                        "degrees_of_freedom": estimate.degrees_of_freedom,
                     }
                 rows.append(row)
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=[*COLUMNS, *ESTIMATE_COLUMNS])
 
 
 def primary_comparisons(comparisons: pd.DataFrame) -> pd.DataFrame:
-    """``comparisons`` of one task's primary endpoint with p_adjusted: Holm over the family the rows form."""
-    return comparisons.assign(p_adjusted=holm(comparisons["p_value"].to_numpy()))
+    """``comparisons`` tested as one family: p_adjusted by Holm over its testable rows (m of them), and the minimum
+    detectable difference at the level Holm's first step uses, ``ALPHA / m``."""
+    testable = int(comparisons["p_value"].notna().sum())
+    detectable = [
+        PairedEstimate.from_row(row).min_detectable_difference(alpha=ALPHA / max(testable, 1))
+        for _, row in comparisons.iterrows()
+    ]
+    return comparisons.assign(
+        p_adjusted=holm(comparisons["p_value"].to_numpy()),
+        min_detectable_difference=pd.Series(detectable, index=comparisons.index, dtype=float),
+    )
 
 
 def descriptive(comparisons: pd.DataFrame) -> pd.DataFrame:

@@ -92,3 +92,55 @@ def test_controls_run_end_to_end_and_supervised_weights_reach_the_finetune_cells
 def _text(client: MlflowClient, run_id: str, path: str) -> str:
     mlflow.set_tracking_uri(client.tracking_uri)
     return mlflow.artifacts.load_text(f"runs:/{run_id}/{path}")
+
+
+def _control_rows(arms: list[tuple[str, float, float, float]], direction: str) -> pd.DataFrame:
+    """Control comparison rows (arm, fraction, mean difference, p) of one task, with standard errors for Holm."""
+    rows = [
+        {
+            "task": "t",
+            "fraction": fraction,
+            "arm": arm,
+            "metric": "m",
+            "mean_difference": difference,
+            "ci_low": difference - 0.1,
+            "ci_high": difference + 0.1,
+            "p_value": p,
+            "n_seeds": 5,
+            "n_subjects": 8,
+            "standard_error": 0.05,
+            "degrees_of_freedom": 10.0,
+            "direction": direction,
+        }
+        for arm, fraction, difference, p in arms
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_controls_are_judged_where_they_must_show_something_and_untestable_ones_say_so() -> None:
+    from ssl_medbench.reports.build import _task_controls
+
+    rows = _control_rows(
+        [
+            ("RD'", 1.0, 0.01, 0.6),
+            ("RD'", 0.25, 0.02, float("nan")),  # too few seeds: not testable, never "as expected"
+            ("SUP", 1.0, 5.0, 0.001),  # described only: SUP is checked at the lowest fraction
+            ("SUP", 0.25, -4.0, 0.002),  # lower is better: a negative difference is better
+            ("image-blind", 1.0, 9.0, 0.0001),
+            ("image-blind", 0.25, 9.0, 0.0001),  # described only
+        ],
+        direction="lower",
+    )
+    checked = _task_controls(rows)
+    assert list(checked["judged"]) == [True, True, False, True, True, False]
+    assert list(checked["verdict"]) == ["as expected", "not testable", "", "as expected", "as expected", ""]
+    assert checked.loc[~checked["judged"], ["p_value", "p_adjusted"]].isna().all(axis=None)
+    # Holm over the three testable checks only: 3 x 0.0001, 2 x 0.002, then max(0.004, 0.6)
+    assert list(checked.loc[[4, 3, 0], "p_adjusted"]) == pytest.approx([0.0003, 0.004, 0.6])
+    flipped = _task_controls(rows.assign(direction="higher"))
+    assert list(flipped["verdict"][[3, 4]]) == [
+        "NOT AS EXPECTED: SUP not found better",
+        "NOT AS EXPECTED: image-blind not found worse",
+    ]
+    differs = _task_controls(rows.assign(p_value=0.001))
+    assert differs["verdict"][0] == "NOT AS EXPECTED: RD' differs from RD"
