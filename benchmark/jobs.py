@@ -174,13 +174,6 @@ def _train_logged(
     )
 
 
-def _pretrain_batches(
-    ctx: RunContext, sampler: BatchSampler, seed: int, to_batch: Callable[[int, torch.Tensor, torch.Tensor], Batch]
-) -> Callable[[int], Iterator[Batch]]:
-    """The pretrain schedule's device batches of ``sampler`` drawn from ``seed``, each made by ``to_batch``."""
-    return device_batches(sampler, ctx.grid.pretrain, seed, ctx.grid.runtime, ctx.device, to_batch)
-
-
 def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
     """Pretrain ``job``'s pretext task on the training split's unlabeled images; returns the MLflow run id."""
     if job.downstream_task is not None:
@@ -202,10 +195,12 @@ def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
         in_chans = len(dataset.channels)
         network = PretextNetwork.for_task(task, create_encoder(grid.encoder, in_chans), in_chans).to(ctx.device)
         sampler = job.view.unlabelled_sampler(ctx.load(job.dataset, dataset.split().train))
-        batches = _pretrain_batches(
-            ctx,
+        batches = device_batches(
             sampler,
+            grid.pretrain,
             sampling_seed,
+            grid.runtime,
+            ctx.device,
             lambda step, images, _: task.make_batch(images, step_generator(corruption_seed, step, ctx.device)),
         )
         _train_logged(ctx, run, network, batches, task.loss, grid.pretrain, MetricPrefix.PRETRAIN, job.name, checkpoint)
@@ -229,15 +224,16 @@ def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
 
 def run_supervised_pretrain(job: PretrainJob, ctx: RunContext) -> str:
     """The positive control's pretraining: ``job.downstream_task`` trained on the labels of every training subject
-    by the pretrain schedule; exports the model's encoder (and decoder, if it has one). Returns the run id."""
+    by that task's finetune schedule; exports the model's encoder (and decoder, if it has one). Returns the run id."""
     grid = ctx.grid
     dataset = ctx.datasets[job.dataset]
     task = _downstream_task(ctx, str(job.downstream_task), job.dataset)
+    schedule = grid.finetune_for(str(job.downstream_task))
     tags = _common_tags(ctx, Kind.PRETRAIN, job.key, job.initialisation, job.dataset, job.seed)
     tags[Tag.DOWNSTREAM_TASK] = str(job.downstream_task)
     checkpoint = ctx.checkpoint(job.key)
     with ctx.tracker.job_run(job.name, tags) as run:
-        _log_config(ctx, run, {"downstream": task.config, "pretrain": grid.pretrain, "encoder": grid.encoder})
+        _log_config(ctx, run, {"downstream": task.config, "pretrain": schedule, "encoder": grid.encoder})
         labelled = dataset.labelled_subjects(1.0, job.seed)
         run.log_params({Param.LABELLED_SUBJECTS: len(labelled)})
         init_seed, sampling_seed, _ = job_seeds(job.seed)
@@ -245,8 +241,10 @@ def run_supervised_pretrain(job: PretrainJob, ctx: RunContext) -> str:
         in_chans = len(dataset.channels)
         model = task.build_model(create_encoder(grid.encoder, in_chans), None).to(ctx.device)
         sampler = task.make_sampler(ctx.load(job.dataset, labelled))
-        batches = _pretrain_batches(ctx, sampler, sampling_seed, lambda _, inputs, targets: (inputs, targets))
-        _train_logged(ctx, run, model, batches, task.loss, grid.pretrain, MetricPrefix.PRETRAIN, job.name, checkpoint)
+        batches = device_batches(
+            sampler, schedule, sampling_seed, grid.runtime, ctx.device, lambda _, inputs, targets: (inputs, targets)
+        )
+        _train_logged(ctx, run, model, batches, task.loss, schedule, MetricPrefix.PRETRAIN, job.name, checkpoint)
         shape = input_shape(sampler)
         run.set_tag(Tag.PRETEXT_VIEW, job.view.describe(shape))
         run.set_tag(Tag.PRETEXT_INPUT_SHAPE, "x".join(map(str, shape)))

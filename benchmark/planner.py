@@ -134,8 +134,9 @@ def plan_grid(grid: GridConfig, dataset_versions: dict[str, str]) -> Plan:
                         "precision": grid.runtime.precision,
                     }
                     labels_of = task_name if PRETEXT_TASKS.get(init).uses_labels else None
-                    if labels_of is not None:
+                    if labels_of is not None:  # trained as the task is: its config and its finetune schedule
                         payload |= {"downstream_task": task_name, "downstream_config": task_config}
+                        payload["schedule"] = grid.finetune_for(task_name)
                     pretrain_key = job_key(payload)
                     pretrain[pretrain_key] = PretrainJob(pretrain_key, init, dataset, seed, view, labels_of)
                 for fraction in grid.fractions:

@@ -1,7 +1,7 @@
 """``supervised_pretraining`` (SUP): the benchmark's positive control, pretraining that uses labels.
 
 The downstream network is first trained on its own task with the labels of every training subject
-(the pretrain schedule), then its encoder (and decoder, where the task takes one) is fine-tuned at
+(by that task's finetune schedule: supervised training of the task is what it is), then its encoder (and decoder, where the task takes one) is fine-tuned at
 each label fraction like any other initialisation. Supervised pretraining is the usual upper reference
 of self-supervised learning papers; here it is trained on the benchmark's own training labels, so at a
 low label fraction it has seen the labels the others lack and the report's test should find it better

@@ -3,6 +3,7 @@ job per downstream task, trains on every training subject's labels and hands its
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import mlflow
@@ -43,6 +44,17 @@ def test_supervised_pretraining_has_a_job_per_downstream_task_while_a_pretext_ta
         if cell.initialisation == "supervised_pretraining":
             job = next(job for job in supervised if job.key == cell.pretrain_key)
             assert job.downstream_task == cell.downstream_task
+    # it trains as its task does: that task's finetune schedule is in its key, the pretrain schedule is not
+    longer = plan_grid(
+        dataclasses.replace(grid, finetune_by_task={"whole_tumour": {"steps_per_epoch": 9}}), {"brats": "v1"}
+    )
+    repretrained = {job.name for job in longer.pretrain_jobs} - {job.name for job in plan.pretrain_jobs}
+    keys = {job.name: job.key for job in plan.pretrain_jobs}
+    changed = sorted(job.name for job in longer.pretrain_jobs if keys[job.name] != job.key)
+    assert not repretrained and changed == ["pretrain/supervised_pretraining/whole_tumour/brats/axial_patches@32/seed0"]
+    other = plan_grid(dataclasses.replace(grid, pretrain=dataclasses.replace(grid.pretrain, epochs=3)), {"brats": "v1"})
+    unchanged = sorted(job.name for job in other.pretrain_jobs if keys[job.name] == job.key)
+    assert [name.split("/")[1] for name in unchanged] == ["supervised_pretraining", "supervised_pretraining"]
 
 
 @pytest.mark.slow
