@@ -227,10 +227,11 @@ def run_supervised_pretrain(job: PretrainJob, ctx: RunContext) -> str:
     by that task's finetune schedule; exports the model's encoder (and decoder, if it has one). Returns the run id."""
     grid = ctx.grid
     dataset = ctx.datasets[job.dataset]
-    task = _downstream_task(ctx, str(job.downstream_task), job.dataset)
-    schedule = grid.finetune_for(str(job.downstream_task))
+    task_name = str(job.downstream_task)
+    task = _downstream_task(ctx, task_name, job.dataset)
+    schedule = grid.finetune_for(task_name)
     tags = _common_tags(ctx, Kind.PRETRAIN, job.key, job.initialisation, job.dataset, job.seed)
-    tags[Tag.DOWNSTREAM_TASK] = str(job.downstream_task)
+    tags[Tag.DOWNSTREAM_TASK] = task_name
     checkpoint = ctx.checkpoint(job.key)
     with ctx.tracker.job_run(job.name, tags) as run:
         _log_config(ctx, run, {"downstream": task.config, "pretrain": schedule, "encoder": grid.encoder})
@@ -251,8 +252,12 @@ def run_supervised_pretrain(job: PretrainJob, ctx: RunContext) -> str:
         parts = {name: getattr(model, name) for name in (ENCODER, DECODER) if getattr(model, name, None) is not None}
         if ENCODER not in parts:
             raise TypeError(f"{job.downstream_task}'s model has no 'encoder' attribute, so its weights cannot transfer")
-        metadata = {"pretext_task": job.initialisation, "downstream_task": job.downstream_task, "seed": job.seed}
-        metadata["job_key"] = job.key
+        metadata = {
+            "pretext_task": job.initialisation,
+            "downstream_task": task_name,
+            "seed": job.seed,
+            "job_key": job.key,
+        }
         run.log_folder(lambda folder: export_weights(folder, parts, grid.encoder, in_chans, metadata), Artifact.WEIGHTS)
     checkpoint.discard()
     return run.run_id
@@ -301,6 +306,7 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
     task = _downstream_task(ctx, cell.downstream_task, cell.dataset)
     initialisation = PRETEXT_TASKS.get(cell.initialisation)(grid.pretext_config(cell.initialisation))
     augmentation = initialisation.finetune_augmentation()
+    schedule = grid.finetune_for(cell.downstream_task)
     tags = _common_tags(ctx, Kind.FINETUNE, cell.key, cell.initialisation, cell.dataset, cell.seed)
     tags |= {
         Tag.DOWNSTREAM_TASK: cell.downstream_task,
@@ -321,7 +327,7 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
             {
                 "initialisation": initialisation.config,
                 "downstream": task.config,
-                "finetune": grid.finetune_for(cell.downstream_task),
+                "finetune": schedule,
                 "encoder": grid.encoder,
                 "label_fraction": cell.fraction,
                 "runtime": grid.runtime,
@@ -351,7 +357,6 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
                 inputs, targets, step_generator(augmentation_seed, step, ctx.device), task.target_geometry
             )
 
-        schedule = grid.finetune_for(cell.downstream_task)
         batches = device_batches(sampler, schedule, sampling_seed, grid.runtime, ctx.device, augmented)
         _train_logged(ctx, run, model, batches, task.loss, schedule, MetricPrefix.FINETUNE, cell.name, checkpoint)
         shape = trained_on[0] if trained_on else input_shape(sampler)  # none: resumed after its last step

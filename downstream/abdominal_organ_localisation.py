@@ -163,12 +163,12 @@ class AbdominalOrganLocalisation(DownstreamTask):
     @classmethod
     def never_predicted(cls, per_subject: pd.DataFrame) -> list[str]:
         """Organs in some test subject's reference for which no test subject got a box."""
-        organs = [column.removeprefix("detected_") for column in per_subject if column.startswith("detected_")]
-        return [
-            organ
-            for organ in organs
-            if per_subject[f"detected_{organ}"].dropna().eq(0).all() and per_subject[f"detected_{organ}"].notna().any()
-        ]
+        detected = {
+            column.removeprefix("detected_"): per_subject[column].dropna()  # NaN: the organ is not in the reference
+            for column in per_subject
+            if column.startswith("detected_")
+        }
+        return [organ for organ, boxed in detected.items() if len(boxed) and not boxed.any()]
 
     def summarise(self, per_subject: pd.DataFrame) -> dict[str, float]:
         """Means over subjects (misses scored, NaN only without a reference organ) and ``<metric>_<organ>_std`` (sample

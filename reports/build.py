@@ -45,7 +45,7 @@ from ssl_medbench.reports.stats import (
     descriptive,
     primary_comparisons,
 )
-from ssl_medbench.reports.tables import cell_means, format_value, init_order, paper_table
+from ssl_medbench.reports.tables import cell_means, display_scale, format_value, init_order, paper_table
 
 
 def _recorded(cells: pd.DataFrame, tag: str, task: str) -> dict[str, str]:
@@ -221,7 +221,7 @@ def _arm_scores(
 
 def _shown(comparisons: pd.DataFrame, unit: str) -> pd.DataFrame:
     """The comparison columns a reader needs, rounded; fractions in %."""
-    scale = 100.0 if unit == "fraction" else 1.0
+    scale = display_scale(unit)
     shown = pd.DataFrame(
         {
             "fraction": comparisons["fraction"].map(lambda f: f"{f * 100:g}%"),
@@ -242,15 +242,19 @@ def _shown(comparisons: pd.DataFrame, unit: str) -> pd.DataFrame:
     return shown.reset_index(drop=True)
 
 
+def _better(row: pd.Series, direction: str) -> bool:
+    """Whether the row's arm scored better than Random (its difference points the metric's better way)."""
+    return (row["mean_difference"] > 0) == (direction == "higher")
+
+
 def _reading(row: pd.Series, direction: str, unit: str) -> str:
     """One phrase: better or worse than Random after correction, or nothing found and what could have been."""
     if pd.isna(row["p_adjusted"]):
         return "not testable"
     if row["p_adjusted"] < ALPHA:
-        better = (row["mean_difference"] > 0) == (direction == "higher")
-        return "better than RD" if better else "worse than RD"
-    scale = 100.0 if unit == "fraction" else 1.0
-    return f"no difference found (a true one of {row['min_detectable_difference'] * scale:.2f} would be found 80% of the time)"
+        return "better than RD" if _better(row, direction) else "worse than RD"
+    detectable = row["min_detectable_difference"] * display_scale(unit)
+    return f"no difference found (a true one of {detectable:.2f} would be found 80% of the time)"
 
 
 def _primary_section(
@@ -259,7 +263,7 @@ def _primary_section(
     """The primary endpoint of every method against Random (Holm over them); returns the controls' comparisons."""
     arms = init_order(scores.contributions["initialisation"].unique())
     methods = [arm for arm in arms if arm != BASELINE and arm not in CONTROLS]
-    whole = scores.whole_set if primary in scores.whole_set else None
+    whole = scores.whole_set
     compared = primary_comparisons(compare_to_baseline(task, scores.contributions, [primary], methods, whole))
     compared[COLUMNS].to_csv(out / "tables" / f"{task}_primary.csv", index=False)
     testable = int(compared["p_value"].notna().sum())
@@ -286,8 +290,7 @@ def _secondary_section(document: Document, task: str, scores: ArmScores, metrics
     """Every other metric against Random with its interval, untested."""
     arms = [arm for arm in init_order(scores.contributions["initialisation"].unique()) if arm != BASELINE]
     scored = [m for m in metrics if m in scores.contributions]
-    whole = scores.whole_set if not scores.whole_set.empty else None
-    described = descriptive(compare_to_baseline(task, scores.contributions, scored, arms, whole))
+    described = descriptive(compare_to_baseline(task, scores.contributions, scored, arms, scores.whole_set))
     described.to_csv(out / "tables" / f"{task}_secondary.csv", index=False)
     document.heading(f"{task}: other metrics against Random, described", 3)
     document.text(
@@ -401,24 +404,27 @@ def _judged(rows: pd.DataFrame) -> pd.Series:
     )
 
 
+#: What a check that did not show what it must reads as.
+UNEXPECTED = {
+    NEGATIVE_CONTROL: f"NOT AS EXPECTED: {NEGATIVE_CONTROL} differs from RD",
+    POSITIVE_CONTROL: f"NOT AS EXPECTED: {POSITIVE_CONTROL} not found better",
+    IMAGE_BLIND: f"NOT AS EXPECTED: {IMAGE_BLIND} not found worse",
+}
+
+
 def _control_verdict(row: pd.Series) -> str:
     """Whether a checked row shows what its control must show; '' for rows that only describe."""
     if not row["judged"]:
         return ""
     if pd.isna(row["p_adjusted"]):
         return "not testable"
-    significant = row["p_adjusted"] < ALPHA
-    better = (row["mean_difference"] > 0) == (row["direction"] == "higher")
-    expected = {
+    significant, better = row["p_adjusted"] < ALPHA, _better(row, row["direction"])
+    shown = {
         NEGATIVE_CONTROL: not significant,
         POSITIVE_CONTROL: significant and better,
         IMAGE_BLIND: significant and not better,
     }[row["arm"]]
-    return (
-        "as expected"
-        if expected
-        else f"NOT AS EXPECTED: {row['arm']} {'differs from RD' if row['arm'] == NEGATIVE_CONTROL else 'not found ' + ('better' if row['arm'] == POSITIVE_CONTROL else 'worse')}"
-    )
+    return "as expected" if shown else UNEXPECTED[row["arm"]]
 
 
 def _task_controls(rows: pd.DataFrame) -> pd.DataFrame:

@@ -35,7 +35,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from math import ceil, sqrt
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -44,7 +43,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
 
-Direction = Literal["higher", "lower"]
+from ssl_medbench.downstream.base import Direction
+
 ALPHA = 0.05
 BLOCK = ["task", "fraction"]
 COLUMNS = [*BLOCK, "initialisation", "value"]

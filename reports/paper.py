@@ -14,6 +14,8 @@ from importlib import resources
 
 import pandas as pd
 
+from ssl_medbench.reports.tables import display_scale
+
 #: Paper metric name -> our metric-name pattern (``{structure}`` is the region or organ).
 METRIC_NAMES = {
     "dice": "dice_{structure}",
@@ -44,7 +46,7 @@ def side_by_side(ours: pd.DataFrame, units: dict[str, str]) -> pd.DataFrame:
     fractions as 0..1); the result shows both in the paper's units (fractions as %).
     """
     paper = paper_tables().rename(columns={"init": "initialisation", "mean": "paper_mean", "std": "paper_std"})
-    scale = ours["metric"].map(lambda m: 100.0 if units.get(m) == "fraction" else 1.0)
+    scale = ours["metric"].map(lambda m: display_scale(units.get(m, "")))
     ours = ours.assign(our_mean=ours["mean"] * scale, our_std=ours["std"] * scale)
     merged = paper.merge(
         ours,

@@ -14,13 +14,13 @@ import seaborn as sns
 from matplotlib import MatplotlibDeprecationWarning
 from matplotlib.figure import Figure
 
-from ssl_medbench.reports.tables import init_order
+from ssl_medbench.reports.tables import display_scale, init_order
 
 COLUMNS = 4
 
 
 def _scaled(values: pd.Series, unit: str) -> pd.Series:
-    return values.astype(float) * (100.0 if unit == "fraction" else 1.0)
+    return values.astype(float) * display_scale(unit)
 
 
 def _label(metric: str, unit: str) -> str:

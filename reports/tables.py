@@ -54,11 +54,16 @@ def collapsed_seeds(group: pd.DataFrame) -> int:
     return int(finished[Tag.NEVER_PREDICTED].fillna("").astype(str).str.len().gt(0).sum())
 
 
+def display_scale(unit: str) -> float:
+    """What a value in ``unit`` is multiplied by for display: fractions are shown as %."""
+    return 100.0 if unit == "fraction" else 1.0
+
+
 def format_value(mean: float, std: float, unit: str) -> str:
     """``mean ± std`` (``mean`` alone for one seed); fractions shown as %."""
     if np.isnan(mean):
         return "n/a"
-    scale = 100.0 if unit == "fraction" else 1.0
+    scale = display_scale(unit)
     return f"{mean * scale:.2f}" if np.isnan(std) else f"{mean * scale:.2f} ± {std * scale:.2f}"
 
 
