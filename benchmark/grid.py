@@ -33,13 +33,29 @@ from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training schedule (Adam); an epoch is ``steps_per_epoch`` optimiser steps."""
+    """One training schedule (Adam); an epoch is ``steps_per_epoch`` optimiser steps.
+
+    The learning rate rises linearly to ``learning_rate`` over the first ``warmup_fraction`` of the steps (Goyal et
+    al. 2017, "Accurate, large minibatch SGD"), then stays there (``"constant"``) or follows a half cosine down to 0
+    at the last step (``"cosine"``; Loshchilov & Hutter 2017, "SGDR"): :func:`benchmark.learning_rates.learning_rate_at`.
+    A fraction, not a step count, so a task's longer schedule (``finetune_by_task``) keeps its share of warm-up.
+    """
 
     epochs: int = 1
     steps_per_epoch: int = 50
     batch_size: int = 16
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
+    learning_rate_schedule: str = "constant"
+    warmup_fraction: float = 0.0
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    @property
+    def warmup_steps(self) -> int:
+        return round(self.warmup_fraction * self.total_steps)
 
 
 @dataclass(frozen=True)
@@ -187,6 +203,8 @@ SCHEDULE_BOUNDS = {
     "steps_per_epoch": (1, 10_000_000),
     "batch_size": (1, 4096),
 }
+#: Learning-rate schedules after the warm-up (TrainConfig's docstring).
+LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 #: Largest learning rate and weight decay accepted (Adam diverges long before).
 MAX_LEARNING_RATE = 10.0
 MAX_WEIGHT_DECAY = 1.0
@@ -342,6 +360,13 @@ def _check_schedules(config: GridConfig) -> None:
                 f"{section}.learning_rate: must be > 0 and <= {MAX_LEARNING_RATE}, got {schedule.learning_rate}"
             )
         _check_range(f"{section}.weight_decay", schedule.weight_decay, 0.0, MAX_WEIGHT_DECAY)
+        if schedule.learning_rate_schedule not in LEARNING_RATE_SCHEDULES:
+            raise ConfigError(
+                f"{section}.learning_rate_schedule: must be one of {', '.join(LEARNING_RATE_SCHEDULES)}, "
+                f"got {schedule.learning_rate_schedule!r}"
+            )
+        if not 0 <= schedule.warmup_fraction < 1:
+            raise ConfigError(f"{section}.warmup_fraction: must be >= 0 and < 1, got {schedule.warmup_fraction}")
     try:
         config.runtime.check()
     except ValueError as error:

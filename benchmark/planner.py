@@ -23,7 +23,8 @@ from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 
 #: 2: batches drawn per step from seeds derived from (job seed, step); precision in the key.
 #: 3: pretraining samples the downstream task's input view (the view in the key); misses scored in localisation.
-KEY_VERSION = 3
+#: 4: schedules carry their learning-rate schedule and warm-up fraction.
+KEY_VERSION = 4
 
 
 def job_key(payload: dict[str, Any]) -> str:

@@ -1,4 +1,5 @@
-"""The one training loop every pretext task and downstream task goes through (Adam, fixed steps per epoch)."""
+"""The one training loop every pretext task and downstream task goes through (Adam, fixed steps per epoch, the
+schedule's learning rate set before each step)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from torch import nn
 
 from benchmark.checkpoints import Checkpoint
 from benchmark.grid import TrainConfig
+from benchmark.learning_rates import learning_rate_at
 from benchmark.runtime import RuntimeConfig
 from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.core.sampling import Batch
@@ -51,7 +53,9 @@ def train(
         stream = batches(len(history) * steps)
         for epoch in range(len(history), schedule.epochs):
             sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=device))
-            for _ in range(steps):
+            for step in range(epoch * steps, (epoch + 1) * steps):
+                for group in optimiser.param_groups:
+                    group["lr"] = learning_rate_at(schedule, step)
                 inputs, targets = next(stream)
                 with runtime.autocast(device):
                     losses = loss_fn(runnable(inputs), targets)

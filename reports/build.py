@@ -19,7 +19,8 @@ import pandas as pd
 
 from ssl_medbench.core.run_tags import Artifact, Kind, Tag
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
-from ssl_medbench.reports.critical_difference import NotEnoughBlocks, critical_difference, plot_critical_difference
+from ssl_medbench.reports.critical_difference import NotEnoughBlocks, critical_difference
+from ssl_medbench.reports.critical_difference_diagram import plot_critical_difference
 from ssl_medbench.reports.document import Document
 from ssl_medbench.reports.endpoints import ArmScores, arm_scores
 from ssl_medbench.reports.paired import ALPHA, MIN_SEEDS

@@ -127,6 +127,15 @@ CATALOGUE: dict[str, tuple[Break, str]] = {
     "zero learning rate": (_set("finetune", learning_rate=0), "finetune.learning_rate: must be > 0 and <= 10.0"),
     "negative weight decay": (_set("finetune", weight_decay=-0.1), "finetune.weight_decay: must be >= 0.0 and <= 1.0"),
     "zero epochs": (_set("finetune", epochs=0), "finetune.epochs: must be >= 1 and <= 100000, got 0"),
+    "unknown learning-rate schedule": (
+        _set("finetune", learning_rate_schedule="cosin"),
+        "finetune.learning_rate_schedule: must be one of constant, cosine, got 'cosin'",
+    ),
+    "warm-up as long as training": (
+        _set("pretrain", warmup_fraction=1.0),
+        "pretrain.warmup_fraction: must be >= 0 and < 1, got 1.0",
+    ),
+    "negative warm-up": (_set("finetune", warmup_fraction=-0.1), "finetune.warmup_fraction: must be >= 0 and < 1"),
     "negative steps per epoch": (
         _set("pretrain", steps_per_epoch=-3),
         "pretrain.steps_per_epoch: must be >= 1 and <= 10000000, got -3",

@@ -19,8 +19,8 @@ from ssl_medbench.reports.critical_difference import (
     NotEnoughBlocks,
     _cliques,
     critical_difference,
-    plot_critical_difference,
 )
+from ssl_medbench.reports.critical_difference_diagram import plot_critical_difference
 
 INITS = ["A", "B", "C", "D"]
 

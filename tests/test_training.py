@@ -3,6 +3,9 @@ batches (the same with and without DataLoader workers), the runtime options and 
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -10,12 +13,14 @@ from torch import nn
 from benchmark.batches import StepBatches, host_batches, step_seed
 from benchmark.checkpoints import Checkpoint
 from benchmark.grid import TrainConfig, load_grid
+from benchmark.learning_rates import learning_rate_at
 from benchmark.planner import plan_grid
 from benchmark.runtime import RuntimeConfig
 from benchmark.training import train
 from ssl_medbench.core.errors import ConfigError
 
 SCHEDULE = TrainConfig(epochs=3, steps_per_epoch=4, batch_size=5, learning_rate=0.01)
+COSINE = dataclasses.replace(SCHEDULE, learning_rate_schedule="cosine", warmup_fraction=0.25)  # 3 of 12
 
 
 class NoiseSampler:
@@ -30,7 +35,9 @@ def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor
     return {"loss": nn.functional.mse_loss(outputs, targets)}
 
 
-def _train(checkpoint: Checkpoint | None, interrupt_after: int | None = None) -> tuple[nn.Module, list, list[int]]:
+def _train(
+    checkpoint: Checkpoint | None, interrupt_after: int | None = None, schedule: TrainConfig = SCHEDULE
+) -> tuple[nn.Module, list, list[int]]:
     torch.manual_seed(0)
     model = nn.Conv2d(2, 2, 1)
     batches = StepBatches(NoiseSampler(), SCHEDULE.batch_size, seed=11)
@@ -45,7 +52,7 @@ def _train(checkpoint: Checkpoint | None, interrupt_after: int | None = None) ->
         model,
         lambda start: (b for _, b in host_batches(batches, range(start, 12))),
         _mse,
-        SCHEDULE,
+        schedule,
         on_epoch,
         "test",
         checkpoint=checkpoint,
@@ -53,17 +60,57 @@ def _train(checkpoint: Checkpoint | None, interrupt_after: int | None = None) ->
     return model, history, logged
 
 
-def test_a_job_resumed_from_its_checkpoint_ends_exactly_where_an_uninterrupted_one_does(tmp_path):
-    reference, reference_history, _ = _train(None)
+@pytest.mark.parametrize("schedule", [SCHEDULE, COSINE], ids=["constant", "warm-up and cosine"])
+def test_a_job_resumed_from_its_checkpoint_ends_exactly_where_an_uninterrupted_one_does(tmp_path, schedule):
+    reference, reference_history, _ = _train(None, schedule=schedule)
     checkpoint = Checkpoint(tmp_path / "job.pt", every=1)
     with pytest.raises(KeyboardInterrupt):
-        _train(checkpoint, interrupt_after=1)
+        _train(checkpoint, interrupt_after=1, schedule=schedule)
     assert checkpoint.path.is_file()
-    resumed, history, logged = _train(checkpoint)
+    resumed, history, logged = _train(checkpoint, schedule=schedule)
     assert logged == [0, 1, 2]  # the two epochs done before are logged again into the new run
     assert history == reference_history
     for name, value in reference.state_dict().items():
         assert torch.equal(resumed.state_dict()[name], value), name
+
+
+def test_learning_rate_schedules_give_the_hand_computed_rates():
+    schedule = TrainConfig(epochs=2, steps_per_epoch=5, learning_rate=0.1, warmup_fraction=0.2)
+    assert [learning_rate_at(schedule, step) for step in range(10)] == pytest.approx([0.05] + [0.1] * 9)
+    cosine = dataclasses.replace(schedule, learning_rate_schedule="cosine")
+    rates = [learning_rate_at(cosine, step) for step in range(10)]
+    # after 2 warm-up steps, 8 cosine steps: step 2 + k has 0.1 * (1 + cos(pi k / 8)) / 2
+    assert rates[:3] == pytest.approx([0.05, 0.1, 0.1])
+    assert rates[6] == pytest.approx(0.05)  # half-way down
+    assert rates[9] == pytest.approx(0.05 * (1 + math.cos(7 * math.pi / 8)))
+    assert all(a > b for a, b in zip(rates[2:], rates[3:]))
+    assert [learning_rate_at(SCHEDULE, step) for step in range(12)] == [0.01] * 12  # no warm-up: Adam's fixed rate
+
+
+def test_training_follows_the_schedule_as_torchs_own_schedulers_do():
+    """The loop's rates against torch's LinearLR warm-up followed by CosineAnnealingLR, on the same batches."""
+    trained, _, _ = _train(None, schedule=COSINE)
+    torch.manual_seed(0)
+    model = nn.Conv2d(2, 2, 1)
+    optimiser = torch.optim.Adam(model.parameters(), lr=COSINE.learning_rate)
+    warmup = 3
+    scheduler = torch.optim.lr_scheduler.SequentialLR(
+        optimiser,
+        [
+            torch.optim.lr_scheduler.LinearLR(optimiser, start_factor=1 / warmup, total_iters=warmup - 1),
+            torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=COSINE.total_steps - warmup),
+        ],
+        milestones=[warmup],
+    )
+    for _, (inputs, targets) in host_batches(StepBatches(NoiseSampler(), COSINE.batch_size, seed=11), range(12)):
+        optimiser.zero_grad()
+        _mse(model(inputs), targets)["loss"].backward()
+        optimiser.step()
+        scheduler.step()
+    for name, value in model.state_dict().items():
+        assert torch.allclose(trained.state_dict()[name], value, atol=1e-6), name
+    constant, _, _ = _train(None)
+    assert not torch.allclose(constant.weight, trained.weight, atol=1e-4)
 
 
 def test_checkpoints_are_written_every_n_epochs_and_after_the_last(tmp_path):
