@@ -241,5 +241,7 @@ def test_every_reference_gives_the_same_table_for_other_test_images(name):
 def test_every_reference_needs_labelled_subjects(name):
     cls = DOWNSTREAM_TASKS.get(name)
     data = cls.example_data(np.random.default_rng(0))
-    with pytest.raises(ValueError, match="needs at least one labelled training subject"):
+    with pytest.raises(
+        ValueError, match="^the image-blind reference needs at least one labelled training subject, got none$"
+    ):
         cls(cls.Config(), data.channels, data.class_names).image_blind_scores([], list(data.volumes))

@@ -4,12 +4,20 @@ and jackknife pseudo-values of macro F1 against a slow reference."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from ssl_medbench.reports.paired import detectable_noncentrality, paired_estimate, paired_table, pseudo_values
+from ssl_medbench.reports.paired import (
+    PairedEstimate,
+    detectable_noncentrality,
+    paired_estimate,
+    paired_table,
+    pseudo_values,
+)
 from ssl_medbench.reports.stats import compare_to_baseline, descriptive, holm, primary_comparisons
 
 #: Monte Carlo tables per simulation; 3 standard errors of a 5 % rate over them is 0.021.
@@ -58,6 +66,7 @@ def test_fewer_than_three_seeds_or_two_subjects_are_not_testable_but_keep_their_
         assert estimate.mean_difference == pytest.approx(table.mean())
         assert np.isnan([estimate.p_value, estimate.ci_low, estimate.ci_high, estimate.standard_error]).all()
         assert np.isnan(estimate.min_detectable_difference())
+        assert (estimate.n_seeds, estimate.n_subjects) == table.shape  # the table says how many it paired
     assert not np.isnan(paired_estimate(np.vstack([values, values[:1] + 0.05])).p_value)
 
 
@@ -75,8 +84,15 @@ def test_a_component_estimated_below_zero_drops_out_leaving_scipys_t_test_over_t
 def test_identical_arms_give_p_one_and_a_constant_shift_nothing_to_test_against() -> None:
     identical = paired_estimate(np.zeros((3, 5)))
     assert identical.p_value == 1.0 and identical.ci_low == identical.ci_high == 0.0
+    assert (identical.mean_difference, identical.standard_error, identical.n_seeds, identical.n_subjects) == (
+        0,
+        0,
+        3,
+        5,
+    )
     shifted = paired_estimate(np.full((3, 5), 0.2))
     assert shifted.mean_difference == pytest.approx(0.2) and np.isnan(shifted.p_value) and np.isnan(shifted.ci_low)
+    assert (shifted.standard_error, shifted.n_seeds, shifted.n_subjects) == (0, 3, 5)
     with pytest.raises(ValueError, match="complete"):
         paired_estimate(np.array([[0.1, np.nan], [0.2, 0.3]]))
 
@@ -133,6 +149,7 @@ def test_only_seeds_finished_in_both_arms_and_subjects_scored_in_all_their_cells
             ("CR", 0): [0.6, 0.8, 0.7],
             ("CR", 1): [0.5, 0.9, 0.9],
             ("CR", 3): [0.6, 0.6, 0.6],
+            ("CR", 4): [0.9, 0.9, 0.9],  # a seed Random has not finished
         }
     )
     table, seeds, subjects = paired_table(
@@ -241,3 +258,28 @@ def test_jackknife_pseudo_values_of_macro_f1_agree_with_a_slow_reference_and_of_
     np.testing.assert_allclose(pseudo_values(values, lambda t: {"dice": t["dice"].mean()})["dice"], [0.2, 0.5, 0.8])
     with pytest.raises(ValueError, match="at least 2"):
         pseudo_values(values.iloc[:1], lambda t: {"dice": t["dice"].mean()})
+
+
+def test_the_detectable_difference_is_the_noncentrality_times_the_standard_error_and_scales_with_the_table() -> None:
+    table = _crossed(np.random.default_rng(5), 5, 8)
+    estimate, tenfold = paired_estimate(table), paired_estimate(10 * table)
+    assert estimate.min_detectable_difference() == pytest.approx(
+        detectable_noncentrality(estimate.degrees_of_freedom) * estimate.standard_error
+    )
+    assert tenfold.min_detectable_difference() == pytest.approx(10 * estimate.min_detectable_difference())
+    assert estimate.min_detectable_difference(power=0.9) > estimate.min_detectable_difference()
+
+
+def test_an_estimate_read_back_from_its_table_row_is_the_same_estimate() -> None:
+    estimate = paired_estimate(_crossed(np.random.default_rng(6), 4, 6, shift=0.1))
+    assert PairedEstimate.from_row(pd.Series(dataclasses.asdict(estimate))) == estimate
+
+
+def test_a_jackknife_over_two_subjects_is_allowed_and_indexed_by_subject() -> None:
+    table = pd.DataFrame({"subject_id": ["a", "a", "b"], "value": [1.0, 3.0, 5.0]})
+    values = pseudo_values(table, lambda rows: {"mean": rows["value"].mean()})
+    # N = 2: 2 * mean(all) - mean(without the subject); mean(all) = 3
+    assert values.index.name == "subject_id" and list(values.index) == ["a", "b"]
+    np.testing.assert_allclose(values["mean"], [2 * 3 - 5, 2 * 3 - 2])
+    with pytest.raises(ValueError, match="at least 2 test subjects, got 1"):
+        pseudo_values(table[table.subject_id == "a"], lambda rows: {"mean": rows["value"].mean()})

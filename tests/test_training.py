@@ -85,6 +85,10 @@ def test_learning_rate_schedules_give_the_hand_computed_rates():
     assert rates[9] == pytest.approx(0.05 * (1 + math.cos(7 * math.pi / 8)))
     assert all(a > b for a, b in zip(rates[2:], rates[3:]))
     assert [learning_rate_at(SCHEDULE, step) for step in range(12)] == [0.01] * 12  # no warm-up: Adam's fixed rate
+    with pytest.raises(
+        ValueError, match="^unknown learning_rate_schedule 'step'$"
+    ):  # a schedule the grid did not check
+        learning_rate_at(dataclasses.replace(SCHEDULE, learning_rate_schedule="step"), 0)
 
 
 def test_training_follows_the_schedule_as_torchs_own_schedulers_do():
