@@ -68,11 +68,10 @@ def device_batches(
     ``seed`` (ahead, in ``runtime.loader_workers`` processes), copied to ``device``, then ``to_batch(step, inputs, targets)``
     (corruption or augmentation on the device)."""
     step_batches = StepBatches(sampler, schedule.batch_size, seed)
-    total = schedule.epochs * schedule.steps_per_epoch
 
     def stream(start: int) -> Iterator[Batch]:
         for step, (inputs, targets) in host_batches(
-            step_batches, range(start, total), runtime.loader_workers, device.type == "cuda"
+            step_batches, range(start, schedule.total_steps), runtime.loader_workers, device.type == "cuda"
         ):
             yield to_batch(step, runtime.to_device(inputs, device), runtime.to_device(targets, device))
 

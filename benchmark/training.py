@@ -43,7 +43,7 @@ def train(
     runnable.train()
     steps = schedule.steps_per_epoch
     with progress_bar(
-        total=schedule.epochs * steps,
+        total=schedule.total_steps,
         initial=len(history) * steps,
         desc=description,
         unit="step",
@@ -54,8 +54,9 @@ def train(
         for epoch in range(len(history), schedule.epochs):
             sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=device))
             for step in range(epoch * steps, (epoch + 1) * steps):
+                rate = learning_rate_at(schedule, step)
                 for group in optimiser.param_groups:
-                    group["lr"] = learning_rate_at(schedule, step)
+                    group["lr"] = rate
                 inputs, targets = next(stream)
                 with runtime.autocast(device):
                     losses = loss_fn(runnable(inputs), targets)
