@@ -316,6 +316,7 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
         Tag.AUGMENTATION: "on" if augmentation is not None else "off",
         Tag.METRIC_UNITS: json.dumps(task.metric_units),
         Tag.METRIC_DIRECTIONS: json.dumps(task.metric_directions),
+        Tag.METRIC_CONVENTIONS: json.dumps(task.metric_conventions()),
     }
     checkpoint = ctx.checkpoint(cell.key)
     with ctx.tracker.job_run(cell.name, tags) as run:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -83,7 +84,7 @@ class AbdominalOrganLocalisation(DownstreamTask):
             raise ValueError(f"threshold must lie in (0, 1), got {config.threshold}")
 
     @classmethod
-    def metric_specs(cls, class_names: Sequence[str] = ()) -> dict[str, MetricSpec]:
+    def metric_specs(cls, class_names: Sequence[str] = (), config: Any = None) -> dict[str, MetricSpec]:
         """``<metric>_<organ>`` in mm, lower is better, and ``detected_<organ>`` (a fraction, higher is better), for
         each organ of ``class_names`` (default: :data:`ORGANS`), and ``centroid_mean`` over a subject's organs."""
         organs = tuple(class_names) or ORGANS

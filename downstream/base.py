@@ -80,8 +80,9 @@ class DownstreamTask(ABC):
 
     @classmethod
     @abstractmethod
-    def metric_specs(cls, class_names: Sequence[str] = ()) -> dict[str, MetricSpec]:
-        """Metric name -> its spec, for a dataset with ``class_names`` (empty: the task's default classes).
+    def metric_specs(cls, class_names: Sequence[str] = (), config: Config | None = None) -> dict[str, MetricSpec]:
+        """Metric name -> its spec, for a dataset with ``class_names`` (empty: the task's default classes) and the task
+        ``config`` (None: the defaults; a task whose metrics its settings choose reads them here).
 
         Per-subject metrics are columns of :meth:`subject_scores`; every metric is a key of :meth:`summarise`.
         """
@@ -92,24 +93,32 @@ class DownstreamTask(ABC):
         """A few tiny synthetic subjects (including a documented empty or missed case) for the contract checks."""
 
     @classmethod
-    def metric_directions_for(cls, class_names: Sequence[str] = ()) -> dict[str, Direction]:
+    def metric_directions_for(
+        cls, class_names: Sequence[str] = (), config: Config | None = None
+    ) -> dict[str, Direction]:
         """Metric name -> which direction is better (logged as the ``metric_directions`` tag)."""
-        return {name: spec.direction for name, spec in cls.metric_specs(class_names).items()}
+        return {name: spec.direction for name, spec in cls.metric_specs(class_names, config).items()}
 
     @classmethod
-    def metric_units_for(cls, class_names: Sequence[str] = ()) -> dict[str, str]:
+    def metric_units_for(cls, class_names: Sequence[str] = (), config: Config | None = None) -> dict[str, str]:
         """Metric name -> unit (logged as the ``metric_units`` tag)."""
-        return {name: spec.unit for name, spec in cls.metric_specs(class_names).items()}
+        return {name: spec.unit for name, spec in cls.metric_specs(class_names, config).items()}
 
     @property
     def metric_directions(self) -> dict[str, Direction]:
-        """:meth:`metric_directions_for` this task's dataset classes."""
-        return self.metric_directions_for(self.class_names)
+        """:meth:`metric_directions_for` this task's dataset classes and config."""
+        return self.metric_directions_for(self.class_names, self.config)
 
     @property
     def metric_units(self) -> dict[str, str]:
-        """:meth:`metric_units_for` this task's dataset classes."""
-        return self.metric_units_for(self.class_names)
+        """:meth:`metric_units_for` this task's dataset classes and config."""
+        return self.metric_units_for(self.class_names, self.config)
+
+    def metric_conventions(self) -> dict[str, str]:
+        """Metric (or family, e.g. ``hd95_medpy_<region>``) -> the definition it follows where tools disagree, and
+        ``"empty masks"`` -> the rule for empty masks; logged as the ``metric_conventions`` tag and printed under the
+        report's tables. Empty for a task whose metrics have one accepted definition (its docstrings give it)."""
+        return {}
 
     @abstractmethod
     def build_model(self, encoder: nn.Module, decoder: nn.Module | None) -> nn.Module:

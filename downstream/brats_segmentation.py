@@ -4,8 +4,12 @@ Training: 64x64 patches from axial slices of the four modalities (half of them c
 cross-entropy plus soft Dice over the three tumour classes. Inference: every axial slice of a test
 volume whole (padded to the encoder's stride), reassembled into the 3D label volume. Metrics per
 subject and BraTS region (whole tumour, tumour core, enhancing tumour): Dice, sensitivity and
-specificity (fractions; reports show %) and pooled Hausdorff95 in mm, with the empty-mask rules of
-:mod:`downstream.metrics`; ``empty_<region>`` records which mask was empty, if any. The primary endpoint,
+specificity (fractions; reports show %), HD95 in mm under each convention of ``hd95_conventions``
+(``hd95_<convention>_<region>``), normalised surface Dice at each of ``nsd_tolerances_mm``
+(``nsd_<tolerance>mm_<region>``), and with ``lesion_wise`` the BraTS 2023 lesion-wise Dice, HD95 and lesion counts
+(:mod:`~ssl_medbench.downstream.lesion_wise`), all under the ``empty_mask_policy`` of :mod:`downstream.metrics`;
+``empty_<region>`` records which mask was empty, if any. :meth:`BratsSegmentation.metric_conventions` names them
+all, and every finetune run records them as a tag. The primary endpoint,
 ``dice_mean``, is a subject's mean Dice over the three regions (never NaN: Dice has a value for empty masks), the
 usual single summary of the BraTS challenge's three regions.
 
@@ -18,6 +22,7 @@ empty-mask rule.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssl_medbench.core.config_fields import bounded
 from ssl_medbench.datasets.base import Volume
 from ssl_medbench.datasets.brats import CHANNELS, CLASSES, REGIONS, region_masks
 from ssl_medbench.datasets.patches import PatchSampler
@@ -34,17 +40,39 @@ from ssl_medbench.datasets.views import AxialPatches
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.downstream.base import DownstreamTask, ExampleData, MetricSpec
 from ssl_medbench.downstream.image_blind import majority_label_map
-from ssl_medbench.downstream.metrics import dice, empty_case, hd95, sensitivity, specificity
+from ssl_medbench.downstream.lesion_wise import lesion_wise_scores
+from ssl_medbench.downstream.metrics import (
+    EMPTY_MASK_POLICIES,
+    HD95_CONVENTIONS,
+    dice,
+    empty_case,
+    hd95,
+    normalized_surface_dice,
+    sensitivity,
+    specificity,
+)
 from ssl_medbench.networks.unet_decoder import UNetDecoder
 
-METRICS = {"dice": dice, "sensitivity": sensitivity, "specificity": specificity}
 #: Per metric, its spec in every region, with the empty-mask rules of :mod:`downstream.metrics`.
 SPECS = {
     "dice": MetricSpec("higher", "fraction"),
     "sensitivity": MetricSpec("higher", "fraction", nan_when="the reference region is empty"),
     "specificity": MetricSpec("higher", "fraction", nan_when="the reference region covers the whole volume"),
-    "hd95": MetricSpec("lower", "mm"),
 }
+HD95_SPEC = MetricSpec("lower", "mm")
+NSD_SPEC = MetricSpec("higher", "fraction")
+#: The lesion-wise metrics of :mod:`~ssl_medbench.downstream.lesion_wise`, each per region.
+LESION_SPECS = {
+    "lesion_dice": MetricSpec("higher", "fraction"),
+    "lesion_hd95": MetricSpec("lower", "mm"),
+    "lesion_fp": MetricSpec("lower", "lesions"),
+    "lesion_fn": MetricSpec("lower", "lesions"),
+}
+
+
+def nsd_name(tolerance_mm: float) -> str:
+    """The metric name stem of the normalised surface Dice at ``tolerance_mm``: ``nsd_1mm``, ``nsd_0.5mm``."""
+    return f"nsd_{tolerance_mm:g}mm"
 
 
 class SegmentationUNet(nn.Module):
@@ -88,15 +116,55 @@ class BratsSegmentation(DownstreamTask):
         #: Slices per forward pass at inference.
         inference_batch: int = 32
         dice_loss_weight: float = 1.0
+        #: HD95 definitions to log, each as ``hd95_<convention>_<region>`` (downstream.metrics.HD95_CONVENTIONS).
+        hd95_conventions: tuple[str, ...] = ("medpy", "surface_elements")
+        #: Tolerances (mm) of the normalised surface Dice, each logged as ``nsd_<tolerance>mm_<region>``.
+        nsd_tolerances_mm: tuple[float, ...] = (1.0, 2.0)
+        #: What empty masks score (downstream.metrics.EMPTY_MASK_POLICIES): "image_diagonal" or "brats2023".
+        empty_mask_policy: str = "image_diagonal"
+        #: Also log the BraTS 2023 lesion-wise Dice, HD95 and false-positive / false-negative lesion counts.
+        lesion_wise: bool = False
+        #: Dilations that merge nearby fragments into one lesion and find its matches (BraTS 2023 gliomas: 3).
+        lesion_dilation_iterations: int = 3
+        #: Lesions of at most this volume are not scored (BraTS 2023 gliomas: 50 mm³).
+        lesion_volume_threshold_mm3: float = bounded(50.0, low=0)
 
     num_classes = len(CLASSES)
 
+    def __init__(self, config: BratsSegmentation.Config, image_channels: int, class_names: tuple[str, ...] = ()):
+        super().__init__(config, image_channels, class_names)
+        _check_metric_settings(config)
+
     @classmethod
-    def metric_specs(cls, class_names: Sequence[str] = ()) -> dict[str, MetricSpec]:
-        """``<metric>_<region>`` for every metric of :data:`SPECS` and BraTS region, and ``dice_mean`` over the regions;
-        the dataset's classes play no part."""
-        per_region = {f"{metric}_{region}": spec for metric, spec in SPECS.items() for region in REGIONS}
+    def metric_specs(cls, class_names: Sequence[str] = (), config: Config | None = None) -> dict[str, MetricSpec]:
+        """``<metric>_<region>`` for every metric of :data:`SPECS`, HD95 convention, NSD tolerance and (with
+        ``lesion_wise``) lesion-wise metric of ``config`` (None: the defaults) and BraTS region, and ``dice_mean`` over
+        the regions; the dataset's classes play no part."""
+        config = config or cls.Config()
+        stems = dict(SPECS)
+        stems |= {f"hd95_{convention}": HD95_SPEC for convention in config.hd95_conventions}
+        stems |= {nsd_name(tolerance): NSD_SPEC for tolerance in config.nsd_tolerances_mm}
+        if config.lesion_wise:
+            stems |= LESION_SPECS
+        per_region = {f"{stem}_{region}": spec for stem, spec in stems.items() for region in REGIONS}
         return per_region | {"dice_mean": SPECS["dice"]}
+
+    def metric_conventions(self) -> dict[str, str]:
+        """How each family of metrics is defined, for the run's tags and the report."""
+        config = self.config
+        conventions = {f"hd95_{c}_<region>": HD95_CONVENTIONS[c] for c in config.hd95_conventions}
+        if config.nsd_tolerances_mm:
+            conventions["nsd_<tolerance>mm_<region>"] = (
+                "normalised surface Dice at the tolerance (DeepMind surface-distance compute_surface_dice_at_tolerance)"
+            )
+        if config.lesion_wise:
+            conventions["lesion_<metric>_<region>"] = (
+                f"BraTS 2023 lesion-wise scores (rachitsaluja/BraTS-2023-Metrics), dilation "
+                f"{config.lesion_dilation_iterations}, lesions above {config.lesion_volume_threshold_mm3:g} mm³, missed "
+                "and false-positive lesions at the empty-mask policy's one-empty distance"
+            )
+        conventions["empty masks"] = EMPTY_MASK_POLICIES[config.empty_mask_policy].describe()
+        return conventions
 
     @classmethod
     def example_data(cls, generator: np.random.Generator) -> ExampleData:
@@ -149,7 +217,10 @@ class BratsSegmentation(DownstreamTask):
     def evaluate(self, model: nn.Module, volumes: Sequence[Volume], device: torch.device) -> pd.DataFrame:
         model.eval()
         return pd.DataFrame(
-            [_subject_row(volume, self.predict_volume(model, np.asarray(volume.images), device)) for volume in volumes]
+            [
+                _subject_row(volume, self.predict_volume(model, np.asarray(volume.images), device), self.config)
+                for volume in volumes
+            ]
         )
 
     def image_blind_scores(self, labelled: Sequence[Volume], volumes: Sequence[Volume]) -> pd.DataFrame:
@@ -162,7 +233,7 @@ class BratsSegmentation(DownstreamTask):
                 f"test subjects {mismatched} differ in shape from the labelled subjects' {prior.shape}: the voxel-wise "
                 "prior needs co-registered volumes of one shape"
             )
-        return pd.DataFrame([_subject_row(volume, prior) for volume in volumes])
+        return pd.DataFrame([_subject_row(volume, prior, self.config) for volume in volumes])
 
     @classmethod
     def never_predicted(cls, per_subject: pd.DataFrame) -> list[str]:
@@ -182,16 +253,55 @@ class BratsSegmentation(DownstreamTask):
         return summary
 
 
-def _subject_row(volume: Volume, predicted: np.ndarray) -> dict[str, object]:
-    """One subject's row: every metric per BraTS region of the ``predicted`` label map against the subject's labels."""
+def _check_metric_settings(config: BratsSegmentation.Config) -> None:
+    """Refuse metric settings the task cannot compute (ValueError, reported by the grid with the key)."""
+    unknown = [c for c in config.hd95_conventions if c not in HD95_CONVENTIONS]
+    if unknown or len(set(config.hd95_conventions)) != len(config.hd95_conventions):
+        raise ValueError(
+            f"hd95_conventions {list(config.hd95_conventions)}: expected distinct names from {', '.join(HD95_CONVENTIONS)}"
+        )
+    names = [nsd_name(t) for t in config.nsd_tolerances_mm]
+    if any(not 0 < t < math.inf for t in config.nsd_tolerances_mm) or len(set(names)) != len(names):
+        raise ValueError(f"nsd_tolerances_mm {list(config.nsd_tolerances_mm)}: expected distinct tolerances > 0 mm")
+    if config.lesion_dilation_iterations < 0:
+        raise ValueError(f"lesion_dilation_iterations {config.lesion_dilation_iterations}: expected 0 or more")
+    if config.empty_mask_policy not in EMPTY_MASK_POLICIES:
+        raise ValueError(
+            f"empty_mask_policy {config.empty_mask_policy!r}: expected one of {', '.join(EMPTY_MASK_POLICIES)}"
+        )
+
+
+def _subject_row(volume: Volume, predicted: np.ndarray, config: BratsSegmentation.Config) -> dict[str, object]:
+    """One subject's row: every metric of ``config`` per BraTS region of the ``predicted`` label map against the
+    subject's labels."""
+    policy = EMPTY_MASK_POLICIES[config.empty_mask_policy]
     predicted_regions = region_masks(predicted)
     reference = region_masks(np.asarray(volume.labels))
     row: dict[str, object] = {"subject_id": volume.subject_id}
     for region in REGIONS:
         pred, ref = predicted_regions[region], reference[region]
-        for name, metric in METRICS.items():
-            row[f"{name}_{region}"] = metric(pred, ref)
-        row[f"hd95_{region}"] = hd95(pred, ref, volume.spacing)
+        row[f"dice_{region}"] = dice(pred, ref, policy)
+        row[f"sensitivity_{region}"] = sensitivity(pred, ref)
+        row[f"specificity_{region}"] = specificity(pred, ref)
+        for convention in config.hd95_conventions:
+            row[f"hd95_{convention}_{region}"] = hd95(pred, ref, volume.spacing, convention, policy)
+        for tolerance in config.nsd_tolerances_mm:
+            row[f"{nsd_name(tolerance)}_{region}"] = normalized_surface_dice(
+                pred, ref, volume.spacing, tolerance, policy
+            )
+        if config.lesion_wise:
+            lesions = lesion_wise_scores(
+                pred,
+                ref,
+                volume.spacing,
+                config.lesion_dilation_iterations,
+                config.lesion_volume_threshold_mm3,
+                policy,
+            )
+            row[f"lesion_dice_{region}"] = lesions.dice
+            row[f"lesion_hd95_{region}"] = lesions.hd95
+            row[f"lesion_fp_{region}"] = float(lesions.false_positives)
+            row[f"lesion_fn_{region}"] = float(lesions.false_negatives)
         row[f"empty_{region}"] = empty_case(pred, ref)
     row["dice_mean"] = float(np.mean([row[f"dice_{region}"] for region in REGIONS]))
     return row

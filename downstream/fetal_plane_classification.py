@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -63,7 +64,7 @@ class FetalPlaneClassification(DownstreamTask):
         non_anatomical: tuple[str, ...] = ("Other",)
 
     @classmethod
-    def metric_specs(cls, class_names: Sequence[str] = ()) -> dict[str, MetricSpec]:
+    def metric_specs(cls, class_names: Sequence[str] = (), config: Any = None) -> dict[str, MetricSpec]:
         """Fractions, higher is better, never NaN; precision, recall and F1 (over all classes and over the anatomical
         ones) are defined over all test images only."""
         over_all_images = MetricSpec("higher", "fraction", per_subject=False)

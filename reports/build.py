@@ -24,7 +24,7 @@ from ssl_medbench.reports.critical_difference_diagram import plot_critical_diffe
 from ssl_medbench.reports.document import Document
 from ssl_medbench.reports.endpoints import ArmScores, arm_scores
 from ssl_medbench.reports.paired import ALPHA, MIN_SEEDS
-from ssl_medbench.reports.paper import side_by_side
+from ssl_medbench.reports.paper import PAPER_HD95, side_by_side
 from ssl_medbench.reports.plots import metric_vs_fraction, subject_distributions
 from ssl_medbench.reports.runs import (
     cell_tables,
@@ -57,6 +57,17 @@ def _recorded(cells: pd.DataFrame, tag: str, task: str) -> dict[str, str]:
     plugin = DOWNSTREAM_TASKS.get(task)
     defaults = {Tag.METRIC_UNITS: plugin.metric_units_for, Tag.METRIC_DIRECTIONS: plugin.metric_directions_for}
     return defaults[tag]()
+
+
+def _conventions_note(document: Document, cells: pd.DataFrame) -> None:
+    """Under a table: the metric conventions and empty-mask rule the cells recorded (``metric_conventions`` tag)."""
+    recorded = cells[Tag.METRIC_CONVENTIONS].dropna().unique() if Tag.METRIC_CONVENTIONS in cells else []
+    readings = [json.loads(value) for value in recorded]
+    lines = [f"{metric}: {definition}" for reading in readings for metric, definition in reading.items()]
+    if len(readings) > 1:
+        document.text(f"These cells recorded {len(readings)} different sets of metric conventions:", note=True)
+    if lines:
+        document.text("Conventions: " + "; ".join(lines) + ".", note=True)
 
 
 def _hours(runs: pd.DataFrame) -> pd.DataFrame:
@@ -162,6 +173,7 @@ def _task_section(
     controls = pd.DataFrame(columns=COLUMNS)
     if primary in units and not scores.contributions.empty and primary in scores.contributions:
         controls = _primary_section(document, task, scores, primary, units[primary], directions[primary], out)
+        _conventions_note(document, cells)
     else:
         document.text(f"No per-subject scores of the primary endpoint {primary!r} recorded: nothing tested.", note=True)
     table, marks = paper_table(cells, units, directions)
@@ -181,6 +193,7 @@ def _task_section(
             note=True,
         )
     document.table(table, marks)
+    _conventions_note(document, cells)
     if finished:
         document.image(
             metric_vs_fraction(cells, units, out / "figures" / f"{task}_vs_fraction.png"),
@@ -316,6 +329,14 @@ def _paper_section(document: Document, means: pd.DataFrame, units: dict[str, dic
     if table.empty:
         document.text("This grid ran no task, fraction and metric that the paper reports.")
         return
+    if table["metric"].str.startswith("hd95").any():
+        document.text(
+            f"Hausdorff95 is compared as {PAPER_HD95}, the medpy convention (95th percentile of both directed "
+            "voxel-surface distance sets pooled) and this suite's default. The paper does not say which tool computed "
+            "its Hausdorff95, so its figures may follow another convention; on the same masks the conventions differ "
+            "by millimetres (docs/metrics.md).",
+            note=True,
+        )
     shown = pd.DataFrame(
         {
             "task": table["task"],

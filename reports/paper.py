@@ -16,12 +16,14 @@ import pandas as pd
 
 from ssl_medbench.reports.tables import display_scale
 
+#: The HD95 convention of ours that the paper's Hausdorff95 is compared with (the report says why).
+PAPER_HD95 = "hd95_medpy_<region>"
 #: Paper metric name -> our metric-name pattern (``{structure}`` is the region or organ).
 METRIC_NAMES = {
     "dice": "dice_{structure}",
     "sensitivity": "sensitivity_{structure}",
     "specificity": "specificity_{structure}",
-    "hd95": "hd95_{structure}",
+    "hd95": "hd95_medpy_{structure}",
     "centroid_distance": "centroid_{structure}",
     "wall_distance": "wall_{structure}",
     # Table 3 compares with SonoNet's figure, averaged over the standard planes without the background class.

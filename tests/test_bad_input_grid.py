@@ -200,6 +200,23 @@ CATALOGUE: dict[str, tuple[Break, str]] = {
         lambda g, p: g["downstream"]["brats_segmentation"].update(inference_batch=0) or [],
         "downstream.brats_segmentation.inference_batch: must be >= 1",
     ),
+    "unknown HD95 convention": (
+        lambda g, p: g["downstream"]["brats_segmentation"].update(hd95_conventions=["medpy", "monai"]) or [],
+        "downstream.brats_segmentation: hd95_conventions ['medpy', 'monai']: expected distinct names from medpy, "
+        "max_directed, surface_elements",
+    ),
+    "zero NSD tolerance": (
+        lambda g, p: g["downstream"]["brats_segmentation"].update(nsd_tolerances_mm=[0]) or [],
+        "downstream.brats_segmentation: nsd_tolerances_mm [0.0]: expected distinct tolerances > 0 mm",
+    ),
+    "unknown empty-mask policy": (
+        lambda g, p: g["downstream"]["brats_segmentation"].update(empty_mask_policy="brats2021") or [],
+        "downstream.brats_segmentation: empty_mask_policy 'brats2021': expected one of image_diagonal, brats2023",
+    ),
+    "negative lesion volume threshold": (
+        lambda g, p: g["downstream"]["brats_segmentation"].update(lesion_volume_threshold_mm3=-1) or [],
+        "downstream.brats_segmentation.lesion_volume_threshold_mm3: must be >= 0, got -1.0",
+    ),
     "negative dataset seed": (
         lambda g, p: g["datasets"]["phantom"].update(split_seed=-1) or [],
         "datasets.phantom.split_seed: must be >= 0",

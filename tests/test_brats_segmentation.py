@@ -10,7 +10,8 @@ from torch import nn
 from ssl_medbench.datasets.base import Volume
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.downstream.brats_segmentation import BratsSegmentation, soft_dice_loss
-from ssl_medbench.downstream.metrics import dice, hd95
+from ssl_medbench.downstream.lesion_wise import lesion_wise_scores
+from ssl_medbench.downstream.metrics import BRATS_2023, dice, hd95, normalized_surface_dice
 
 
 class OracleModel(nn.Module):
@@ -53,13 +54,22 @@ def test_evaluate_reports_every_region_and_metric():
         assert metric in table.columns
     whole_pred, whole_ref = images[0] > 0, labels > 0
     assert table.loc[0, "dice_whole"] == pytest.approx(dice(whole_pred, whole_ref))
-    assert table.loc[0, "hd95_whole"] == pytest.approx(hd95(whole_pred, whole_ref, (1.0, 1.0, 2.0)))
+    spacing = (1.0, 1.0, 2.0)
+    assert table.loc[0, "hd95_medpy_whole"] == pytest.approx(hd95(whole_pred, whole_ref, spacing))
+    surface = hd95(whole_pred, whole_ref, spacing, "surface_elements")
+    assert table.loc[0, "hd95_surface_elements_whole"] == pytest.approx(surface)
+    assert table.loc[0, "nsd_1mm_whole"] == pytest.approx(normalized_surface_dice(whole_pred, whole_ref, spacing, 1.0))
+    assert table.loc[0, "nsd_2mm_whole"] == pytest.approx(normalized_surface_dice(whole_pred, whole_ref, spacing, 2.0))
+    # the missed row moves one face of the whole tumour by 1 mm: every surface element lies within 1 mm of the other
+    assert table.loc[0, "nsd_1mm_whole"] == 1.0 and surface == 1.0
+    assert normalized_surface_dice(whole_pred, whole_ref, spacing, 0.5) < 1.0
     assert table.loc[0, "dice_enhancing"] == 1.0
     assert table.loc[0, "empty_enhancing"] == "none"
     # the primary endpoint: core and enhancing are exact, the whole tumour misses one row of edema
     assert table.loc[0, "dice_mean"] == pytest.approx((dice(whole_pred, whole_ref) + 2) / 3)
     assert table.loc[0, "dice_mean"] < 1 and task.primary_metric == "dice_mean"
-    assert task.metric_directions["hd95_core"] == "lower" and task.metric_directions["dice_core"] == "higher"
+    assert task.metric_directions["hd95_medpy_core"] == "lower" and task.metric_directions["dice_core"] == "higher"
+    assert task.metric_directions["nsd_2mm_core"] == "higher" and task.metric_units["nsd_2mm_core"] == "fraction"
 
 
 def test_summary_counts_subjects_under_an_empty_mask_rule():
@@ -71,7 +81,9 @@ def test_summary_counts_subjects_under_an_empty_mask_rule():
     table = task.evaluate(OracleModel(), [Volume("S0", images, labels, (1.0, 1.0, 1.0))], torch.device("cpu"))
     summary = task.summarise(table)
     assert (
-        table.loc[0, "empty_core"] == "both" and table.loc[0, "dice_core"] == 1.0 and table.loc[0, "hd95_core"] == 0.0
+        table.loc[0, "empty_core"] == "both"
+        and table.loc[0, "dice_core"] == 1.0
+        and table.loc[0, "hd95_medpy_core"] == 0.0
     )
     assert (
         summary["empty_masks_whole"] == 0 and summary["empty_masks_core"] == 1 and summary["empty_masks_enhancing"] == 1
@@ -88,3 +100,60 @@ def test_soft_dice_loss_is_zero_for_perfect_logits_and_high_for_wrong_ones():
     # no overlap: per class 1 - 1 / (|P| + |T| + 1), with the +1 smoothing of the loss
     expected = np.mean([1 - 1 / (int((shifted == c).sum()) + int((targets == c).sum()) + 1) for c in (1, 2, 3)])
     assert float(soft_dice_loss(wrong, targets, [1, 2, 3])) == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_metric_settings_choose_the_logged_metrics_and_their_empty_mask_policy():
+    """Another convention, no NSD, lesion-wise scores and the BraTS 2023 policy: the table has exactly the declared
+    metrics, and a missed region scores 374 mm under every distance metric (its 36 mm³ lesion counts above 10 mm³)."""
+    config = BratsSegmentation.Config(
+        hd95_conventions=("max_directed",),
+        nsd_tolerances_mm=(),
+        empty_mask_policy="brats2023",
+        lesion_wise=True,
+        lesion_volume_threshold_mm3=10.0,
+    )
+    task = BratsSegmentation(config, image_channels=4)
+    labels = np.zeros((16, 16, 6), np.uint8)
+    labels[4:10, 4:10, 1:5] = 2
+    labels[5:8, 5:8, 2:4] = 3
+    images = np.zeros((4, 16, 16, 6), np.float32)
+    images[0] = np.where(labels == 3, 0, labels)  # the enhancing tumour is missed
+    table = task.evaluate(OracleModel(), [Volume("S0", images, labels, (1.0, 1.0, 2.0))], torch.device("cpu"))
+    stems = {"dice", "sensitivity", "specificity", "hd95_max_directed", "lesion_dice", "lesion_hd95", "lesion_fp"}
+    expected = {f"{stem}_{region}" for stem in stems | {"lesion_fn"} for region in ("whole", "core", "enhancing")}
+    assert set(task.metric_directions) == expected | {"dice_mean"}
+    assert set(task.metric_directions) <= set(table.columns)
+    assert not any(column.startswith(("nsd_", "hd95_medpy")) for column in table.columns)
+    assert table.loc[0, "hd95_max_directed_enhancing"] == 374.0
+    assert table.loc[0, "lesion_hd95_enhancing"] == 374.0 and table.loc[0, "lesion_fn_enhancing"] == 1.0
+    whole_pred, whole_ref = images[0] > 0, labels > 0
+    lesions = lesion_wise_scores(whole_pred, whole_ref, (1.0, 1.0, 2.0), 3, 10.0, BRATS_2023)
+    # one lesion, matched, no false positive: its lesion-wise Dice is the whole-volume Dice
+    assert table.loc[0, "lesion_dice_whole"] == pytest.approx(lesions.dice) == dice(whole_pred, whole_ref)
+    conventions = task.metric_conventions()
+    assert set(conventions) == {"hd95_max_directed_<region>", "lesion_<metric>_<region>", "empty masks"}
+    assert "above 10 mm³" in conventions["lesion_<metric>_<region>"]
+    assert "374 mm" in conventions["empty masks"] and "MONAI" in conventions["hd95_max_directed_<region>"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"hd95_conventions": ("medpy", "hausdorff")},
+            "hd95_conventions \\['medpy', 'hausdorff'\\]: expected distinct",
+        ),
+        (
+            {"hd95_conventions": ("medpy", "medpy")},
+            "expected distinct names from medpy, max_directed, surface_elements",
+        ),
+        ({"nsd_tolerances_mm": (1.0, 0.0)}, "nsd_tolerances_mm \\[1.0, 0.0\\]: expected distinct tolerances > 0 mm"),
+        ({"nsd_tolerances_mm": (1.0, 1.0)}, "expected distinct tolerances"),
+        ({"nsd_tolerances_mm": (float("inf"),)}, "nsd_tolerances_mm \\[inf\\]: expected distinct tolerances > 0 mm"),
+        ({"lesion_dilation_iterations": -1}, "lesion_dilation_iterations -1: expected 0 or more"),
+        ({"empty_mask_policy": "nan"}, "empty_mask_policy 'nan': expected one of image_diagonal, brats2023"),
+    ],
+)
+def test_metric_settings_the_task_cannot_compute_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        BratsSegmentation(BratsSegmentation.Config(**settings), image_channels=4)

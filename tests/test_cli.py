@@ -88,7 +88,16 @@ def test_tiny_grid_records_everything_in_mlflow_and_resumes(write_grid, tmp_path
         } <= set(tags)
         assert tags["pretrain_run_id"] == (job.info.run_id if tags["initialisation"] == "context_restoration" else "")
         assert len(client.get_metric_history(cell.info.run_id, "train_loss")) == 2
-        assert 0 <= cell.data.metrics["dice_whole"] <= 1 and cell.data.metrics["hd95_whole"] >= 0
+        assert 0 <= cell.data.metrics["dice_whole"] <= 1 and cell.data.metrics["hd95_medpy_whole"] >= 0
+        assert 0 <= cell.data.metrics["nsd_2mm_whole"] <= 1 and cell.data.metrics["hd95_surface_elements_core"] >= 0
+        conventions = json.loads(tags["metric_conventions"])
+        assert set(conventions) == {
+            "hd95_medpy_<region>",
+            "hd95_surface_elements_<region>",
+            "nsd_<tolerance>mm_<region>",
+            "empty masks",
+        }
+        assert conventions["empty masks"].startswith("image_diagonal: ")
         artifacts = {a.path for a in client.list_artifacts(cell.info.run_id)}
         assert {
             "per_subject_metrics.csv",
@@ -115,6 +124,13 @@ def test_tiny_grid_records_everything_in_mlflow_and_resumes(write_grid, tmp_path
 
     report = (out / "report" / "report.md").read_text()
     assert "## brats_segmentation" in report and "| 100% | RD |" in report and "| 50% | CR |" in report
+    conventions_line = (
+        "Conventions: hd95_medpy_<region>: 95th percentile of both directed voxel-surface distance sets pooled "
+        "(medpy.metric.binary.hd95); hd95_surface_elements_<region>: "
+    )
+    assert report.count(conventions_line) >= 1 and "empty masks: image_diagonal: both masks empty" in report
+    assert "Hausdorff95 is compared as hd95_medpy_<region>, the medpy convention" in report
+    assert "| brats_segmentation | 100% | RD | hd95_medpy_whole | mm (as reported) | 30.78 |" in report
 
     assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress"]) == 0
     second = capsys.readouterr().out

@@ -43,7 +43,7 @@ def test_a_minimal_third_party_task_meets_the_whole_contract():
 @pytest.mark.parametrize(
     "plugin, check, reason",
     [
-        (DropsAMetric, "evaluates_every_subject", "missing from the evaluation: ['hd95_core']"),
+        (DropsAMetric, "evaluates_every_subject", "missing from the evaluation: ['hd95_medpy_core']"),
         (SilentNan, "nan_only_where_documented", "'dice_whole' is NaN but documents no NaN case"),
         (NoLossEntry, "one_step_trains", "with a 'loss' entry"),
         (InfiniteMetric, "nan_only_where_documented", "metric 'dice' is infinite"),

@@ -13,7 +13,6 @@ from ssl_medbench.downstream.metrics import (
     dice,
     empty_case,
     hd95,
-    hd95_max_directed,
     image_diagonal_mm,
     sensitivity,
     specificity,
@@ -65,7 +64,7 @@ def test_empty_mask_rules():
     assert hd95(empty, full, (2.0, 0.5)) == pytest.approx(diagonal)
     assert hd95(full, empty, (2.0, 0.5)) == pytest.approx(diagonal)
     assert image_diagonal_mm((5, 6), (2.0, 0.5)) == pytest.approx(diagonal)
-    assert hd95_max_directed(empty, full, (2.0, 0.5)) == pytest.approx(diagonal)
+    assert hd95(empty, full, (2.0, 0.5), "max_directed") == pytest.approx(diagonal)
 
 
 def test_hd95_hand_computed_with_anisotropic_spacing():
@@ -83,7 +82,7 @@ def test_pooled_and_max_directed_hd95_differ_as_defined():
     pred[0, 0] = pred[0, 10] = True
     # pred -> ref: {0, 10}; ref -> pred: {0}. Pooled {0, 0, 10}: P95 = 0.9 * 10; directed P95s: 9.5 and 0.
     assert hd95(pred, ref) == pytest.approx(9.0)
-    assert hd95_max_directed(pred, ref) == pytest.approx(9.5)
+    assert hd95(pred, ref, convention="max_directed") == pytest.approx(9.5)
 
 
 def _random_blob(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -127,7 +126,7 @@ def _directed_p95_by_distance_transform(pred: np.ndarray, ref: np.ndarray, spaci
 
 @pytest.mark.parametrize("case", range(12))
 def test_max_directed_hd95_matches_scipy_distance_transforms_and_is_symmetric(case: int):
-    """hd95_max_directed against an independent full-image computation, with anisotropic spacing; swapping the masks
+    """hd95's max_directed convention against an independent full-image computation, with anisotropic spacing; swapping the masks
     swaps the two directed sets, so the larger percentile, hence the value, stays the same."""
     rng = np.random.default_rng(100 + case)
     shape = tuple(rng.integers(8, 20, size=2 if case % 2 == 0 else 3))
@@ -135,8 +134,8 @@ def test_max_directed_hd95_matches_scipy_distance_transforms_and_is_symmetric(ca
     assert pred.any() and ref.any()  # the seeds give masks with a surface (an empty mask is scored by a rule)
     spacing = tuple(rng.uniform(0.3, 3.0, size=len(shape)))
     expected = _directed_p95_by_distance_transform(pred, ref, spacing)
-    assert hd95_max_directed(pred, ref, spacing) == pytest.approx(expected, abs=1e-9)
-    assert hd95_max_directed(ref, pred, spacing) == pytest.approx(expected, abs=1e-9)
+    assert hd95(pred, ref, spacing, "max_directed") == pytest.approx(expected, abs=1e-9)
+    assert hd95(ref, pred, spacing, "max_directed") == pytest.approx(expected, abs=1e-9)
 
 
 def test_max_directed_hd95_takes_the_larger_percentile_in_either_order():
@@ -145,8 +144,8 @@ def test_max_directed_hd95_takes_the_larger_percentile_in_either_order():
     pred = np.zeros((1, 12), bool)
     ref[0, 0] = True
     pred[0, 0] = pred[0, 10] = True
-    assert hd95_max_directed(ref, pred) == pytest.approx(9.5)
-    assert hd95_max_directed(ref, pred, (1.0, 2.0)) == pytest.approx(19.0)
+    assert hd95(ref, pred, convention="max_directed") == pytest.approx(9.5)
+    assert hd95(ref, pred, (1.0, 2.0), "max_directed") == pytest.approx(19.0)
 
 
 def test_one_empty_mask_without_spacing_scores_the_diagonal_in_voxels():
@@ -157,5 +156,5 @@ def test_one_empty_mask_without_spacing_scores_the_diagonal_in_voxels():
     diagonal = math.hypot(4, 5)
     assert hd95(empty, full) == pytest.approx(diagonal)
     assert hd95(full, empty) == pytest.approx(diagonal)
-    assert hd95_max_directed(empty, full) == pytest.approx(diagonal)
+    assert hd95(empty, full, convention="max_directed") == pytest.approx(diagonal)
     assert hd95(empty, np.zeros((5, 6), bool)) == 0.0

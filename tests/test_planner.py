@@ -63,8 +63,8 @@ def test_job_keys_of_a_small_grid_are_pinned():
     assert keys == {
         "pretrain/autoencoder/brats/axial_patches@32/seed0": "5a4390bc9b24fe00d6bb4bbf",
         "pretrain/autoencoder/brats/slices_xyz@32/seed0": "b0eac100826f14af3a835195",
-        "finetune/random/brats_segmentation/0.5/seed0": "af82aafe8d5b7ef26fd768ae",
-        "finetune/autoencoder/brats_segmentation/0.5/seed0": "f67239aab56ca4944f977825",
+        "finetune/random/brats_segmentation/0.5/seed0": "2a03e275e0a592743a5bd57d",
+        "finetune/autoencoder/brats_segmentation/0.5/seed0": "5e2e824dd09a0e2b2d793e05",
         "finetune/random/abdominal_organ_localisation/0.5/seed0": "4f71003203c6bf5842f854fa",
         "finetune/autoencoder/abdominal_organ_localisation/0.5/seed0": "72b8a5d756a8716344cc3a91",
     }

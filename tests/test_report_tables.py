@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ssl_medbench.downstream.brats_segmentation import BratsSegmentation
 from ssl_medbench.reports.paper import paper_tables, side_by_side
 from ssl_medbench.reports.tables import cell_means, format_value, paper_table, to_html, to_markdown
 
@@ -189,3 +190,10 @@ def test_side_by_side_puts_fractions_in_percent_and_keeps_distances_in_mm() -> N
     assert list(rows.columns) == columns
     shown = rows.sort_values(["task", "paper_mean"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(shown, expected)
+
+
+def test_the_papers_hausdorff95_is_compared_with_the_medpy_convention_that_brats_logs_by_default() -> None:
+    paper = paper_tables()
+    ours = paper.loc[paper["metric"] == "hd95", "our_metric"].unique()
+    assert sorted(ours) == ["hd95_medpy_core", "hd95_medpy_enhancing", "hd95_medpy_whole"]
+    assert set(ours) <= set(BratsSegmentation.metric_specs())

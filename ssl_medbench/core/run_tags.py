@@ -42,6 +42,8 @@ class Tag:
     AUGMENTATION: Final = "augmentation"
     METRIC_UNITS: Final = "metric_units"
     METRIC_DIRECTIONS: Final = "metric_directions"
+    #: JSON: metric (family) -> the definition it follows where tools disagree, and the empty-mask rule.
+    METRIC_CONVENTIONS: Final = "metric_conventions"
     #: Comma-separated classes, regions or organs of the test references the model predicted for no test subject
     #: (empty: none); a cell with any is reported as collapsed.
     NEVER_PREDICTED: Final = "never_predicted"

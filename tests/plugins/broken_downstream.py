@@ -19,10 +19,10 @@ from tests.plugins.whole_tumour import WholeTumourSegmentation
 
 
 class DropsAMetric(BratsSegmentation):
-    """Its evaluation table lacks a declared metric (``hd95_core``)."""
+    """Its evaluation table lacks a declared metric (``hd95_medpy_core``)."""
 
     def evaluate(self, model: nn.Module, volumes: Sequence[Volume], device: torch.device) -> pd.DataFrame:
-        return super().evaluate(model, volumes, device).drop(columns="hd95_core")
+        return super().evaluate(model, volumes, device).drop(columns="hd95_medpy_core")
 
 
 class SilentNan(BratsSegmentation):

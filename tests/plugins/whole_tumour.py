@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,7 @@ class WholeTumourSegmentation(DownstreamTask):
         patch_size: int = 32
 
     @classmethod
-    def metric_specs(cls, class_names: Sequence[str] = ()) -> dict[str, MetricSpec]:
+    def metric_specs(cls, class_names: Sequence[str] = (), config: Any = None) -> dict[str, MetricSpec]:
         return {"dice": MetricSpec("higher", "fraction")}
 
     @classmethod
