@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
@@ -253,18 +254,44 @@ class BratsSegmentation(DownstreamTask):
         return summary
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _listed(value: object) -> object:
+    """A setting's value as the grid writes it: a list for a tuple or list, else the value itself."""
+    return list(value) if isinstance(value, (tuple, list)) else value
+
+
 def _check_metric_settings(config: BratsSegmentation.Config) -> None:
-    """Refuse metric settings the task cannot compute (ValueError, reported by the grid with the key)."""
-    unknown = [c for c in config.hd95_conventions if c not in HD95_CONVENTIONS]
-    if unknown or len(set(config.hd95_conventions)) != len(config.hd95_conventions):
+    """Refuse metric settings the task cannot compute (ValueError, reported by the grid with the key), also when the
+    Config is built in Python rather than read from a grid."""
+    conventions = config.hd95_conventions
+    if (
+        not isinstance(conventions, (tuple, list))
+        or any(not isinstance(c, str) or c not in HD95_CONVENTIONS for c in conventions)
+        or len(set(conventions)) != len(conventions)
+    ):
         raise ValueError(
-            f"hd95_conventions {list(config.hd95_conventions)}: expected distinct names from {', '.join(HD95_CONVENTIONS)}"
+            f"hd95_conventions {_listed(conventions)!r}: expected distinct names from {', '.join(HD95_CONVENTIONS)}"
         )
-    names = [nsd_name(t) for t in config.nsd_tolerances_mm]
-    if any(not 0 < t < math.inf for t in config.nsd_tolerances_mm) or len(set(names)) != len(names):
-        raise ValueError(f"nsd_tolerances_mm {list(config.nsd_tolerances_mm)}: expected distinct tolerances > 0 mm")
-    if config.lesion_dilation_iterations < 0:
-        raise ValueError(f"lesion_dilation_iterations {config.lesion_dilation_iterations}: expected 0 or more")
+    tolerances = config.nsd_tolerances_mm
+    if not isinstance(tolerances, (tuple, list)) or any(not (_is_number(t) and 0 < t < math.inf) for t in tolerances):
+        raise ValueError(f"nsd_tolerances_mm {_listed(tolerances)!r}: expected distinct tolerances > 0 mm")
+    names = [nsd_name(t) for t in tolerances]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"nsd_tolerances_mm {list(tolerances)}: expected distinct tolerances > 0 mm; these share a metric name "
+            f"({', '.join(sorted({n for n in names if names.count(n) > 1}))}, 6 significant digits)"
+        )
+    if not isinstance(config.lesion_wise, bool):
+        raise ValueError(f"lesion_wise {config.lesion_wise!r}: expected true or false")
+    dilation = config.lesion_dilation_iterations
+    if not (isinstance(dilation, Integral) and not isinstance(dilation, bool) and dilation >= 0):
+        raise ValueError(f"lesion_dilation_iterations {dilation!r}: expected 0 or more")
+    threshold = config.lesion_volume_threshold_mm3
+    if not (_is_number(threshold) and 0 <= threshold < math.inf):
+        raise ValueError(f"lesion_volume_threshold_mm3 {threshold!r}: expected a finite volume >= 0 mm³")
     if config.empty_mask_policy not in EMPTY_MASK_POLICIES:
         raise ValueError(
             f"empty_mask_policy {config.empty_mask_policy!r}: expected one of {', '.join(EMPTY_MASK_POLICIES)}"

@@ -32,13 +32,14 @@ def nearest_distances(points: np.ndarray, targets: np.ndarray, spacing: np.ndarr
 
 
 def _reach(spacing: np.ndarray, radius_mm: float) -> np.ndarray:
-    """Per axis, a number of steps beyond ``radius_mm`` (one more than the division says, should it round down)."""
-    return np.floor(radius_mm / spacing).astype(int) + 1
+    """Per axis, a number of steps beyond ``radius_mm`` (one more than the division says, should it round down), as
+    floats: a huge radius must not overflow an integer before the caller sees how many offsets it spans."""
+    return np.floor(radius_mm / spacing) + 1
 
 
 def _offsets_within(spacing: np.ndarray, radius_mm: float) -> np.ndarray:
     """Every integer offset whose length in mm is at most ``radius_mm``."""
-    reach = _reach(spacing, radius_mm)
+    reach = _reach(spacing, radius_mm).astype(int)
     axes = [np.arange(-r, r + 1) for r in reach]
     offsets = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(spacing))
     return offsets[_lengths_mm(offsets, spacing) <= radius_mm]
@@ -48,10 +49,10 @@ def within_tolerance(points: np.ndarray, targets: np.ndarray, spacing: np.ndarra
     """Whether each of ``points`` lies within ``tolerance_mm`` of some point of ``targets`` (arguments as for
     :func:`nearest_distances`)."""
     reach = _reach(spacing, tolerance_mm)
-    if np.prod(2 * reach + 1) > MAX_OFFSETS:
+    if np.prod(np.minimum(2 * reach + 1, MAX_OFFSETS + 1)) > MAX_OFFSETS:
         return nearest_distances(points, targets, spacing) <= tolerance_mm
     offsets = _offsets_within(spacing, tolerance_mm)
-    margin = reach
+    margin = reach.astype(int)
     shape = np.maximum(points.max(axis=0, initial=0), targets.max(axis=0)) + 1 + 2 * margin
     occupied = np.zeros(int(np.prod(shape)), bool)
     occupied[np.ravel_multi_index(tuple((targets + margin).T), shape)] = True

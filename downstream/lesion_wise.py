@@ -25,13 +25,23 @@ connected component is a lesion and only touching components match), not scipy's
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral
 
 import numpy as np
 from scipy import ndimage
 
-from ssl_medbench.downstream.metrics import BRATS_2023, EmptyMaskPolicy, dice, hd95
+from ssl_medbench.downstream.metrics import (
+    BRATS_2023,
+    EmptyMaskPolicy,
+    as_binary_pair,
+    checked_spacing,
+    dice,
+    empty_mask_policy,
+    hd95,
+)
 
 
 @dataclass(frozen=True)
@@ -59,16 +69,21 @@ def lesion_wise_scores(
     spacing: Sequence[float],
     dilation_iterations: int = 3,
     volume_threshold_mm3: float = 50.0,
-    policy: EmptyMaskPolicy = BRATS_2023,
+    policy: EmptyMaskPolicy | str = BRATS_2023,
 ) -> LesionWiseScores:
     """Lesion-wise Dice (fraction) and HD95 (mm) of a binary ``pred`` against ``ref`` (2D or 3D), as the module
     docstring describes; ``spacing`` in mm per voxel."""
-    pred, ref = np.asarray(pred, bool), np.asarray(ref, bool)
-    if pred.shape != ref.shape:
-        raise ValueError(f"prediction shape {pred.shape} differs from reference shape {ref.shape}")
-    if dilation_iterations < 0 or volume_threshold_mm3 < 0:
-        raise ValueError("dilation_iterations and volume_threshold_mm3 must be >= 0")
-    spacing = tuple(float(s) for s in spacing)
+    pred, ref = as_binary_pair(pred, ref)
+    spacing = tuple(checked_spacing(spacing, ref.ndim).tolist())
+    policy = empty_mask_policy(policy)
+    if (
+        isinstance(dilation_iterations, bool)
+        or not isinstance(dilation_iterations, Integral)
+        or dilation_iterations < 0
+    ):
+        raise ValueError(f"dilation_iterations {dilation_iterations!r}: expected a whole number >= 0")
+    if not 0 <= volume_threshold_mm3 < math.inf:
+        raise ValueError(f"volume_threshold_mm3 {volume_threshold_mm3!r}: expected a finite volume >= 0 mm³")
     voxel_mm3 = float(np.prod(spacing))
     connected = ndimage.generate_binary_structure(ref.ndim, ref.ndim)
     grow = ndimage.generate_binary_structure(ref.ndim, 2)

@@ -15,8 +15,10 @@ each, and every logged value names its convention (docs/metrics.md).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 
@@ -24,33 +26,47 @@ from ssl_medbench.downstream.lattice_distances import nearest_distances, within_
 from ssl_medbench.downstream.surface_elements import SurfaceElements, surface_elements
 
 
-def _as_bool_pair(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    pred = np.asarray(pred).astype(bool, copy=False)
-    ref = np.asarray(ref).astype(bool, copy=False)
+def _as_mask(mask: np.ndarray, name: str) -> np.ndarray:
+    """``mask`` as a boolean array; a mask of another dtype must hold 0 and 1 only (a label map such as BraTS's 0/2/4
+    is not a mask: select its region first)."""
+    array = np.asarray(mask)
+    if array.dtype == bool:
+        return array
+    if array.dtype.kind not in "iuf" or not np.all((array == 0) | (array == 1)):
+        found = np.unique(array[(array != 0) & (array != 1)] if array.dtype.kind in "iuf" else array)[:5]
+        raise ValueError(f"{name} mask of dtype {array.dtype}: expected booleans or 0/1 values, found {found.tolist()}")
+    return array.astype(bool)
+
+
+def as_binary_pair(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pred`` and ``ref`` as boolean arrays of one 2D or 3D shape with at least one voxel, else ValueError."""
+    pred, ref = _as_mask(pred, "prediction"), _as_mask(ref, "reference")
     if pred.shape != ref.shape:
         raise ValueError(f"prediction shape {pred.shape} differs from reference shape {ref.shape}")
+    if pred.ndim not in (2, 3) or pred.size == 0:
+        raise ValueError(f"masks of shape {pred.shape}: expected 2D or 3D masks with at least one voxel")
     return pred, ref
 
 
 def empty_case(pred: np.ndarray, ref: np.ndarray) -> str:
     """``"both"``, ``"reference"``, ``"prediction"`` (which mask is empty) or ``"none"``."""
-    pred, ref = _as_bool_pair(pred, ref)
+    pred, ref = as_binary_pair(pred, ref)
     pred_empty, ref_empty = not pred.any(), not ref.any()
     if pred_empty and ref_empty:
         return "both"
     return "reference" if ref_empty else "prediction" if pred_empty else "none"
 
 
-def dice(pred: np.ndarray, ref: np.ndarray, policy: EmptyMaskPolicy | None = None) -> float:
+def dice(pred: np.ndarray, ref: np.ndarray, policy: EmptyMaskPolicy | str | None = None) -> float:
     """Dice coefficient 2|P∩R| / (|P|+|R|), unitless in [0, 1].
 
     Empty masks: exactly one empty -> 0.0 by the formula; both empty -> ``policy.both_empty_overlap``, 1.0 (perfect
     agreement on absence) under both presets and without a policy, as in BraTS 2023.
     """
-    pred, ref = _as_bool_pair(pred, ref)
+    pred, ref = as_binary_pair(pred, ref)
     total = int(pred.sum()) + int(ref.sum())
     if total == 0:
-        return 1.0 if policy is None else policy.both_empty_overlap
+        return 1.0 if policy is None else empty_mask_policy(policy).both_empty_overlap
     return 2.0 * int(np.logical_and(pred, ref).sum()) / total
 
 
@@ -60,7 +76,7 @@ def sensitivity(pred: np.ndarray, ref: np.ndarray) -> float:
     Empty masks: an empty reference has no positives, so sensitivity is undefined: NaN
     (excluded from means by pandas; count the cases with :func:`empty_case`).
     """
-    pred, ref = _as_bool_pair(pred, ref)
+    pred, ref = as_binary_pair(pred, ref)
     positives = int(ref.sum())
     if positives == 0:
         return float("nan")
@@ -73,7 +89,7 @@ def specificity(pred: np.ndarray, ref: np.ndarray) -> float:
     Computed over every voxel of the array (as BraTS and medpy do, hence values near 1 for tumours).
     Empty masks: a reference that covers the whole array has no negatives: NaN.
     """
-    pred, ref = _as_bool_pair(pred, ref)
+    pred, ref = as_binary_pair(pred, ref)
     negatives = int((~ref).sum())
     if negatives == 0:
         return float("nan")
@@ -98,6 +114,13 @@ class EmptyMaskPolicy:
     both_empty_overlap: float = 1.0
     #: Normalised surface Dice when exactly one mask is empty (Dice is 0 there by its formula).
     one_empty_overlap: float = 0.0
+
+    def __post_init__(self) -> None:
+        distances = [self.both_empty_distance_mm] + [d for d in [self.one_empty_distance_mm] if d is not None]
+        if not all(0 <= d < math.inf for d in distances):
+            raise ValueError(f"empty-mask policy {self.name!r}: distances must be finite and >= 0 mm, got {distances}")
+        if not all(0 <= o <= 1 for o in (self.both_empty_overlap, self.one_empty_overlap)):
+            raise ValueError(f"empty-mask policy {self.name!r}: Dice and NSD values must lie in [0, 1]")
 
     def distance(self, case: str, shape: Sequence[int], spacing: Sequence[float]) -> float:
         """The distance scored for :func:`empty_case` ``case`` (``"both"``, ``"reference"`` or ``"prediction"``)."""
@@ -136,13 +159,31 @@ HD95_CONVENTIONS = {
 }
 
 
-def _spacing_mm(spacing: Sequence[float] | None, ndim: int) -> np.ndarray:
+#: Voxel sizes accepted (mm): far beyond any scanner on both sides, near enough to 1 that squared distances stay
+#: exact to double precision.
+VOXEL_SIZE_RANGE_MM = (1e-6, 1e6)
+
+
+def checked_spacing(spacing: Sequence[float] | None, ndim: int) -> np.ndarray:
+    """``spacing`` (mm per voxel along each of ``ndim`` axes; None: 1 mm) as a float array, else ValueError."""
     spacing_mm = np.ones(ndim) if spacing is None else np.asarray(spacing, dtype=float)
     if spacing_mm.shape != (ndim,):
-        raise ValueError(f"spacing {tuple(spacing_mm.tolist())} does not match a {ndim}D mask")
-    if not np.all(np.isfinite(spacing_mm) & (spacing_mm > 0)):
-        raise ValueError(f"spacing {tuple(spacing_mm.tolist())}: every voxel size must be a positive number of mm")
+        raise ValueError(f"spacing {spacing_mm.tolist()} does not match a {ndim}D mask")
+    low, high = VOXEL_SIZE_RANGE_MM
+    if not np.all((spacing_mm >= low) & (spacing_mm <= high)):
+        raise ValueError(f"spacing {spacing_mm.tolist()}: every voxel size must be between {low:g} and {high:g} mm")
     return spacing_mm
+
+
+def empty_mask_policy(policy: EmptyMaskPolicy | str) -> EmptyMaskPolicy:
+    """``policy`` itself, or the preset of :data:`EMPTY_MASK_POLICIES` it names, else ValueError."""
+    if isinstance(policy, EmptyMaskPolicy):
+        return policy
+    if isinstance(policy, str) and policy in EMPTY_MASK_POLICIES:
+        return EMPTY_MASK_POLICIES[policy]
+    raise ValueError(
+        f"empty-mask policy {policy!r}: expected an EmptyMaskPolicy or one of {', '.join(EMPTY_MASK_POLICIES)}"
+    )
 
 
 def _union_box(pred: np.ndarray, ref: np.ndarray) -> tuple[slice, ...]:
@@ -199,7 +240,7 @@ def hd95(
     ref: np.ndarray,
     spacing: Sequence[float] | None = None,
     convention: str = "medpy",
-    policy: EmptyMaskPolicy = IMAGE_DIAGONAL,
+    policy: EmptyMaskPolicy | str = IMAGE_DIAGONAL,
 ) -> float:
     """95th percentile Hausdorff distance in mm, under one of :data:`HD95_CONVENTIONS`.
 
@@ -215,10 +256,11 @@ def hd95(
     Empty masks (the references raise or return inf): scored by ``policy``; the default gives 0 mm when both are
     empty and the image diagonal when one is (:data:`IMAGE_DIAGONAL`), :data:`BRATS_2023` gives 0 and 374 mm.
     """
-    if convention not in HD95_CONVENTIONS:
+    if not isinstance(convention, str) or convention not in HD95_CONVENTIONS:
         raise ValueError(f"hd95 convention {convention!r}: expected one of {', '.join(HD95_CONVENTIONS)}")
-    pred, ref = _as_bool_pair(pred, ref)
-    spacing_mm = _spacing_mm(spacing, pred.ndim)
+    policy = empty_mask_policy(policy)
+    pred, ref = as_binary_pair(pred, ref)
+    spacing_mm = checked_spacing(spacing, pred.ndim)
     case = empty_case(pred, ref)
     if case != "none":
         return policy.distance(case, pred.shape, spacing_mm)
@@ -241,7 +283,7 @@ def normalized_surface_dice(
     ref: np.ndarray,
     spacing: Sequence[float] | None,
     tolerance_mm: float,
-    policy: EmptyMaskPolicy = IMAGE_DIAGONAL,
+    policy: EmptyMaskPolicy | str = IMAGE_DIAGONAL,
 ) -> float:
     """Normalised surface Dice at ``tolerance_mm`` (Nikolov et al. 2021), unitless in [0, 1].
 
@@ -253,10 +295,11 @@ def normalized_surface_dice(
     Empty masks (the reference gives NaN when both are empty): ``policy.overlap``; 1 when both are empty and 0 when one
     is, under both presets.
     """
-    if not (np.isfinite(tolerance_mm) and tolerance_mm >= 0):
+    if isinstance(tolerance_mm, bool) or not isinstance(tolerance_mm, Real) or not 0 <= tolerance_mm < math.inf:
         raise ValueError(f"NSD tolerance {tolerance_mm!r} mm: expected a distance of 0 mm or more")
-    pred, ref = _as_bool_pair(pred, ref)
-    spacing_mm = _spacing_mm(spacing, pred.ndim)
+    policy = empty_mask_policy(policy)
+    pred, ref = as_binary_pair(pred, ref)
+    spacing_mm = checked_spacing(spacing, pred.ndim)
     case = empty_case(pred, ref)
     if case != "none":
         return policy.overlap(case)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,14 @@ from ssl_medbench.datasets.base import Volume
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.downstream.brats_segmentation import BratsSegmentation, soft_dice_loss
 from ssl_medbench.downstream.lesion_wise import lesion_wise_scores
-from ssl_medbench.downstream.metrics import BRATS_2023, dice, hd95, normalized_surface_dice
+from ssl_medbench.downstream.metrics import (
+    BRATS_2023,
+    HD95_CONVENTIONS,
+    dice,
+    hd95,
+    image_diagonal_mm,
+    normalized_surface_dice,
+)
 
 
 class OracleModel(nn.Module):
@@ -151,9 +160,78 @@ def test_the_metric_settings_choose_the_logged_metrics_and_their_empty_mask_poli
         ({"nsd_tolerances_mm": (1.0, 1.0)}, "expected distinct tolerances"),
         ({"nsd_tolerances_mm": (float("inf"),)}, "nsd_tolerances_mm \\[inf\\]: expected distinct tolerances > 0 mm"),
         ({"lesion_dilation_iterations": -1}, "lesion_dilation_iterations -1: expected 0 or more"),
+        ({"lesion_dilation_iterations": 2.5}, "lesion_dilation_iterations 2.5: expected 0 or more"),
+        ({"lesion_volume_threshold_mm3": math.nan}, "lesion_volume_threshold_mm3 nan: expected a finite volume"),
+        ({"lesion_wise": "no"}, "lesion_wise 'no': expected true or false"),
+        ({"hd95_conventions": "medpy"}, "hd95_conventions 'medpy': expected distinct names"),
+        ({"nsd_tolerances_mm": ("1",)}, "nsd_tolerances_mm \\['1'\\]: expected distinct tolerances > 0 mm"),
+        ({"nsd_tolerances_mm": (1.0, 1.0000001)}, "these share a metric name \\(nsd_1mm, 6 significant digits\\)"),
         ({"empty_mask_policy": "nan"}, "empty_mask_policy 'nan': expected one of image_diagonal, brats2023"),
     ],
 )
 def test_metric_settings_the_task_cannot_compute_are_refused(settings, message):
     with pytest.raises(ValueError, match=message):
         BratsSegmentation(BratsSegmentation.Config(**settings), image_channels=4)
+
+
+def _stray_voxel_case():
+    labels = np.zeros((24, 24, 6), np.uint8)
+    labels[4:10, 4:10, 1:5] = 2
+    images = np.zeros((4, *labels.shape), np.float32)
+    images[0] = labels
+    images[0, 4, 4:10, 1:5] = 0  # one missed row of the whole tumour (1 mm)
+    images[0, 16:18, 16:18, 2:4] = 2  # a stray 2x2x2 block about 10 mm away
+    return labels, images, (1.0, 1.0, 2.0)
+
+
+def test_every_hd95_and_nsd_column_holds_its_own_convention_and_tolerance():
+    config = BratsSegmentation.Config(hd95_conventions=tuple(HD95_CONVENTIONS), nsd_tolerances_mm=(0.5, 1.0, 12.0))
+    task = BratsSegmentation(config, image_channels=4)
+    labels, images, spacing = _stray_voxel_case()
+    table = task.evaluate(OracleModel(), [Volume("S0", images, labels, spacing)], torch.device("cpu"))
+    pred, ref = images[0] > 0, labels > 0
+    hd = {c: hd95(pred, ref, spacing, c) for c in HD95_CONVENTIONS}
+    nsd = {t: normalized_surface_dice(pred, ref, spacing, t) for t in config.nsd_tolerances_mm}
+    assert len(set(hd.values())) == 3 and len(set(nsd.values())) == 3  # the case tells them all apart
+    for convention, value in hd.items():
+        assert table.loc[0, f"hd95_{convention}_whole"] == pytest.approx(value)
+    for tolerance, value in nsd.items():
+        assert table.loc[0, f"nsd_{tolerance:g}mm_whole"] == pytest.approx(value)
+
+
+def test_metric_conventions_names_each_conventions_own_definition():
+    config = BratsSegmentation.Config(hd95_conventions=tuple(HD95_CONVENTIONS))
+    conventions = BratsSegmentation(config, image_channels=4).metric_conventions()
+    for convention, definition in HD95_CONVENTIONS.items():
+        assert conventions[f"hd95_{convention}_<region>"] == definition
+
+
+def test_tolerances_that_share_a_metric_name_are_refused():
+    """1 mm and 1.0000001 mm are distinct numbers but would both be logged as nsd_1mm_<region>."""
+    with pytest.raises(ValueError, match="expected distinct tolerances"):
+        BratsSegmentation(BratsSegmentation.Config(nsd_tolerances_mm=(1.0, 1.0000001)), image_channels=4)
+
+
+def test_lesion_wise_scores_follow_the_configured_empty_mask_policy():
+    """Default image_diagonal policy: a missed enhancing lesion scores the image diagonal, not BraTS's 374 mm."""
+    config = BratsSegmentation.Config(lesion_wise=True, lesion_volume_threshold_mm3=10.0)
+    task = BratsSegmentation(config, image_channels=4)
+    labels = np.zeros((16, 16, 6), np.uint8)
+    labels[4:10, 4:10, 1:5] = 2
+    labels[5:8, 5:8, 2:4] = 3
+    images = np.zeros((4, *labels.shape), np.float32)
+    images[0] = np.where(labels == 3, 0, labels)
+    spacing = (1.0, 1.0, 2.0)
+    table = task.evaluate(OracleModel(), [Volume("S0", images, labels, spacing)], torch.device("cpu"))
+    diagonal = image_diagonal_mm(labels.shape, spacing)
+    assert table.loc[0, "hd95_medpy_enhancing"] == pytest.approx(diagonal)
+    assert table.loc[0, "lesion_hd95_enhancing"] == pytest.approx(diagonal)
+
+
+def test_lesion_metric_directions_and_units():
+    task = BratsSegmentation(BratsSegmentation.Config(lesion_wise=True), image_channels=4)
+    for region in ("whole", "core", "enhancing"):
+        assert task.metric_directions[f"lesion_dice_{region}"] == "higher"
+        for stem in ("lesion_hd95", "lesion_fp", "lesion_fn"):
+            assert task.metric_directions[f"{stem}_{region}"] == "lower"
+        assert task.metric_units[f"lesion_fp_{region}"] == task.metric_units[f"lesion_fn_{region}"] == "lesions"

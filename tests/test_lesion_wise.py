@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -180,6 +182,23 @@ def test_empty_cases_follow_the_policy():
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="prediction shape"):
         lesion_wise_scores(np.zeros((3, 3)), np.zeros((3, 4)), (1.0, 1.0))
-    with pytest.raises(ValueError, match="^dilation_iterations and volume_threshold_mm3 must be >= 0$"):
-        lesion_wise_scores(np.zeros((3, 3)), np.zeros((3, 3)), (1.0, 1.0), dilation_iterations=-1)
+    masks = np.zeros((3, 3)), np.zeros((3, 3))
+    with pytest.raises(ValueError, match="^dilation_iterations -1: expected a whole number >= 0$"):
+        lesion_wise_scores(*masks, (1.0, 1.0), dilation_iterations=-1)
+    with pytest.raises(ValueError, match="^dilation_iterations 2.5: expected a whole number >= 0$"):
+        lesion_wise_scores(*masks, (1.0, 1.0), dilation_iterations=2.5)
+    for threshold in (-1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match=f"^volume_threshold_mm3 {threshold}: expected a finite volume >= 0 mm³$"):
+            lesion_wise_scores(*masks, (1.0, 1.0), volume_threshold_mm3=threshold)
+    with pytest.raises(ValueError, match="spacing \\[1.0, 1.0, 0.1\\] does not match a 2D mask"):
+        lesion_wise_scores(*masks, (1.0, 1.0, 0.1))
+    with pytest.raises(ValueError, match="every voxel size must be between"):
+        lesion_wise_scores(*masks, (0.0, 1.0))
+    with pytest.raises(
+        ValueError, match="reference mask of dtype int64: expected booleans or 0/1 values, found \\[2\\]"
+    ):
+        lesion_wise_scores(np.zeros((3, 3), int), np.full((3, 3), 2), (1.0, 1.0))
+    with pytest.raises(ValueError, match="empty-mask policy 'brats2021'"):
+        lesion_wise_scores(*masks, (1.0, 1.0), policy="brats2021")
+    assert lesion_wise_scores(*masks, (1.0, 1.0), policy="image_diagonal") == LesionWiseScores(1.0, 0.0, 0, 0, 0)
     assert lesion_wise_scores(np.zeros((3, 3)), np.zeros((3, 3)), (1.0, 1.0), volume_threshold_mm3=0).dice == 1.0

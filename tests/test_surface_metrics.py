@@ -22,6 +22,7 @@ from ssl_medbench.downstream.metrics import (
     HD95_CONVENTIONS,
     IMAGE_DIAGONAL,
     EmptyMaskPolicy,
+    _area_weighted_percentile,
     dice,
     hd95,
     image_diagonal_mm,
@@ -241,12 +242,79 @@ def test_the_offset_search_agrees_with_the_kd_tree_beyond_its_limit():
         (lambda m: hd95(m, m, None, "hausdorff"), "hd95 convention 'hausdorff': expected one of medpy, max_directed"),
         (lambda m: normalized_surface_dice(m, m, None, -1.0), "NSD tolerance -1.0 mm: expected a distance of 0 mm"),
         (lambda m: normalized_surface_dice(m, m, None, math.nan), "NSD tolerance nan mm"),
-        (lambda m: hd95(m, m, (1.0, 2.0)), "spacing \\(1.0, 2.0\\) does not match a 3D mask"),
-        (lambda m: hd95(m, m, (1.0, 0.0, 1.0), "surface_elements"), "every voxel size must be a positive number"),
+        (lambda m: hd95(m, m, (1.0, 2.0)), "spacing \\[1.0, 2.0\\] does not match a 3D mask"),
+        (
+            lambda m: hd95(m, m, (1.0, 0.0, 1.0), "surface_elements"),
+            "spacing \\[1.0, 0.0, 1.0\\]: every voxel size must be between 1e-06 and 1e\\+06 mm",
+        ),
         (lambda m: normalized_surface_dice(m, m[:2], None, 1.0), "prediction shape"),
+        (lambda m: normalized_surface_dice(m, m, None, True), "NSD tolerance True mm"),
+        (lambda m: normalized_surface_dice(m, m, None, "1"), "NSD tolerance '1' mm"),
+        (lambda m: hd95(m, m, 2.0), "spacing 2.0 does not match a 3D mask"),
+        (lambda m: hd95(m, m, (1e-100, 1.0, 1.0)), "every voxel size must be between"),
+        (lambda m: hd95(m, m, None, ["medpy"]), "hd95 convention \\['medpy'\\]"),
+        (
+            lambda m: hd95(m, m * 2, None),
+            "reference mask of dtype float64: expected booleans or 0/1 values, found \\[2.0\\]",
+        ),
+        (
+            lambda m: dice(np.where(m, np.nan, 0), m),
+            "prediction mask of dtype float64: expected booleans or 0/1 values, found \\[nan",
+        ),
+        (lambda m: dice(m.astype(str), m), "prediction mask of dtype <U"),
+        (lambda m: dice(m[0, 0], m[0, 0]), "masks of shape \\(3,\\): expected 2D or 3D masks"),
+        (lambda m: hd95(m[None], m[None]), "masks of shape \\(1, 3, 3, 3\\): expected 2D or 3D masks"),
+        (lambda m: dice(m[:0], m[:0]), "masks of shape \\(0, 3, 3\\): expected 2D or 3D masks with at least one voxel"),
+        (
+            lambda m: hd95(m, 0 * m, None, "medpy", "brats2021"),
+            "empty-mask policy 'brats2021': expected an EmptyMaskPolicy",
+        ),
+        (lambda m: EmptyMaskPolicy("bad", one_empty_distance_mm=-5.0), "distances must be finite and >= 0 mm"),
+        (lambda m: EmptyMaskPolicy("bad", None, both_empty_overlap=7), "Dice and NSD values must lie in \\[0, 1\\]"),
     ],
 )
 def test_bad_arguments_are_refused_with_a_reason(call, message: str):
-    mask = np.ones((3, 3, 3), bool)
+    mask = np.ones((3, 3, 3))
     with pytest.raises(ValueError, match=message):
         call(mask)
+
+
+def test_the_area_weighted_percentile_takes_the_first_distance_reaching_95_percent_at_a_tie():
+    """20 equal areas: the first 19 hold exactly 95 % of the area, so the 95th percentile is the 19th distance (18),
+    as surface-distance's searchsorted (side left) gives; side='right' would give the 20th (19)."""
+    distances, areas = np.arange(20.0), np.ones(20)
+    reference = {
+        "distances_gt_to_pred": distances,
+        "distances_pred_to_gt": distances,
+        "surfel_areas_gt": areas,
+        "surfel_areas_pred": areas,
+    }
+    assert surface_distance.compute_robust_hausdorff(reference, 95) == 18.0
+    assert _area_weighted_percentile(distances, areas, 95) == 18.0
+
+
+def test_surface_elements_hd95_at_an_exact_95_percent_tie_on_masks():
+    """Mask-level variant (float-exact tie at this spacing): five isolated pixels against one, 20 equal corner lengths."""
+    pred, ref = np.zeros((12, 12), bool), np.zeros((12, 12), bool)
+    ref[0, 0] = True
+    pred[0, 0] = pred[0, 3] = pred[3, 0] = pred[3, 3] = pred[9, 9] = True
+    spacing = (0.8, 1.3)
+    expected = surface_distance.compute_robust_hausdorff(_surface_distances(pred, ref, spacing), 95)
+    assert hd95(pred, ref, spacing, "surface_elements") == pytest.approx(expected, abs=1e-9)
+
+
+def test_masks_of_0_1_values_in_any_numeric_dtype_and_policies_by_name_are_accepted():
+    pred, ref = np.zeros((6, 6, 3), np.uint8), np.zeros((6, 6, 3), np.float32)
+    pred[1:4, 1:4, 1] = 1
+    ref[2:5, 2:5, 1] = 1.0
+    assert hd95(pred, ref, None, "surface_elements") == hd95(pred > 0, ref > 0, None, "surface_elements")
+    assert hd95(pred, 0 * ref, None, "medpy", "brats2023") == 374.0
+    assert normalized_surface_dice(0 * pred, ref, None, 1.0, "image_diagonal") == 0.0
+
+
+def test_a_tolerance_beyond_any_lattice_search_counts_every_element():
+    """Tolerances whose offset boxes would overflow an integer go to the KD-tree: everything is within them."""
+    pred, ref = np.zeros((6, 6, 6), bool), np.zeros((6, 6, 6), bool)
+    pred[0, 0, 0] = ref[5, 5, 5] = True
+    for tolerance in (1e6, 1e9, 1e300):
+        assert normalized_surface_dice(pred, ref, (1.0, 1.0, 1.0), tolerance) == 1.0
