@@ -12,9 +12,12 @@ from ssl_medbench.pretext_tasks import (  # noqa: E402,F401  (register the built
     context_prediction,
     context_restoration,
     jigsaw,
+    masked_modelling,
+    models_genesis,
     random_augmentation,
     random_init,
     relative_position,
+    simclr,
     supervised,
 )
 

@@ -50,6 +50,24 @@ class BatchSpec:
     targets: TensorSpec
 
 
+def images_and_mask_spec(images_shape: tuple[int, int, int, int]) -> BatchSpec:
+    """The batch of a masked-reconstruction task: inputs shaped like the images; targets, the images with the mask as
+    one more channel (1 where the input was masked)."""
+    batch, channels, height, width = images_shape
+    return BatchSpec(
+        TensorSpec(tuple(images_shape), torch.float32),
+        TensorSpec((batch, channels + 1, height, width), torch.float32),
+    )
+
+
+def forward_each_input(encoder: nn.Module, head: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """K inputs per example (B, K, C, h, w) through the shared encoder; the head gets their deepest features
+    (B, K, F, h', w')."""
+    batch, crops = inputs.shape[:2]
+    deepest = encoder(inputs.flatten(0, 1))[-1]
+    return head(deepest.unflatten(0, (batch, crops)))
+
+
 class Initialisation(ABC):
     """How a downstream network is initialised. Subclasses define a frozen dataclass ``Config``."""
 
@@ -226,9 +244,7 @@ class ClassificationTask(PretextTask):
     def forward(
         self, encoder: nn.Module, decoder: nn.Module | None, head: nn.Module, inputs: torch.Tensor
     ) -> torch.Tensor:
-        batch, crops = inputs.shape[:2]
-        deepest = encoder(inputs.flatten(0, 1))[-1]
-        return head(deepest.unflatten(0, (batch, crops)))
+        return forward_each_input(encoder, head, inputs)
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         accuracy = (outputs.detach().argmax(dim=1) == targets).float().mean()

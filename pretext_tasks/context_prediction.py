@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
-from ssl_medbench.pretext_tasks.base import BatchSpec, ReconstructionTask, TensorSpec
+from ssl_medbench.pretext_tasks.base import BatchSpec, ReconstructionTask, images_and_mask_spec
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -112,11 +112,7 @@ class ContextPrediction(ReconstructionTask):
         return random_block_mask(batch, height, width, side, self.config.blocks, generator, device)
 
     def batch_spec(self, images_shape: tuple[int, int, int, int]) -> BatchSpec:
-        batch, channels, height, width = images_shape
-        return BatchSpec(
-            TensorSpec(tuple(images_shape), torch.float32),
-            TensorSpec((batch, channels + 1, height, width), torch.float32),
-        )
+        return images_and_mask_spec(images_shape)
 
     def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         batch, _, height, width = images.shape

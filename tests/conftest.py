@@ -9,6 +9,17 @@ from ssl_medbench.datasets.phantom_generators.brats import PhantomSpec, generate
 
 TINY_PHANTOM = PhantomSpec(n_subjects=4, voxel_size_mm=4.0, seed=0)
 
+#: The seven initialisations of Chen et al. (2019), by registry name.
+PAPER_INITIALISATIONS = (
+    "random",
+    "random_augmentation",
+    "autoencoder",
+    "relative_position",
+    "jigsaw",
+    "context_prediction",
+    "context_restoration",
+)
+
 
 @pytest.fixture(scope="session")
 def tiny_phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:

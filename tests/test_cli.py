@@ -23,6 +23,7 @@ from benchmark.cli import main
 from ssl_medbench.core.run_tags import ALL_TAGS
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 from tests.brats_files import write_subject
+from tests.conftest import PAPER_INITIALISATIONS
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +52,7 @@ def test_list_prints_every_registry(capsys):
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert main(["run", "--grid", "smoke", "--dry-run", "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
-    assert "15 pretrain jobs + 42 finetune cells on cpu" in printed
+    assert "24 pretrain jobs + 60 finetune cells on cpu" in printed
     assert not (tmp_path / "out").exists()
 
 
@@ -148,15 +149,7 @@ def test_tiny_grid_records_everything_in_mlflow_and_resumes(write_grid, tmp_path
 
 
 def test_all_seven_initialisations_run_end_to_end_with_previews_and_the_right_weights(write_grid, tmp_path, capsys):
-    paper = [
-        "random",
-        "random_augmentation",
-        "autoencoder",
-        "relative_position",
-        "jigsaw",
-        "context_prediction",
-        "context_restoration",
-    ]
+    paper = list(PAPER_INITIALISATIONS)
     grid, out = write_grid(initialisations=paper, fractions=[1.0]), tmp_path / "out"
     assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress"]) == 0
     assert "12 jobs finished, 0 skipped" in capsys.readouterr().out

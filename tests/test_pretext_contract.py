@@ -12,6 +12,7 @@ from ssl_medbench.pretext_tasks.contract import (
     check_builds_from_default_config,
     contract_images,
 )
+from tests.conftest import PAPER_INITIALISATIONS
 
 PRETEXT_NAMES = [name for name in PRETEXT_TASKS.names() if issubclass(PRETEXT_TASKS.get(name), PretextTask)]
 LABELLED_NAMES = [name for name in PRETEXT_TASKS.names() if PRETEXT_TASKS.get(name).uses_labels]
@@ -19,15 +20,7 @@ BASELINE_NAMES = [name for name in PRETEXT_TASKS.names() if name not in PRETEXT_
 
 
 def test_all_seven_initialisations_of_the_paper_are_registered():
-    paper = {
-        "random",
-        "random_augmentation",
-        "autoencoder",
-        "relative_position",
-        "jigsaw",
-        "context_prediction",
-        "context_restoration",
-    }
+    paper = set(PAPER_INITIALISATIONS)
     assert paper <= set(PRETEXT_TASKS.names())
     labels = {PRETEXT_TASKS.get(name).label for name in paper}
     assert labels == {"RD", "RD+AG", "AE", "RP", "JS", "CP", "CR"}
