@@ -17,6 +17,7 @@ from ssl_medbench.pretext_tasks import (  # noqa: E402,F401  (register the built
     random_augmentation,
     random_init,
     relative_position,
+    rotation,
     simclr,
     supervised,
 )

@@ -52,7 +52,7 @@ def test_list_prints_every_registry(capsys):
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert main(["run", "--grid", "smoke", "--dry-run", "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
-    assert "24 pretrain jobs + 60 finetune cells on cpu" in printed
+    assert "27 pretrain jobs + 66 finetune cells on cpu" in printed
     assert not (tmp_path / "out").exists()
 
 

@@ -53,23 +53,25 @@ def test_installed_plugin_is_listed(installed_plugin):
     listed = _benchmark(installed_plugin, "list")
     assert listed.returncode == 0, listed.stderr
     pretext_section = listed.stdout.split("downstream tasks:")[0]
-    assert "rotation" in pretext_section and "PluginLoadWarning" not in listed.stderr
+    assert "rotation_one_per_image" in pretext_section and "PluginLoadWarning" not in listed.stderr
 
 
 def test_installed_plugin_runs_a_tiny_grid(installed_plugin, tiny_phantom_root, tmp_path):
     grid = tmp_path / "grid.yaml"
     grid.write_text(
-        yaml.safe_dump(tiny_grid(tiny_phantom_root, initialisations=["random", "rotation"], fractions=[1.0]))
+        yaml.safe_dump(
+            tiny_grid(tiny_phantom_root, initialisations=["random", "rotation_one_per_image"], fractions=[1.0])
+        )
     )
     out = tmp_path / "out"
     ran = _benchmark(installed_plugin, "run", "--grid", str(grid), "--out", str(out), "--no-progress")
     assert ran.returncode == 0, ran.stderr
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("grid-tiny").experiment_id])
-    rotation = {r.data.tags["kind"]: r for r in runs if r.data.tags["initialisation"] == "rotation"}
+    rotation = {r.data.tags["kind"]: r for r in runs if r.data.tags["initialisation"] == "rotation_one_per_image"}
     assert set(rotation) == {"pretrain", "finetune"} and all(r.info.status == "FINISHED" for r in rotation.values())
     assert rotation["finetune"].data.tags["transferred_parts"] == "encoder"
-    assert "| 100% | RT |" in (out / "report" / "report.md").read_text()
+    assert "| 100% | RT1 |" in (out / "report" / "report.md").read_text()
 
 
 def test_plugin_passes_its_own_tests_built_on_the_shipped_contract(installed_plugin):

@@ -98,7 +98,7 @@ def test_identical_content_seen_through_different_views_pretrains_once_per_view(
     grid = load_grid("smoke", ["downstream_tasks=[fetal_plane_classification, abdominal_organ_localisation]"])
     same = plan_grid(grid, {"brats_phantom": "v", "fetal_phantom": "same", "ct_phantom": "same"})
     different = plan_grid(grid, {"brats_phantom": "v", "fetal_phantom": "f", "ct_phantom": "c"})
-    assert len(different.pretrain_jobs) == len(same.pretrain_jobs) == 16  # 8 pretext tasks x 2 views
+    assert len(different.pretrain_jobs) == len(same.pretrain_jobs) == 18  # 9 pretext tasks x 2 views
     assert {c.pretrain_key for c in same.finetune_cells if c.pretrain_key} == {job.key for job in same.pretrain_jobs}
 
 
@@ -114,11 +114,11 @@ def test_auto_decoder_follows_the_paper_per_dataset():
 
 
 def test_every_preset_runs_all_seven_initialisations_of_the_paper():
-    """The paper preset runs the paper's seven; smoke and full add Models Genesis, masked modelling and SimCLR."""
+    """The paper preset runs the paper's seven; smoke and full add rotation, Models Genesis, masked modelling, SimCLR."""
     paper = set(PAPER_INITIALISATIONS)
     for name in ("smoke", "paper", "full"):
         grid = load_grid(name)
-        beyond = set() if name == "paper" else {"models_genesis", "masked_modelling", "simclr"}
+        beyond = set() if name == "paper" else {"rotation", "models_genesis", "masked_modelling", "simclr"}
         assert set(grid.initialisations) == paper | beyond
         assert set(grid.downstream_tasks) == {
             "brats_segmentation",
@@ -141,7 +141,7 @@ def test_unknown_grid_and_plugins():
 def test_pretrain_jobs_are_shared_and_keys_track_every_setting():
     grid = load_grid("smoke", ["seeds=[0, 1]", "fractions=[1.0, 0.5, 0.25]"])
     plan = plan_grid(grid, {"brats_phantom": "v1", "fetal_phantom": "f1", "ct_phantom": "c1"})
-    assert len(plan.pretrain_jobs) == 48  # 8 pretext tasks x 3 datasets x 2 seeds, each shared by 3 fractions
+    assert len(plan.pretrain_jobs) == 54  # 9 pretext tasks x 3 datasets x 2 seeds, each shared by 3 fractions
     cr_cells = [c for c in plan.finetune_cells if c.initialisation == "context_restoration"]
     cr_jobs = {j.key for j in plan.pretrain_jobs if j.initialisation == "context_restoration"}
     assert len(cr_jobs) == 6 and {c.pretrain_key for c in cr_cells} == cr_jobs

@@ -134,7 +134,7 @@ def test_every_default_fits_every_documented_view_size_and_the_table_is_the_code
         for side in SIDES:
             task.check_image_size(side, side)
             inputs, _ = task.make_batch(torch.zeros(2, 1, side, side), torch.Generator().manual_seed(0))
-            assert inputs.shape[0] == 2
+            assert tuple(inputs.shape) == task.batch_spec((2, 1, side, side)).inputs.shape
         cells = [_formatted(task.geometry(side)) for side in SIDES]
         if any(cells):
             assert f"| {name} | {' | '.join(cells)} |" in docs, f"docs/pretext_views.md: {name}'s row is stale"
