@@ -286,7 +286,7 @@ def _check_device(requested: str) -> torch.device:
 def _run(args: argparse.Namespace) -> int:
     from benchmark.device import set_deterministic
     from benchmark.grid import load_grid
-    from benchmark.planner import check_label_fractions, plan_grid
+    from benchmark.planner import check_label_budgets, plan_grid
     from benchmark.preflight import check_native_views, check_networks
     from ssl_medbench.core.progress import enable_progress
     from ssl_medbench.datasets import DATASETS
@@ -318,7 +318,7 @@ def _run(args: argparse.Namespace) -> int:
     used = {grid.downstream_config(task).dataset for task in grid.downstream_tasks}
     for name in sorted(used):
         datasets[name].prepare()
-    check_label_fractions(grid, datasets)
+    check_label_budgets(grid, datasets)
     check_native_views(grid, datasets)
     versions = {name: f"{datasets[name].content_hash()}/{datasets[name].split().test_hash()}" for name in used}
     plan = plan_grid(grid, versions)

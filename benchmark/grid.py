@@ -1,4 +1,5 @@
-"""The grid: which initialisations, downstream tasks, label fractions and seeds to sweep, and how to train.
+"""The grid: which initialisations, downstream tasks, label budgets, evaluation protocols and seeds to sweep, and how
+to train.
 
 Presets live in ``benchmark/configs/<name>.yaml``; ``--grid FILE.yaml`` takes any file of the same
 schema; ``--set a.b=value`` overrides one key (the value is read as YAML). Both are read as strict
@@ -23,8 +24,10 @@ from benchmark.runtime import RuntimeConfig
 from ssl_medbench.core.config_fields import declared_range, is_path, user_path
 from ssl_medbench.core.config_parsing import parse_dataclass
 from ssl_medbench.core.errors import ConfigError
+from ssl_medbench.core.run_tags import PROTOCOLS, Protocol
 from ssl_medbench.core.strict_yaml import load_strict, read_text_file
 from ssl_medbench.datasets import DATASETS
+from ssl_medbench.datasets.splits import LabelBudget
 from ssl_medbench.datasets.views import InputView
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.networks.encoder import EncoderConfig
@@ -64,15 +67,33 @@ class PretrainConfig(TrainConfig):
     its patch, slice or image size), not a setting of its own."""
 
 
+FINETUNE, FROZEN, KNN = Protocol.FINETUNE, Protocol.FROZEN, Protocol.KNN
+
+
+@dataclass(frozen=True)
+class KnnConfig:
+    """The ``knn`` protocol: ``neighbours`` nearest labelled images by cosine similarity of pooled encoder features,
+    majority vote.
+
+    5, scikit-learn's default, not the 20 or 200 of the SSL literature (Caron et al. 2021; Wu et al. 2018), which
+    assume ImageNet's thousand labelled images per class: with a few labelled subjects, k at or above the number of
+    labelled images makes every vote the labelled majority class whatever the encoder (measured on the smoke grid:
+    k = 20 with 12 labelled images gave every initialisation the same F1). With fewer labelled images than k, a vote
+    takes them all, and the report says so."""
+
+    neighbours: int = 5
+
+
 @dataclass(frozen=True)
 class GridConfig:
     name: str
     seeds: tuple[int, ...]
-    fractions: tuple[float, ...]
     initialisations: tuple[str, ...]
     downstream_tasks: tuple[str, ...]
     #: dataset name in this grid -> {"type": registered dataset, other keys: its Config}
     datasets: dict[str, dict[str, Any]]
+    #: Label budgets as fractions of the training subjects (may be empty if ``label_subjects`` is not).
+    fractions: tuple[float, ...] = ()
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     finetune: TrainConfig = field(default_factory=TrainConfig)
@@ -87,6 +108,23 @@ class GridConfig:
     #: per downstream task name: ``finetune`` values that replace the grid's for that task's cells (a task that needs
     #: more steps to converge, e.g. organ localisation)
     finetune_by_task: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Label budgets as numbers of training subjects, beside ``fractions`` ("10 labelled cases").
+    label_subjects: tuple[int, ...] = ()
+    #: Evaluation protocols of every downstream task (:class:`~ssl_medbench.core.run_tags.Protocol`).
+    protocols: tuple[str, ...] = ("finetune",)
+    #: per downstream task name: its protocols instead of ``protocols`` (e.g. ``knn`` for a classification task only)
+    protocols_by_task: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    knn: KnnConfig = field(default_factory=KnnConfig)
+
+    @property
+    def label_budgets(self) -> tuple[LabelBudget, ...]:
+        """Every label budget of the grid: ``fractions`` then ``label_subjects``, in the order given."""
+        fractions = tuple(LabelBudget.of_fraction(f) for f in self.fractions)
+        return fractions + tuple(LabelBudget.of_subjects(n) for n in self.label_subjects)
+
+    def protocols_for(self, task: str) -> tuple[str, ...]:
+        """The evaluation protocols of downstream task ``task``: ``protocols_by_task.<task>``, else ``protocols``."""
+        return tuple(self.protocols_by_task.get(task, self.protocols))
 
     def finetune_for(self, task: str) -> TrainConfig:
         """The finetune schedule of downstream task ``task``: ``finetune`` with ``finetune_by_task.<task>`` over it."""
@@ -266,13 +304,50 @@ def check_plugin_config(config: Any, where: str) -> None:
 
 
 def _check_lists(config: GridConfig) -> None:
-    for name in ("seeds", "fractions", "initialisations", "downstream_tasks"):
+    for name in ("seeds", "initialisations", "downstream_tasks", "protocols"):
         _check_list(name, getattr(config, name))
+    if not config.fractions and not config.label_subjects:
+        raise ConfigError(
+            "fractions, label_subjects: no label budget: give at least one label fraction or subject count"
+        )
+    for name in ("fractions", "label_subjects"):
+        if getattr(config, name):
+            _check_list(name, getattr(config, name))
     for fraction in config.fractions:
         if not 0 < fraction <= 1:
             raise ConfigError(f"fractions: {fraction} is outside (0, 1]")
+    for count in config.label_subjects:
+        _check_range("label_subjects", count, 1, MAX_PLUGIN_INT)
     for index, seed in enumerate(config.seeds):
         _check_range(f"seeds[{index}]", seed, 0, MAX_SEED)
+
+
+def _check_protocols(config: GridConfig) -> None:
+    for task in config.protocols_by_task:
+        if task not in config.downstream_tasks:
+            raise ConfigError(
+                f"protocols_by_task.{task}: not one of this grid's downstream tasks ({', '.join(config.downstream_tasks)})"
+            )
+        _check_list(f"protocols_by_task.{task}", config.protocols_by_task[task])
+    for task in config.downstream_tasks:
+        key = f"protocols_by_task.{task}" if task in config.protocols_by_task else "protocols"
+        for protocol in config.protocols_for(task):
+            if protocol not in PROTOCOLS:
+                raise ConfigError(f"{key}: unknown protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+            if protocol == KNN and not DOWNSTREAM_TASKS.get(task).classifies_images:
+                raise ConfigError(
+                    f"{key}: knn classifies images by their nearest labelled images, but {task} does not predict one "
+                    "class per image; give knn to classification tasks only, under protocols_by_task.<task>"
+                )
+    _check_range("knn.neighbours", config.knn.neighbours, 1, MAX_PLUGIN_INT)
+    for task in config.downstream_tasks:
+        probed = FROZEN in config.protocols_for(task) and DOWNSTREAM_TASKS.get(task).classifies_images
+        key = f"finetune_by_task.{task}" if "batch_size" in config.finetune_by_task.get(task, {}) else "finetune"
+        if probed and config.finetune_for(task).batch_size < 2:
+            raise ConfigError(
+                f"{key}.batch_size: the frozen protocol's linear probe of {task} normalises its features over the "
+                "batch (batch norm), which needs at least 2 images per batch"
+            )
 
 
 def _check_datasets(config: GridConfig) -> None:
@@ -381,5 +456,6 @@ def validate_grid(config: GridConfig) -> None:
     _check_datasets(config)
     _check_initialisations(config)
     _check_downstream(config)
+    _check_protocols(config)
     _check_pretext_by_dataset(config)
     _check_schedules(config)

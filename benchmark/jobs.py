@@ -21,7 +21,7 @@ from torch import nn
 
 from benchmark.batches import device_batches, step_generator
 from benchmark.checkpoints import Checkpoint
-from benchmark.grid import GridConfig, TrainConfig
+from benchmark.grid import FROZEN, KNN, GridConfig, TrainConfig
 from benchmark.planner import FinetuneCell, PretrainJob
 from benchmark.tracking import JobRun, Tracker
 from benchmark.training import train
@@ -32,12 +32,15 @@ from ssl_medbench.datasets.base import Dataset, Volume
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.downstream.base import DownstreamTask
 from ssl_medbench.networks.encoder import create_encoder
+from ssl_medbench.networks.knn import KNNClassifier
 from ssl_medbench.networks.weights import export_weights, import_weights
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 from ssl_medbench.pretext_tasks.base import DECODER, ENCODER, PretextNetwork, PretextTask
 
 #: Examples shown in each pretrain job's preview figure.
 PREVIEW_EXAMPLES = 4
+#: Images encoded per forward pass when the knn protocol builds its bank of labelled features.
+KNN_BATCH = 64
 
 
 @dataclass
@@ -159,8 +162,10 @@ def _train_logged(
     prefix: str,
     name: str,
     checkpoint: Checkpoint,
+    frozen: nn.Module | None = None,
 ) -> None:
-    """Train ``network`` on ``batches`` by ``schedule``, logging each epoch's mean loss terms under ``prefix``."""
+    """Train ``network`` (but its ``frozen`` part) on ``batches`` by ``schedule``, logging each epoch's mean loss
+    terms under ``prefix``."""
     train(
         network,
         batches,
@@ -171,6 +176,7 @@ def _train_logged(
         runtime=ctx.grid.runtime,
         device=ctx.device,
         checkpoint=checkpoint,
+        frozen=frozen,
     )
 
 
@@ -300,42 +306,34 @@ def _transferred_parts(
 
 
 def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | None) -> str:
-    """Train the downstream task on the cell's label fraction, evaluate on the test split; returns the run id."""
+    """Evaluate the cell's initialisation on its downstream task by its protocol, with the labels of its budget's
+    subjects (fine-tune, train around the frozen encoder, or vote by nearest neighbours), and score it on the test
+    split; returns the run id."""
     grid = ctx.grid
     dataset = ctx.datasets[cell.dataset]
     task = _downstream_task(ctx, cell.downstream_task, cell.dataset)
     initialisation = PRETEXT_TASKS.get(cell.initialisation)(grid.pretext_config(cell.initialisation))
-    augmentation = initialisation.finetune_augmentation()
-    schedule = grid.finetune_for(cell.downstream_task)
+    augmented = initialisation.finetune_augmentation() is not None and cell.protocol != KNN  # knn trains nothing
     tags = _common_tags(ctx, Kind.FINETUNE, cell.key, cell.initialisation, cell.dataset, cell.seed)
+    tags |= {key: f"{value:g}" for key, value in cell.budget.setting().items()}  # label_fraction or label_subjects
     tags |= {
         Tag.DOWNSTREAM_TASK: cell.downstream_task,
-        Tag.LABEL_FRACTION: f"{cell.fraction:g}",
+        Tag.PROTOCOL: cell.protocol,
         Tag.PRETRAIN_KEY: cell.pretrain_key or "",
         Tag.PRETRAIN_RUN_ID: pretrain_run_id or "",
-        Tag.AUGMENTATION: "on" if augmentation is not None else "off",
+        Tag.AUGMENTATION: "on" if augmented else "off",
         Tag.METRIC_UNITS: json.dumps(task.metric_units),
         Tag.METRIC_DIRECTIONS: json.dumps(task.metric_directions),
         Tag.METRIC_CONVENTIONS: json.dumps(task.metric_conventions()),
     }
-    checkpoint = ctx.checkpoint(cell.key)
     with ctx.tracker.job_run(cell.name, tags) as run:
         if cell.pretrain_key and pretrain_run_id is None:
             raise RuntimeError(f"its pretrain job ({cell.initialisation}, seed {cell.seed}) did not finish")
-        _log_config(
-            ctx,
-            run,
-            {
-                "initialisation": initialisation.config,
-                "downstream": task.config,
-                "finetune": schedule,
-                "encoder": grid.encoder,
-                "label_fraction": cell.fraction,
-                "runtime": grid.runtime,
-            },
-        )
+        how = {"knn": grid.knn} if cell.protocol == KNN else {"finetune": grid.finetune_for(cell.downstream_task)}
+        sections = {"initialisation": initialisation.config, "downstream": task.config, **how, "encoder": grid.encoder}
+        _log_config(ctx, run, sections | cell.budget.setting() | {"protocol": cell.protocol, "runtime": grid.runtime})
         split = dataset.split()
-        labelled = dataset.labelled_subjects(cell.fraction, cell.seed)
+        labelled = dataset.labelled_subjects(cell.budget, cell.seed)
         run.log_params({Param.LABELLED_SUBJECTS: len(labelled), Param.TEST_SUBJECTS: len(split.test)})
         init_seed, sampling_seed, augmentation_seed = job_seeds(cell.seed, initialisation.weight_stream)
         torch.manual_seed(init_seed)
@@ -344,23 +342,13 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
         else:
             encoder, decoder = _transferred_parts(ctx, pretrain_run_id, task.accepts, len(dataset.channels))
             run.set_tag(Tag.TRANSFERRED_PARTS, "encoder,decoder" if decoder is not None else "encoder")
-        model = task.build_model(encoder, decoder).to(ctx.device)
         training = ctx.load(cell.dataset, labelled)
-        sampler = task.make_sampler(training)
-        trained_on: list[tuple[int, ...]] = []  # (C, H, W) of the first training batch: what the network took
-
-        def augmented(step: int, inputs: torch.Tensor, targets: torch.Tensor) -> Batch:
-            if not trained_on:
-                trained_on.append(tuple(inputs.shape[1:]))
-            if augmentation is None:
-                return inputs, targets
-            return augmentation(
-                inputs, targets, step_generator(augmentation_seed, step, ctx.device), task.target_geometry
+        if cell.protocol == KNN:
+            model, shape = _knn_model(ctx, run, task, encoder, training)
+        else:
+            model, shape = _trained_model(
+                ctx, run, cell, task, (encoder, decoder), training, (sampling_seed, augmentation_seed)
             )
-
-        batches = device_batches(sampler, schedule, sampling_seed, grid.runtime, ctx.device, augmented)
-        _train_logged(ctx, run, model, batches, task.loss, schedule, MetricPrefix.FINETUNE, cell.name, checkpoint)
-        shape = trained_on[0] if trained_on else input_shape(sampler)  # none: resumed after its last step
         run.set_tag(Tag.DOWNSTREAM_INPUT_SHAPE, "x".join(map(str, shape)))
         test = ctx.load(cell.dataset, split.test)
         per_subject = task.evaluate(model, test, ctx.device)
@@ -377,5 +365,52 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
 
         run.log_folder(fill)
         run.log_metrics(task.summarise(per_subject))
-    checkpoint.discard()
+    ctx.checkpoint(cell.key).discard()
     return run.run_id
+
+
+def _trained_model(
+    ctx: RunContext,
+    run: JobRun,
+    cell: FinetuneCell,
+    task: DownstreamTask,
+    parts: tuple[nn.Module, nn.Module | None],
+    training: list[Volume],
+    seeds: tuple[int, int],
+) -> tuple[nn.Module, tuple[int, ...]]:
+    """The task's network trained on the labelled ``training`` volumes: all of it (``finetune``), or all but the
+    encoder (``frozen``: :meth:`DownstreamTask.build_frozen_model`); and the (C, H, W) it took."""
+    encoder, decoder = parts
+    sampling_seed, augmentation_seed = seeds
+    initialisation = PRETEXT_TASKS.get(cell.initialisation)(ctx.grid.pretext_config(cell.initialisation))
+    augmentation = initialisation.finetune_augmentation()
+    schedule = ctx.grid.finetune_for(cell.downstream_task)
+    build = task.build_frozen_model if cell.protocol == FROZEN else task.build_model
+    model = build(encoder, decoder).to(ctx.device)
+    sampler = task.make_sampler(training)
+    trained_on: list[tuple[int, ...]] = []  # (C, H, W) of the first training batch: what the network took
+
+    def augmented(step: int, inputs: torch.Tensor, targets: torch.Tensor) -> Batch:
+        if not trained_on:
+            trained_on.append(tuple(inputs.shape[1:]))
+        if augmentation is None:
+            return inputs, targets
+        return augmentation(inputs, targets, step_generator(augmentation_seed, step, ctx.device), task.target_geometry)
+
+    batches = device_batches(sampler, schedule, sampling_seed, ctx.grid.runtime, ctx.device, augmented)
+    checkpoint, frozen = ctx.checkpoint(cell.key), model.encoder if cell.protocol == FROZEN else None
+    _train_logged(ctx, run, model, batches, task.loss, schedule, MetricPrefix.FINETUNE, cell.name, checkpoint, frozen)
+    return model, trained_on[0] if trained_on else input_shape(sampler)  # none: resumed after its last step
+
+
+def _knn_model(
+    ctx: RunContext, run: JobRun, task: DownstreamTask, encoder: nn.Module, training: list[Volume]
+) -> tuple[KNNClassifier, tuple[int, ...]]:
+    """The ``knn`` protocol's classifier: the encoder with the pooled features of every labelled image; and the
+    (C, H, W) of those images."""
+    images, classes = task.labelled_images(training)
+    model = KNNClassifier.fit(
+        encoder, images, classes, len(task.class_names), ctx.grid.knn.neighbours, KNN_BATCH, ctx.device
+    )
+    run.log_params({Param.KNN_BANK_IMAGES: len(images), Param.KNN_NEIGHBOURS_USED: model.neighbours})
+    return model, tuple(images.shape[1:])

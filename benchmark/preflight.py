@@ -17,13 +17,13 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from benchmark.grid import GridConfig
+from benchmark.grid import FROZEN, GridConfig
 from ssl_medbench.core.errors import ConfigError, UserError
 from ssl_medbench.datasets.base import Dataset
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.networks.encoder import create_encoder
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
-from ssl_medbench.pretext_tasks.base import PretextNetwork, PretextTask
+from ssl_medbench.pretext_tasks.base import ENCODER, PretextNetwork, PretextTask
 
 #: Examples per checked batch (two: a batch dimension that a squeeze drops by mistake shows up).
 BATCH = 2
@@ -143,18 +143,39 @@ def _check_downstream(grid: GridConfig, name: str, dataset: Dataset) -> None:
         return
     channels = len(dataset.channels)
     encoder = _encoder(grid, channels)
-    task = DOWNSTREAM_TASKS.get(name)
     config, classes = grid.downstream_config(name), dataset.class_names or PLACEHOLDER_CLASSES
-    model = _attempt(
-        lambda: task(config, channels, classes).build_model(encoder, None).eval(),
-        lambda error: _cannot_build(f"downstream.{name}", grid, error),
-    )
-    outputs = _attempt(
-        lambda: model(torch.zeros(BATCH, channels, side, side)),
-        lambda error: _does_not_fit(key, side, name, grid, encoder, error),
-    )
-    if outputs.shape[0] != BATCH:
-        raise ConfigError(f"downstream.{name}: {BATCH} images gave outputs of shape {tuple(outputs.shape)}")
+    task = DOWNSTREAM_TASKS.get(name)(config, channels, classes)
+    builders = {"build_model": task.build_model}
+    if FROZEN in grid.protocols_for(name):
+        builders["build_frozen_model"] = task.build_frozen_model
+    for builder_name, build in builders.items():
+        model = _attempt(
+            lambda build=build: build(encoder, None).eval(),
+            lambda error: _cannot_build(f"downstream.{name}", grid, error),
+        )
+        if builder_name == "build_frozen_model":
+            _check_freezable(name, type(task).__name__, model)
+        outputs = _attempt(
+            lambda model=model: model(torch.zeros(BATCH, channels, side, side)),
+            lambda error: _does_not_fit(key, side, name, grid, encoder, error),
+        )
+        if outputs.shape[0] != BATCH:
+            raise ConfigError(f"downstream.{name}: {BATCH} images gave outputs of shape {tuple(outputs.shape)}")
+
+
+def _check_freezable(name: str, task: str, model: nn.Module) -> None:
+    """ConfigError unless the frozen protocol's network has an ``encoder`` to freeze and parameters besides it."""
+    encoder = getattr(model, ENCODER, None)
+    if not isinstance(encoder, nn.Module):
+        raise ConfigError(
+            f"protocols: frozen needs the encoder of {name}'s network as its 'encoder' attribute, to freeze it; "
+            f"{task}.build_frozen_model gave a {type(model).__name__} without one"
+        )
+    frozen = {id(parameter) for parameter in encoder.parameters()}
+    if all(id(parameter) in frozen for parameter in model.parameters()):
+        raise ConfigError(
+            f"protocols: frozen leaves nothing of {name}'s network to train: its parameters are all the encoder's"
+        )
 
 
 def _downstream_side(grid: GridConfig, name: str) -> tuple[str, int | None]:

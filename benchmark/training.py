@@ -27,20 +27,29 @@ def train(
     runtime: RuntimeConfig = RuntimeConfig(),
     device: torch.device = torch.device("cpu"),
     checkpoint: Checkpoint | None = None,
+    frozen: nn.Module | None = None,
 ) -> list[dict[str, float]]:
     """Train for ``schedule.epochs`` x ``steps_per_epoch`` steps; returns the per-epoch mean of each loss term.
+
+    ``frozen``: a part of ``model`` that does not train (the ``frozen`` protocol's encoder): its parameters are left
+    out of the optimiser and it stays in eval mode, so neither its weights nor its batch-norm statistics change.
 
     ``batches(step)`` yields the device batches from ``step`` on. After each epoch the checkpoint (if
     any) is saved, then ``on_epoch(epoch, means)`` is called (the runner logs to MLflow there); a job
     resumed from a checkpoint calls it again for the epochs done before. A non-finite loss stops
     training with FloatingPointError: the job is recorded as failed.
     """
-    optimiser = torch.optim.Adam(model.parameters(), lr=schedule.learning_rate, weight_decay=schedule.weight_decay)
+    if frozen is not None:
+        frozen.requires_grad_(False)
+    trained = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimiser = torch.optim.Adam(trained, lr=schedule.learning_rate, weight_decay=schedule.weight_decay)
     history = checkpoint.restore(model, optimiser) if checkpoint is not None else []
     for epoch, means in enumerate(history):
         on_epoch(epoch, means)
     runnable = runtime.training_model(model, device)
     runnable.train()
+    if frozen is not None:
+        frozen.eval()
     steps = schedule.steps_per_epoch
     with progress_bar(
         total=schedule.total_steps,

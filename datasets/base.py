@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ssl_medbench.datasets.splits import Split, labelled_subjects
+from ssl_medbench.datasets.splits import LabelBudget, Split, labelled_subjects
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class Dataset(ABC):
     def split(self) -> Split:
         """The patient-level train/test split; the test set never depends on the grid's seed or fraction."""
 
-    def labelled_subjects(self, fraction: float, seed: int) -> list[str]:
-        """The training subjects whose labels a cell at ``fraction`` may use; nested across fractions."""
-        return labelled_subjects(self.split().train, fraction, seed)
+    def labelled_subjects(self, budget: LabelBudget | float, seed: int) -> list[str]:
+        """The training subjects whose labels a cell with label ``budget`` (a number: a fraction) may use; nested
+        across budgets."""
+        return labelled_subjects(self.split().train, budget, seed)

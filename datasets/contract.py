@@ -30,10 +30,10 @@ import numpy as np
 from ssl_medbench.core.contracts import contract_check, describe_plugin, expect
 from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.base import Dataset
-from ssl_medbench.datasets.splits import Split
+from ssl_medbench.datasets.splits import LabelBudget, Split
 
-#: Label fractions and grid seeds the split and label-fraction checks try.
-FRACTIONS = (0.25, 0.5, 1.0)
+#: Label budgets (smallest first) and grid seeds the split and label-budget checks try.
+BUDGETS = (LabelBudget.of_subjects(1), *(LabelBudget.of_fraction(f) for f in (0.25, 0.5, 1.0)))
 SEEDS = (0, 1, 2)
 
 
@@ -139,45 +139,46 @@ def check_split_is_patient_level(cls: type[Dataset], example: DatasetExample) ->
 
 @_check("split_is_fixed")
 def check_split_is_fixed(cls: type[Dataset], example: DatasetExample) -> None:
-    """The split is the same from a fresh instance and whatever label fraction or seed was asked for before."""
+    """The split is the same from a fresh instance and whatever label budget or seed was asked for before."""
     with _prepared(cls, example.config) as dataset:
         split = dataset.split()
         for seed in SEEDS:
-            for fraction in FRACTIONS:
-                dataset.labelled_subjects(fraction, seed)
+            for budget in BUDGETS:
+                dataset.labelled_subjects(budget, seed)
                 expect(
                     dataset.split() == split,
-                    f"the split changed after labelled_subjects({fraction}, seed={seed}); "
-                    "it must depend neither on the label fraction nor on the seed",
+                    f"the split changed after labelled_subjects({budget}, seed={seed}); "
+                    "it must depend neither on the label budget nor on the seed",
                 )
     with _prepared(cls, example.config) as again:
         expect(again.split() == split, "the split differs between two instances on the same files")
 
 
-@_check("label_fractions_nested")
-def check_label_fractions_nested(cls: type[Dataset], example: DatasetExample) -> None:
-    """For every seed, the labelled subjects are training subjects, non-empty, nested (25 % within 50 % within
-    100 %, which is the whole training set) and the same from a fresh instance."""
+@_check("label_budgets_nested")
+def check_label_budgets_nested(cls: type[Dataset], example: DatasetExample) -> None:
+    """For every seed, the labelled subjects are training subjects, as many as the budget asks, nested (1 subject
+    within 25 % within 50 % within 100 %, which is the whole training set) and the same from a fresh instance."""
     with _prepared(cls, example.config) as dataset:
         train = set(dataset.split().train)
-        chosen = {(f, s): dataset.labelled_subjects(f, s) for s in SEEDS for f in FRACTIONS}
+        chosen = {(b, s): dataset.labelled_subjects(b, s) for s in SEEDS for b in BUDGETS}
     with _prepared(cls, example.config) as again:
-        for (fraction, seed), subjects in chosen.items():
-            where = f"labelled_subjects({fraction}, seed={seed})"
+        for (budget, seed), subjects in chosen.items():
+            where = f"labelled_subjects({budget}, seed={seed})"
+            expect(len(subjects) == budget.count(len(train)), f"{where} holds {len(subjects)} subjects")
             expect(bool(subjects), f"{where} is empty")
             expect(len(set(subjects)) == len(subjects), f"{where} repeats subjects: {subjects}")
             expect(set(subjects) <= train, f"{where} labels non-training subjects: {sorted(set(subjects) - train)}")
-            expect(again.labelled_subjects(fraction, seed) == subjects, f"{where} differs between two instances")
+            expect(again.labelled_subjects(budget, seed) == subjects, f"{where} differs between two instances")
     for seed in SEEDS:
         smaller = set()
-        for fraction in FRACTIONS:
-            subjects = set(chosen[fraction, seed])
+        for budget in BUDGETS:
+            subjects = set(chosen[budget, seed])
             expect(
                 smaller <= subjects,
-                f"seed {seed}: fraction {fraction} leaves out {sorted(smaller - subjects)} of a smaller fraction",
+                f"seed {seed}: budget {budget} leaves out {sorted(smaller - subjects)} of a smaller budget",
             )
             smaller = subjects
-        expect(smaller == train, f"seed {seed}: fraction 1.0 leaves out training subjects {sorted(train - smaller)}")
+        expect(smaller == train, f"seed {seed}: 100% leaves out training subjects {sorted(train - smaller)}")
 
 
 @_check("content_hash_stable")

@@ -36,7 +36,7 @@ from ssl_medbench.datasets.base import Volume
 from ssl_medbench.datasets.cached import CachedDataset, CacheEntry
 from ssl_medbench.datasets.file_hashes import DuplicateGuard, FileHashes
 from ssl_medbench.datasets.preprocessing import checked_image, normalise
-from ssl_medbench.datasets.splits import Split, stratified_labelled_subjects
+from ssl_medbench.datasets.splits import LabelBudget, Split, stratified_labelled_subjects
 
 CSV_NAME = "FETAL_PLANES_DB_data.csv"
 IMAGES_FOLDER = "Images"
@@ -189,10 +189,10 @@ class FetalPlanesFolder(CachedDataset["_CachedPatient"]):
             )
         return Split(train=train, test=test)
 
-    def labelled_subjects(self, fraction: float, seed: int) -> list[str]:
+    def labelled_subjects(self, budget: LabelBudget | float, seed: int) -> list[str]:
         patients = self._require_prepared()
         strata = {subject: str(np.bincount(np.load(entry.classes)).argmax()) for subject, entry in patients.items()}
-        return stratified_labelled_subjects(self.split().train, strata, fraction, seed)
+        return stratified_labelled_subjects(self.split().train, strata, budget, seed)
 
     def load(self, subject_id: str) -> Volume:
         entry = self._require_prepared()[subject_id]

@@ -24,7 +24,7 @@ from ssl_medbench.datasets.base import Volume
 from ssl_medbench.datasets.cached import CachedDataset
 from ssl_medbench.datasets.file_hashes import file_sha256
 from ssl_medbench.datasets.preprocessing import checked_labels, normalise
-from ssl_medbench.datasets.splits import Split, stratified_labelled_subjects
+from ssl_medbench.datasets.splits import LabelBudget, Split, stratified_labelled_subjects
 
 SPLITS = {"train": "train", "val": "train", "test": "test"}
 #: Labels are class indices, stored as uint8 in the release; anything else (a fraction, NaN, -1) is refused.
@@ -133,10 +133,10 @@ class MedMNISTFile(CachedDataset[Volume]):
         assert self._split is not None
         return self._split
 
-    def labelled_subjects(self, fraction: float, seed: int) -> list[str]:
+    def labelled_subjects(self, budget: LabelBudget | float, seed: int) -> list[str]:
         volumes = self._require_prepared()
         strata = {subject: str(int(volume.slice_classes[0])) for subject, volume in volumes.items()}
-        return stratified_labelled_subjects(self.split().train, strata, fraction, seed)
+        return stratified_labelled_subjects(self.split().train, strata, budget, seed)
 
     def load(self, subject_id: str) -> Volume:
         return self._require_prepared()[subject_id]

@@ -71,6 +71,9 @@ class DownstreamTask(ABC):
     #: The task's primary endpoint: the one metric of :meth:`metric_specs` by which initialisations are compared on
     #: this task (every other metric describes); each task declares it.
     primary_metric: ClassVar[str] = ""
+    #: Whether the task predicts one class per input image, its model giving one score per class (the ``knn``
+    #: protocol applies; the task implements :meth:`labelled_images`).
+    classifies_images: ClassVar[bool] = False
 
     def __init__(self, config: DownstreamTask.Config, image_channels: int, class_names: tuple[str, ...] = ()):
         self.config = config
@@ -123,6 +126,18 @@ class DownstreamTask(ABC):
     @abstractmethod
     def build_model(self, encoder: nn.Module, decoder: nn.Module | None) -> nn.Module:
         """The full downstream network around ``encoder`` (and ``decoder`` if the task uses one)."""
+
+    def build_frozen_model(self, encoder: nn.Module, decoder: nn.Module | None) -> nn.Module:
+        """The network of the ``frozen`` protocol around ``encoder``, which stays frozen: by default :meth:`build_model`
+        (its decoder and head train); a classification task gives a linear probe."""
+        return self.build_model(encoder, decoder)
+
+    def labelled_images(self, volumes: Sequence[Volume]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every input image of ``volumes`` as :meth:`evaluate` feeds them to the model (N, C, H, W) with its class
+        index (N,): the labelled examples of the ``knn`` protocol. Only for tasks that :attr:`classifies_images`."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not classify images, so it has no labelled images for knn"
+        )
 
     @abstractmethod
     def input_view(self) -> InputView:

@@ -41,7 +41,7 @@ from ssl_medbench.datasets.views import WholeImages
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.downstream.base import DownstreamTask, ExampleData, MetricSpec
 from ssl_medbench.downstream.image_blind import majority_class
-from ssl_medbench.networks.classifier import SonoNetClassifier
+from ssl_medbench.networks.classifier import LinearProbe, SonoNetClassifier
 
 #: The macro-averaged metrics, in scikit-learn's order.
 MACRO = ("precision", "recall", "f1")
@@ -53,6 +53,7 @@ class FetalPlaneClassification(DownstreamTask):
 
     target_geometry = "invariant"
     primary_metric = "f1"
+    classifies_images = True
 
     @dataclass(frozen=True)
     class Config:
@@ -93,6 +94,17 @@ class FetalPlaneClassification(DownstreamTask):
     def build_model(self, encoder: nn.Module, decoder: nn.Module | None) -> nn.Module:
         self._check_classes()
         return SonoNetClassifier(encoder, len(self.class_names))
+
+    def build_frozen_model(self, encoder: nn.Module, decoder: nn.Module | None) -> nn.Module:
+        """A linear probe on the frozen encoder's pooled features (:class:`networks.classifier.LinearProbe`)."""
+        self._check_classes()
+        return LinearProbe(encoder, len(self.class_names))
+
+    def labelled_images(self, volumes: Sequence[Volume]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every image of ``volumes`` (N, C, H, W) with its plane's class index."""
+        images = np.concatenate([np.moveaxis(np.asarray(v.images, dtype=np.float32), -1, 0) for v in volumes])
+        classes = np.concatenate([np.asarray(v.slice_classes, dtype=np.int64) for v in volumes])
+        return torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(classes)
 
     def input_view(self) -> WholeImages:
         return WholeImages()

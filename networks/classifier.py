@@ -41,3 +41,27 @@ class SonoNetClassifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.adaptation(self.extra(self.encoder(images)[-1])).mean(dim=(-2, -1))
+
+
+class LinearProbe(nn.Module):
+    """Encoder -> global average pooling of its last feature map -> batch norm without affine parameters -> linear
+    layer: the linear probe of a frozen encoder (He et al. 2022, "Masked autoencoders are scalable vision learners",
+    Appendix A.2: the parameter-free batch norm puts every encoder's features on one scale)."""
+
+    def __init__(self, encoder: nn.Module, num_classes: int):
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"a classifier needs at least one class, got {num_classes}")
+        self.encoder = encoder
+        width = encoder.feature_info.channels()[-1]
+        self.normalise = nn.BatchNorm1d(width, affine=False)
+        self.linear = nn.Linear(width, num_classes)
+        self.num_classes = num_classes
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.normalise(pooled_features(self.encoder, images)))
+
+
+def pooled_features(encoder: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """(N, width): the encoder's last feature map averaged over its positions."""
+    return encoder(images)[-1].mean(dim=(-2, -1))

@@ -17,15 +17,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from ssl_medbench.core.run_tags import Artifact, Kind, Tag
+from ssl_medbench.core.run_tags import PROTOCOLS, Artifact, Kind, Param, Protocol, Tag
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
+from ssl_medbench.reports.agreement import protocol_agreement
 from ssl_medbench.reports.critical_difference import NotEnoughBlocks, critical_difference
 from ssl_medbench.reports.critical_difference_diagram import plot_critical_difference
 from ssl_medbench.reports.document import Document
 from ssl_medbench.reports.endpoints import ArmScores, arm_scores
 from ssl_medbench.reports.paired import ALPHA, MIN_SEEDS
 from ssl_medbench.reports.paper import PAPER_HD95, side_by_side
-from ssl_medbench.reports.plots import metric_vs_fraction, subject_distributions
+from ssl_medbench.reports.plots import metric_vs_budget, subject_distributions
 from ssl_medbench.reports.runs import (
     cell_tables,
     current_plan,
@@ -160,31 +161,69 @@ def _provenance(document: Document, runs: pd.DataFrame, tracking_uri: str, scrat
         document.code(config.read_text(), "resolved grid and job configuration (first run)")
 
 
+#: What each protocol trained, printed under its sections' headings.
+PROTOCOL_TEXT = {
+    Protocol.FINETUNE: "the whole network trained from the initialisation (Chen et al. 2019's protocol)",
+    Protocol.FROZEN: "the encoder frozen (its weights and batch-norm statistics as transferred), the rest of the "
+    "network trained; a linear probe on pooled features for a classification task",
+    Protocol.KNN: "nothing trained: each test image takes the majority class of its k most cosine-similar labelled "
+    "images by the frozen encoder's pooled features",
+}
+
+
+def _section_name(task: str, protocol: str) -> str:
+    """A section's name in headings and file names: the task, with the protocol unless it is finetune."""
+    return task if protocol == Protocol.FINETUNE else f"{task}_{protocol}"
+
+
+def _all_neighbours_note(document: Document, cells: pd.DataFrame) -> None:
+    """Under a knn section: the label budgets at which a vote took every labelled image (no more of them than k), so
+    that every initialisation predicted the labelled majority class."""
+    bank, used = (f"params.{name}" for name in (Param.KNN_BANK_IMAGES, Param.KNN_NEIGHBOURS_USED))
+    if bank not in cells or used not in cells:
+        return
+    every = cells[cells[bank].notna() & (cells[bank] == cells[used])]
+    if len(every):
+        budgets = ", ".join(map(str, sorted(every["budget"].unique())))
+        document.text(
+            f"At {budgets}, the labelled images were no more than k, so each vote took all of them: every "
+            "initialisation predicted their majority class there, whatever its encoder. Give knn.neighbours below the "
+            "number of labelled images.",
+            note=True,
+        )
+
+
 def _task_section(
-    document: Document, task: str, cells: pd.DataFrame, tracking_uri: str, out: Path, scratch: Path
+    document: Document, task: str, protocol: str, cells: pd.DataFrame, tracking_uri: str, out: Path, scratch: Path
 ) -> tuple[pd.DataFrame, dict[str, str], pd.DataFrame]:
-    """The task's answer first (its primary endpoint against Random), then its table, figures and described metrics.
-    Returns the cell means, the metric directions and the controls' primary comparisons."""
+    """One task under one protocol: its answer first (the primary endpoint against Random), then its table, figures
+    and described metrics. Returns the cell means, the metric directions and the controls' primary comparisons."""
     units, directions = _recorded(cells, Tag.METRIC_UNITS, task), _recorded(cells, Tag.METRIC_DIRECTIONS, task)
-    document.heading(task)
+    name = _section_name(task, protocol)
+    document.heading(task if protocol == Protocol.FINETUNE else f"{task}, protocol {protocol}")
+    document.text(f"Protocol {protocol}: {PROTOCOL_TEXT.get(protocol, 'not described')}.")
+    _all_neighbours_note(document, cells)
     plugin = DOWNSTREAM_TASKS.get(task)
     scores = _arm_scores(document, plugin, cells, list(units), tracking_uri, scratch)
     primary = plugin.primary_metric
     controls = pd.DataFrame(columns=COLUMNS)
     if primary in units and not scores.contributions.empty and primary in scores.contributions:
-        controls = _primary_section(document, task, scores, primary, units[primary], directions[primary], out)
+        controls = _primary_section(document, task, protocol, scores, primary, units[primary], directions[primary], out)
         _conventions_note(document, cells)
     else:
         document.text(f"No per-subject scores of the primary endpoint {primary!r} recorded: nothing tested.", note=True)
     table, marks = paper_table(cells, units, directions)
-    table.to_csv(out / "tables" / f"{task}.csv", index=False)
+    table.insert(0, "protocol", protocol)
+    marks.insert(0, "protocol", False)
+    table.to_csv(out / "tables" / f"{name}.csv", index=False)
     finished = int((cells["status"] == "FINISHED").sum())
     better = {d: sorted(m for m, dd in directions.items() if dd == d) for d in ("higher", "lower")}
     rule = "; ".join(f"{d} is better for {', '.join(names)}" for d, names in better.items() if names)
     document.text(
-        f"{finished} of {len(cells)} cells FINISHED; mean ± std over seeds; bold: best per label fraction ({rule}); "
-        "fractions in %, distances in mm; collapsed: seeds whose model predicted some class, region or organ of the "
-        "test references for no test subject (averaged in above, counted here)."
+        f"{finished} of {len(cells)} cells FINISHED; mean ± std over seeds; bold: best per label budget ({rule}); "
+        "labels: the share or number of training subjects labelled; metric fractions in %, distances in mm; "
+        "collapsed: seeds whose model predicted some class, region or organ of the test references for no test "
+        "subject (averaged in above, counted here)."
     )
     if finished < len(cells):
         document.text(
@@ -196,21 +235,19 @@ def _task_section(
     _conventions_note(document, cells)
     if finished:
         document.image(
-            metric_vs_fraction(cells, units, out / "figures" / f"{task}_vs_fraction.png"),
-            f"{task}: metrics against label fraction (95 % CI over seeds)",
+            metric_vs_budget(cells, units, out / "figures" / f"{name}_vs_labels.png"),
+            f"{name}: metrics against labelled training subjects (95 % CI over seeds)",
         )
     if not scores.contributions.empty:
         subject_metrics = [m for m in units if m in scores.contributions and m not in scores.whole_set]
         methods = scores.contributions[~scores.contributions["initialisation"].isin(CONTROLS)]
         figure = subject_distributions(
-            methods, {m: units[m] for m in subject_metrics}, out / "figures" / f"{task}_per_subject.png"
+            methods, {m: units[m] for m in subject_metrics}, out / "figures" / f"{name}_per_subject.png"
         )
         if figure is not None:
-            document.image(
-                figure, f"{task}: per-subject scores (mean over seeds) per initialisation and label fraction"
-            )
-        _secondary_section(document, task, scores, [m for m in units if m != primary], out)
-    means = cell_means(cells, list(units)).assign(task=task)
+            document.image(figure, f"{name}: per-subject scores (mean over seeds) per initialisation and label budget")
+        _secondary_section(document, name, task, scores, [m for m in units if m != primary], out)
+    means = cell_means(cells, list(units)).assign(task=task, protocol=protocol)
     return means, directions, controls
 
 
@@ -233,12 +270,13 @@ def _arm_scores(
     return scores
 
 
-def _shown(comparisons: pd.DataFrame, unit: str) -> pd.DataFrame:
-    """The comparison columns a reader needs, rounded; fractions in %."""
+def _shown(comparisons: pd.DataFrame, unit: str, protocol: str | pd.Series) -> pd.DataFrame:
+    """The comparison columns a reader needs, rounded; metric fractions in %."""
     scale = display_scale(unit)
     shown = pd.DataFrame(
         {
-            "fraction": comparisons["fraction"].map(lambda f: f"{f * 100:g}%"),
+            "protocol": protocol,
+            "labels": comparisons["budget"].map(str),
             "arm": comparisons["arm"],
             "metric": comparisons["metric"],
             "difference": (comparisons["mean_difference"] * scale).round(2),
@@ -272,44 +310,55 @@ def _reading(row: pd.Series, direction: str, unit: str) -> str:
 
 
 def _primary_section(
-    document: Document, task: str, scores: ArmScores, primary: str, unit: str, direction: str, out: Path
+    document: Document,
+    task: str,
+    protocol: str,
+    scores: ArmScores,
+    primary: str,
+    unit: str,
+    direction: str,
+    out: Path,
 ) -> pd.DataFrame:
     """The primary endpoint of every method against Random (Holm over them); returns the controls' comparisons."""
+    name = _section_name(task, protocol)
     arms = init_order(scores.contributions["initialisation"].unique())
     methods = [arm for arm in arms if arm != BASELINE and arm not in CONTROLS]
     whole = scores.whole_set
     compared = primary_comparisons(compare_to_baseline(task, scores.contributions, [primary], methods, whole))
-    compared[COLUMNS].to_csv(out / "tables" / f"{task}_primary.csv", index=False)
+    compared[COLUMNS].to_csv(out / "tables" / f"{name}_primary.csv", index=False)
     testable = int(compared["p_value"].notna().sum())
     controls = [arm for arm in CONTROLS if arm in arms]
     checked = compare_to_baseline(task, scores.contributions, [primary], controls, whole)
-    document.heading(f"{task}: primary endpoint {primary} against Random ({BASELINE})", 3)
+    document.heading(f"{name}: primary endpoint {primary} against Random ({BASELINE})", 3)
     document.text(
         f"{primary} ({'%' if unit == 'fraction' else unit}; {direction} is better). Each method minus {BASELINE}, paired by "
         "seed (same labelled subjects and batch order) and by test subject, over the seeds that finished in both; 95 % "
         "interval and p from a crossed seeds x subjects random-effects model (reports/paired.py); Holm over the "
-        f"{testable} testable comparisons of this family (every method at every fraction; controls apart); "
+        f"{testable} testable comparisons of this family (every method at every label budget; controls apart); "
         f"detectable: the true difference this comparison finds with 80 % power at 5 % / {max(testable, 1)}, the "
         f"level of Holm's first step. Fewer than {MIN_SEEDS} seeds in both arms: not testable."
     )
     if compared.empty:
         document.text(f"No method to compare: no {BASELINE} cell finished where another method did.", note=True)
         return checked
-    shown = _shown(compared, unit).assign(reading=[_reading(row, direction, unit) for _, row in compared.iterrows()])
+    readings = [_reading(row, direction, unit) for _, row in compared.iterrows()]
+    shown = _shown(compared, unit, protocol).assign(reading=readings)
     document.table(shown)
     return checked
 
 
-def _secondary_section(document: Document, task: str, scores: ArmScores, metrics: list[str], out: Path) -> None:
+def _secondary_section(
+    document: Document, name: str, task: str, scores: ArmScores, metrics: list[str], out: Path
+) -> None:
     """Every other metric against Random with its interval, untested."""
     arms = [arm for arm in init_order(scores.contributions["initialisation"].unique()) if arm != BASELINE]
     scored = [m for m in metrics if m in scores.contributions]
     described = descriptive(compare_to_baseline(task, scores.contributions, scored, arms, scores.whole_set))
-    described.to_csv(out / "tables" / f"{task}_secondary.csv", index=False)
-    document.heading(f"{task}: other metrics against Random, described", 3)
+    described.to_csv(out / "tables" / f"{name}_secondary.csv", index=False)
+    document.heading(f"{name}: other metrics against Random, described", 3)
     document.text(
         "Differences to RD with the same paired 95 % intervals; not tested (no p-values), so an interval that excludes "
-        f"zero here is a description, not a finding. The full table: tables/{task}_secondary.csv."
+        f"zero here is a description, not a finding. The full table: tables/{name}_secondary.csv."
     )
 
 
@@ -318,12 +367,15 @@ def _paper_section(document: Document, means: pd.DataFrame, units: dict[str, dic
     document.text(
         "The paper's figures (Tables 3-5) were obtained on the paper's data: private fetal ultrasound and abdominal CT, "
         "and BraTS 2017. Numbers on other data, phantoms included, are not directly comparable; the rows below only "
-        "put them next to each other where the grid ran the same task, label fraction, initialisation and metric. The paper's "
-        "± is over test subjects (classification: none), this grid's over seeds.",
+        "put them next to each other where the grid ran the same task, label fraction, initialisation and metric, "
+        "under the paper's protocol (finetune). The paper's ± is over test subjects (classification: none), this "
+        "grid's over seeds.",
         note=True,
     )
     rows = []
-    for task, group in means.groupby("task"):
+    comparable = means[(means["protocol"] == Protocol.FINETUNE) & means["budget"].map(lambda b: b.fraction is not None)]
+    comparable = comparable.assign(fraction=comparable["budget"].map(lambda b: b.fraction))
+    for task, group in comparable.groupby("task"):
         rows.append(side_by_side(group, units[task]))
     table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     if table.empty:
@@ -340,6 +392,7 @@ def _paper_section(document: Document, means: pd.DataFrame, units: dict[str, dic
     shown = pd.DataFrame(
         {
             "task": table["task"],
+            "protocol": Protocol.FINETUNE,
             "fraction": table["fraction"].map(lambda f: f"{f * 100:g}%"),
             "initialisation": table["initialisation"],
             "metric": table["metric"],
@@ -386,43 +439,54 @@ def _set_apart(document: Document, apart: pd.DataFrame) -> None:
 
 
 def _results(document: Document, runs: pd.DataFrame, tracking_uri: str, out_dir: Path, scratch: Path) -> None:
-    """One section per downstream task (answer first), the controls, the ranks across tasks, the paper comparison,
-    previews, unfinished runs, and provenance last."""
+    """One section per downstream task and protocol (answer first), the controls, the ranks across tasks, the
+    agreement between protocols, the paper comparison, previews, unfinished runs, and provenance last."""
     all_means, controls, units, directions = [], [], {}, {}
     tasks = sorted(runs.loc[runs[Tag.KIND] == Kind.FINETUNE, Tag.DOWNSTREAM_TASK].dropna().unique())
     for task in tasks:
-        cells = finetune_runs(runs, task)
-        means, directions[task], checked = _task_section(document, task, cells, tracking_uri, out_dir, scratch)
-        units[task] = _recorded(cells, Tag.METRIC_UNITS, task)
-        all_means.append(means)
+        task_cells = finetune_runs(runs, task)
+        units[task] = _recorded(task_cells, Tag.METRIC_UNITS, task)
         primary = DOWNSTREAM_TASKS.get(task).primary_metric
-        controls.append(checked.assign(direction=directions[task].get(primary), unit=units[task].get(primary, "")))
+        for protocol in _ordered(task_cells["protocol"].unique()):
+            cells = task_cells[task_cells["protocol"] == protocol]
+            means, directions[task], checked = _task_section(
+                document, task, protocol, cells, tracking_uri, out_dir, scratch
+            )
+            all_means.append(means)
+            direction, unit = directions[task].get(primary), units[task].get(primary, "")
+            controls.append(checked.assign(protocol=protocol, direction=direction, unit=unit))
     _controls_section(document, pd.concat(controls, ignore_index=True) if controls else pd.DataFrame(), out_dir)
     if all_means:
         means = pd.concat(all_means, ignore_index=True)
         _ranks_section(document, means, directions, out_dir)
+        _agreement_section(document, means, directions, out_dir)
         _paper_section(document, means, units)
     _previews(document, runs, tracking_uri, out_dir, scratch)
     _unfinished(document, runs)
     _provenance(document, runs, tracking_uri, scratch)
 
 
-#: What each control must show for the benchmark to be trusted on this data, and at which fractions it is checked.
+def _ordered(protocols) -> list[str]:
+    """``protocols`` in the order of :data:`PROTOCOLS`, unknown ones after."""
+    return [p for p in PROTOCOLS if p in set(protocols)] + sorted(set(protocols) - set(PROTOCOLS))
+
+
+#: What each control must show for the benchmark to be trusted on this data, and at which budgets it is checked.
 EXPECTED = {
     NEGATIVE_CONTROL: "no difference from RD",
-    POSITIVE_CONTROL: "better than RD at the lowest fraction",
-    IMAGE_BLIND: "worse than RD at the highest fraction",
+    POSITIVE_CONTROL: "better than RD at the smallest label budget",
+    IMAGE_BLIND: "worse than RD at the largest label budget",
 }
 
 
 def _judged(rows: pd.DataFrame) -> pd.Series:
-    """Which rows of one task's controls are checks: RD' at every fraction, SUP at the task's lowest fraction, the
-    image-blind reference at its highest."""
-    fractions = rows["fraction"]
+    """Which rows of one task's and protocol's controls are checks: RD' at every label budget, SUP at the smallest,
+    the image-blind reference at the largest (budgets in subjects sort below fractions)."""
+    budgets = rows["budget"]
     return (
         (rows["arm"] == NEGATIVE_CONTROL)
-        | ((rows["arm"] == POSITIVE_CONTROL) & (fractions == fractions.min()))
-        | ((rows["arm"] == IMAGE_BLIND) & (fractions == fractions.max()))
+        | ((rows["arm"] == POSITIVE_CONTROL) & (budgets == min(budgets)))
+        | ((rows["arm"] == IMAGE_BLIND) & (budgets == max(budgets)))
     )
 
 
@@ -462,59 +526,110 @@ def _controls_section(document: Document, controls: pd.DataFrame, out: Path) -> 
     """The controls' primary comparisons against Random, with what each must show; ``tables/controls.csv``."""
     if controls.empty:
         return
-    checked = pd.concat([_task_controls(rows) for _, rows in controls.groupby("task", sort=True)])
-    checked[COLUMNS].to_csv(out / "tables" / "controls.csv", index=False)
+    groups = controls.groupby(["task", "protocol"], sort=False)
+    checked = pd.concat([_task_controls(rows) for _, rows in groups])
+    checked[["protocol", *COLUMNS]].to_csv(out / "tables" / "controls.csv", index=False)
     document.heading("Controls: can this benchmark detect an effect on this data?")
     document.text(
         "Never ranked among the methods. RD' (negative control): Random from an independent weight stream, all else as "
         "RD; it must not differ. SUP (positive control, uses labels): the downstream network pretrained on the labels "
-        "of all training subjects, then fine-tuned like any initialisation; it should be better at the lowest fraction. "
+        "of all training subjects, then evaluated like any initialisation; it should be better at the smallest label "
+        "budget. "
         "image-blind: the task's reference that never looks at a test image (built from the cell's labelled "
-        "subjects, scored in every RD cell); RD at the highest fraction must beat it, or the data leave no headroom. "
+        "subjects, scored in every RD cell); RD at the largest label budget must beat it, or the data leave no "
+        "headroom. "
         "Primary endpoint of each task, paired by seed and subject as above; Holm over each task's checks (RD' at "
-        "every fraction, SUP at the lowest, image-blind at the highest); the other rows describe. A null RD' is "
+        "every budget, SUP at the smallest, image-blind at the largest), each protocol apart; the other rows describe. "
+        "A null RD' is "
         "not proof of no difference: compare its interval with the detectable difference."
     )
     rows = []
-    for task, group in checked.groupby("task", sort=True):
-        shown = _shown(group, group["unit"].iloc[0]).assign(task=task, verdict=group["verdict"].values)
+    for (task, protocol), group in checked.groupby(["task", "protocol"], sort=False):
+        shown = _shown(group, group["unit"].iloc[0], protocol).assign(task=task, verdict=group["verdict"].values)
         rows.append(shown.assign(expected=group["arm"].map(EXPECTED).where(group["judged"], "").values))
         missing = sorted(set(EXPECTED) - set(group.loc[group["judged"], "arm"]))
         if missing:
-            document.text(f"{task}: no check of {', '.join(missing)} (not in this grid or not finished).", note=True)
+            document.text(
+                f"{_section_name(task, protocol)}: no check of {', '.join(missing)} (not in this grid or not finished).",
+                note=True,
+            )
     table = pd.concat(rows, ignore_index=True)
     document.table(table[["task", *[c for c in table.columns if c != "task"]]])
 
 
 def _ranks_section(document: Document, means: pd.DataFrame, directions: dict[str, dict[str, str]], out: Path) -> None:
-    """Friedman + Nemenyi over (task, fraction) blocks of each task's primary endpoint, methods only."""
-    primary = {task: DOWNSTREAM_TASKS.get(task).primary_metric for task in means["task"].unique()}
-    primary = {task: metric for task, metric in primary.items() if metric in directions[task]}  # recorded only
-    values = means[(means["metric"] == means["task"].map(primary)) & ~means["initialisation"].isin(CONTROLS)]
-    wide = values.pivot_table(index=["task", "fraction"], columns="initialisation", values="mean").dropna()
+    """Friedman + Nemenyi over tasks of each task's primary endpoint, methods only; one analysis per protocol."""
     document.heading("Ranks across tasks")
+    for protocol in _ordered(means["protocol"].unique()):
+        _protocol_ranks(document, protocol, means[means["protocol"] == protocol], directions, out)
+
+
+def _primary_metrics(tasks, directions: dict[str, dict[str, str]]) -> dict[str, str]:
+    """Each task's primary endpoint, where its cells recorded it."""
+    primary = {task: DOWNSTREAM_TASKS.get(task).primary_metric for task in tasks}
+    return {task: metric for task, metric in primary.items() if metric in directions[task]}
+
+
+def _protocol_ranks(
+    document: Document, protocol: str, means: pd.DataFrame, directions: dict[str, dict[str, str]], out: Path
+) -> None:
+    """The rank analysis of one protocol's sections: ``tables/ranks[_<protocol>].csv`` and its diagram."""
+    suffix = "" if protocol == Protocol.FINETUNE else f"_{protocol}"
+    primary = _primary_metrics(means["task"].unique(), directions)
+    values = means[(means["metric"] == means["task"].map(primary)) & ~means["initialisation"].isin(CONTROLS)]
+    wide = values.pivot_table(index=["task", "budget"], columns="initialisation", values="mean").dropna()
     if wide.empty:
-        document.text("No rank analysis: no task has a fraction at which every method finished.", note=True)
+        document.text(f"Protocol {protocol}: no task has a label budget at which every method finished.", note=True)
         return
-    per_task = wide.groupby(level="task").mean().stack().rename("value").reset_index().assign(fraction="all")
+    per_task = wide.groupby(level="task").mean().stack().rename("value").reset_index().assign(budget="all")
     try:
         result = critical_difference(per_task, {task: directions[task][metric] for task, metric in primary.items()})
     except NotEnoughBlocks as reason:
-        document.text(f"No rank analysis: {reason}", note=True)
+        document.text(f"Protocol {protocol}: no rank analysis: {reason}", note=True)
         return
     table = result.average_ranks.rename("average rank").round(2).rename_axis("initialisation").reset_index()
-    table.to_csv(out / "tables" / "ranks.csv", index=False)
+    table.insert(0, "protocol", protocol)
+    table.to_csv(out / "tables" / f"ranks{suffix}.csv", index=False)
     document.text(
-        f"Average rank (1 = best) of each method over {result.n_blocks} tasks, each task's block its primary endpoint "
-        "(mean over seeds) averaged over the fractions at which every method finished (fractions of one task share "
-        "its test set, so they are not independent blocks: counted apart they rejected a true null about half the "
-        "time in simulation). "
+        f"Protocol {protocol}: average rank (1 = best) of each method over {result.n_blocks} tasks, each task's block "
+        "its primary endpoint (mean over seeds) averaged over the label budgets at which every method finished "
+        "(budgets of one task share its test set, so they are not independent blocks: counted apart they rejected a "
+        "true null about half the time in simulation). "
         f"Friedman chi2 = {result.statistic:.2f}, p = {result.p_value:.4f}; Nemenyi critical difference "
         f"{result.critical_difference:.2f} at alpha {result.alpha:g} (Demšar 2006): methods joined by a bar do not "
         "differ significantly."
     )
     document.table(table)
-    document.image(plot_critical_difference(result, out / "figures" / "critical_difference.png"), "critical difference")
+    figure = plot_critical_difference(result, out / "figures" / f"critical_difference{suffix}.png")
+    document.image(figure, f"critical difference, protocol {protocol}")
+
+
+def _agreement_section(
+    document: Document, means: pd.DataFrame, directions: dict[str, dict[str, str]], out: Path
+) -> None:
+    """Kendall's tau between the protocols' orders of the methods, per task and label budget
+    (:mod:`ssl_medbench.reports.agreement`); ``tables/protocol_agreement.csv``."""
+    if means["protocol"].nunique() < 2:
+        return
+    primary = _primary_metrics(means["task"].unique(), directions)
+    agreement = protocol_agreement(means, primary, CONTROLS)
+    document.heading("Do the protocols rank the methods alike?")
+    if agreement.empty:
+        document.text("No task and label budget ran two protocols.", note=True)
+        return
+    agreement.to_csv(out / "tables" / "protocol_agreement.csv", index=False)
+    document.text(
+        "Kendall's tau-b between two protocols' orders of the methods (controls apart) by the task's primary "
+        "endpoint, mean over seeds, at each label budget: 1 the same order, -1 the reverse, 0 unrelated; n/a with "
+        "fewer than 3 methods or all alike. A tau well below 1 means the choice of pretext task depends on how it "
+        "will be used: read the section of the protocol you will use. p tests tau = 0, not agreement."
+    )
+    shown = agreement.assign(
+        budget=agreement["budget"].map(str),
+        kendall_tau=[f"{tau:.2f}" if pd.notna(tau) else "n/a" for tau in agreement["kendall_tau"]],
+        p_value=[f"{p:.4f}" if pd.notna(p) else "n/a" for p in agreement["p_value"]],
+    ).rename(columns={"budget": "labels", "kendall_tau": "Kendall's tau", "p_value": "p"})
+    document.table(shown)
 
 
 def _header(document: Document, plan: str | None, apart: pd.DataFrame) -> None:

@@ -4,8 +4,8 @@ Reference: J. Demšar, "Statistical comparisons of classifiers over multiple dat
 section 3.2.2 (Friedman test, Nemenyi post-hoc test); its Figure 1, the diagram, is drawn by
 :mod:`ssl_medbench.reports.critical_difference_diagram`.
 
-**Block**: one (downstream task, label fraction), Demšar's "data set" (the report passes one block per task, its
-fractions averaged, since fractions of one task share its test set and are not independent blocks). Its value for an initialisation is the mean
+**Block**: one (downstream task, label budget), Demšar's "data set" (the report passes one block per task, its
+budgets averaged, since budgets of one task share its test set and are not independent blocks). Its value for an initialisation is the mean
 over seeds of the task's primary endpoint (rows with a missing value are left out before averaging). Only complete
 blocks count, those where every initialisation of the table has a value; the others are dropped and counted.
 
@@ -43,19 +43,19 @@ from scipy import stats
 from ssl_medbench.downstream.base import Direction
 
 ALPHA = 0.05
-BLOCK = ["task", "fraction"]
+BLOCK = ["task", "budget"]
 COLUMNS = [*BLOCK, "initialisation", "value"]
 
 
 class NotEnoughBlocks(Exception):
-    """Fewer than 2 initialisations or 2 complete (task, fraction) blocks: no Friedman test can be made."""
+    """Fewer than 2 initialisations or 2 complete (task, budget) blocks: no Friedman test can be made."""
 
     def __init__(self, n_initialisations: int, n_blocks: int, dropped_blocks: int) -> None:
         self.n_initialisations = n_initialisations
         self.n_blocks = n_blocks
         self.dropped_blocks = dropped_blocks
         super().__init__(
-            "critical-difference analysis needs at least 2 initialisations and 2 complete (task, fraction) blocks; "
+            "critical-difference analysis needs at least 2 initialisations and 2 complete (task, budget) blocks; "
             f"got {n_initialisations} initialisations and {n_blocks} complete blocks "
             f"({dropped_blocks} dropped for a missing initialisation)"
         )
@@ -67,7 +67,7 @@ class CriticalDifference:
 
     #: Initialisation -> average rank over the blocks (1 = best), best first.
     average_ranks: pd.Series
-    #: Rank of each initialisation (columns, in ``average_ranks`` order) in each block (rows: task, fraction).
+    #: Rank of each initialisation (columns, in ``average_ranks`` order) in each block (rows: task, budget).
     block_ranks: pd.DataFrame
     #: Friedman's chi-square statistic (tie-corrected) and its p-value (k - 1 degrees of freedom).
     statistic: float
@@ -87,7 +87,7 @@ class CriticalDifference:
 def critical_difference(
     values: pd.DataFrame, directions: Mapping[str, Direction], alpha: float = ALPHA
 ) -> CriticalDifference:
-    """Friedman + Nemenyi over (task, fraction) blocks of ``values`` (columns task, fraction, initialisation, value).
+    """Friedman + Nemenyi over (task, budget) blocks of ``values`` (columns task, budget, initialisation, value).
 
     ``values`` may hold one row per seed: each block's value is the mean of its rows. ``directions``: task -> "higher"
     or "lower" (which value of the task's primary endpoint is better). Raises :class:`NotEnoughBlocks`.

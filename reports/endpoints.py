@@ -1,6 +1,6 @@
 """What the comparisons pair, read from each finished cell's per-subject table.
 
-For every cell (an arm at a fraction and seed): each test subject's value of every per-subject metric
+For every cell (an arm at a label budget and seed): each test subject's value of every per-subject metric
 (the task's ``subject_scores``), and for the metrics defined over the whole test set only (the task's
 ``whole_set_scores``, e.g. macro F1) their value on the whole set and each subject's jackknife
 pseudo-value (:func:`ssl_medbench.reports.paired.pseudo_values`).
@@ -19,10 +19,10 @@ from ssl_medbench.reports.paired import pseudo_values
 
 @dataclass(frozen=True)
 class ArmScores:
-    #: One row per (fraction, initialisation, seed, subject_id): per-subject values and whole-set metrics'
+    #: One row per (budget, initialisation, seed, subject_id): per-subject values and whole-set metrics'
     #: pseudo-values.
     contributions: pd.DataFrame
-    #: One row per (fraction, initialisation, seed): whole-set metrics on the whole test set.
+    #: One row per (budget, initialisation, seed): whole-set metrics on the whole test set.
     whole_set: pd.DataFrame
     #: Cells whose table lacks what the task's scoring needs, as ``name (reason)``.
     unreadable: list[str]
@@ -42,10 +42,10 @@ def _cell_scores(
 def arm_scores(
     plugin: type[DownstreamTask], cells: Sequence[tuple[pd.Series, pd.DataFrame, str]], metrics: Sequence[str]
 ) -> ArmScores:
-    """``cells``: (the cell's run row with ``fraction`` and ``seed``, its per-subject table, the arm it scores)."""
+    """``cells``: (the cell's run row with ``budget`` and ``seed``, its per-subject table, the arm it scores)."""
     contributions, whole_sets, unreadable = [], [], []
     for run, table, arm in cells:
-        key = {"fraction": run["fraction"], "initialisation": arm, "seed": run["seed"]}
+        key = {"budget": run["budget"], "initialisation": arm, "seed": run["seed"]}
         try:
             per_subject, whole = _cell_scores(plugin, table, metrics)
         except (KeyError, ValueError) as error:  # a table without the columns the task's scoring reads

@@ -1,7 +1,8 @@
 """The report's figures, drawn with seaborn on matplotlib's Agg canvas (no display needed).
 
-* metric against label fraction, one line per initialisation, with a 95 % confidence band over seeds;
-* per-subject distributions (box plot with the subjects as points) per initialisation at each fraction.
+* metric against label budget (smallest first: subject counts, then fractions), one line per initialisation, with a
+  95 % confidence band over seeds;
+* per-subject distributions (box plot with the subjects as points) per initialisation at each label budget.
 """
 
 from __future__ import annotations
@@ -27,21 +28,25 @@ def _label(metric: str, unit: str) -> str:
     return f"{metric} ({'%' if unit == 'fraction' else unit})"
 
 
-def metric_vs_fraction(cells: pd.DataFrame, units: dict[str, str], path: Path) -> Path:
-    """One panel per metric: mean over seeds against label fraction per initialisation, 95 % CI band (seaborn bootstrap)."""
+def metric_vs_budget(cells: pd.DataFrame, units: dict[str, str], path: Path) -> Path:
+    """One panel per metric: mean over seeds against label budget (evenly spaced, smallest first) per
+    initialisation, 95 % CI band (seaborn bootstrap)."""
     finished = cells[cells["status"] == "FINISHED"]
     metrics = [m for m in units if f"metrics.{m}" in finished]
     rows = -(-len(metrics) // COLUMNS)
     figure = Figure(figsize=(4.2 * min(COLUMNS, len(metrics)), 3.2 * rows), layout="constrained")
     axes = figure.subplots(rows, min(COLUMNS, len(metrics)), squeeze=False).ravel()
     order = init_order(finished["initialisation"])
+    budgets = sorted(finished["budget"].unique())
+    position = {budget: index for index, budget in enumerate(budgets)}
     for axis, metric in zip(axes, metrics):
         data = finished.assign(
-            value=_scaled(finished[f"metrics.{metric}"], units[metric]), fraction_pct=finished["fraction"] * 100
+            value=_scaled(finished[f"metrics.{metric}"], units[metric]),
+            position=finished["budget"].map(position),
         )
         sns.lineplot(
             data=data,
-            x="fraction_pct",
+            x="position",
             y="value",
             hue="initialisation",
             hue_order=order,
@@ -51,7 +56,8 @@ def metric_vs_fraction(cells: pd.DataFrame, units: dict[str, str], path: Path) -
             ax=axis,
             legend=axis is axes[0],
         )
-        axis.set_xlabel("label fraction (%)")
+        axis.set_xticks(range(len(budgets)), [str(budget) for budget in budgets])
+        axis.set_xlabel("labels")
         axis.set_ylabel(_label(metric, units[metric]))
     for axis in axes[len(metrics) :]:
         axis.set_visible(False)
@@ -60,19 +66,19 @@ def metric_vs_fraction(cells: pd.DataFrame, units: dict[str, str], path: Path) -
 
 
 def subject_distributions(scores: pd.DataFrame, units: dict[str, str], path: Path) -> Path | None:
-    """Per metric (rows) and fraction (columns): box plots of per-subject scores (mean over seeds) per initialisation."""
+    """Per metric (rows) and label budget (columns): box plots of per-subject scores (mean over seeds) per initialisation."""
     metrics = [m for m in units if m in scores]
     if scores.empty or not metrics:
         return None
-    per_subject = scores.groupby(["fraction", "initialisation", "subject_id"], as_index=False)[metrics].mean()
-    fractions = sorted(per_subject["fraction"].unique(), reverse=True)
+    per_subject = scores.groupby(["budget", "initialisation", "subject_id"], as_index=False)[metrics].mean()
+    budgets = sorted(per_subject["budget"].unique(), reverse=True)
     labels = init_order(per_subject["initialisation"])
-    figure = Figure(figsize=(max(4.0, 0.6 * len(labels)) * len(fractions), 3.0 * len(metrics)), layout="constrained")
-    axes = figure.subplots(len(metrics), len(fractions), squeeze=False)
+    figure = Figure(figsize=(max(4.0, 0.6 * len(labels)) * len(budgets), 3.0 * len(metrics)), layout="constrained")
+    axes = figure.subplots(len(metrics), len(budgets), squeeze=False)
     for row, metric in enumerate(metrics):
-        for column, fraction in enumerate(fractions):
+        for column, budget in enumerate(budgets):
             data = (
-                per_subject[per_subject["fraction"] == fraction]
+                per_subject[per_subject["budget"] == budget]
                 .assign(value=lambda d, metric=metric: _scaled(d[metric], units[metric]))
                 .dropna(subset=["value"])
             )
@@ -92,7 +98,7 @@ def subject_distributions(scores: pd.DataFrame, units: dict[str, str], path: Pat
             sns.stripplot(
                 data=data, x="initialisation", y="value", order=order, color="#1f4e79", size=3, jitter=0.15, ax=axis
             )
-            axis.set_title(f"{fraction * 100:g}% labels", fontsize=9)
+            axis.set_title(f"labels: {budget}", fontsize=9)
             axis.set_xlabel("")
             axis.set_ylabel(_label(metric, units[metric]))
             axis.tick_params(axis="x", labelrotation=45)

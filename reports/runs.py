@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -10,7 +11,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ssl_medbench.core.errors import UserError
-from ssl_medbench.core.run_tags import Kind, Tag
+from ssl_medbench.core.run_tags import Kind, Param, Protocol, Tag
+from ssl_medbench.datasets.splits import LabelBudget
 
 
 def load_runs(tracking_uri: str, experiment: str) -> pd.DataFrame:
@@ -92,12 +94,33 @@ def sole_grid_experiment(tracking_uri: str) -> str:
     return names[0]
 
 
+def _budget(run: pd.Series) -> LabelBudget | None:
+    """The run's label budget, from its ``label_subjects`` or ``label_fraction`` tag (None without either)."""
+    subjects = run.get(Tag.LABEL_SUBJECTS)
+    if isinstance(subjects, str) and subjects:
+        return LabelBudget.of_subjects(int(subjects))
+    fraction = run.get(Tag.LABEL_FRACTION)
+    return LabelBudget.of_fraction(fraction) if pd.notna(fraction) else None
+
+
+def _sized(cells: pd.DataFrame, budgets: list[LabelBudget | None]) -> list[LabelBudget | None]:
+    """``budgets`` with the number of subjects each labelled (the cells' ``labelled_subjects`` parameter), so that they
+    sort by size: 10 % of 24 subjects (2) before 5 subjects."""
+    column = f"params.{Param.LABELLED_SUBJECTS}"
+    counts = pd.to_numeric(cells[column], errors="coerce") if column in cells else pd.Series(float("nan"), cells.index)
+    sizes = pd.DataFrame({"budget": budgets, "count": counts.values}).dropna().groupby("budget")["count"].max()
+    return [None if b is None else replace(b, labelled=int(sizes[b]) if b in sizes else None) for b in budgets]
+
+
 def finetune_runs(runs: pd.DataFrame, task: str) -> pd.DataFrame:
-    """The finetune runs of ``task`` with ``fraction``, ``initialisation`` (table label) and integer ``seed`` columns."""
+    """The finetune runs of ``task`` with ``budget`` (a :class:`LabelBudget`), ``protocol`` (runs written before
+    protocols: finetune), ``initialisation`` (table label) and integer ``seed`` columns."""
     if runs.empty or Tag.KIND not in runs:
         return pd.DataFrame()
     cells = runs[(runs[Tag.KIND] == Kind.FINETUNE) & (runs[Tag.DOWNSTREAM_TASK] == task)].copy()
-    cells["fraction"] = cells[Tag.LABEL_FRACTION]
+    cells["budget"] = _sized(cells, [_budget(run) for _, run in cells.iterrows()])
+    protocols = cells[Tag.PROTOCOL] if Tag.PROTOCOL in cells else pd.Series(None, index=cells.index, dtype=object)
+    cells["protocol"] = protocols.fillna(Protocol.FINETUNE)
     cells["initialisation"] = cells[Tag.INITIALISATION_LABEL]
     cells["seed"] = pd.to_numeric(cells[Tag.SEED], errors="coerce").astype("Int64")
     return cells

@@ -1,13 +1,13 @@
-"""The report's comparisons: each arm against Random (RD) at the same label fraction, paired by seed and test subject.
+"""The report's comparisons: each arm against Random (RD) at the same label budget and protocol, paired by seed and test subject.
 
 An arm is an initialisation, a control (:data:`CONTROLS`) or the task's image-blind reference. For each
-(fraction, arm, metric) the seeds that finished in both arms and the subjects scored in every one of
+(budget, arm, metric) the seeds that finished in both arms and the subjects scored in every one of
 their cells form a seeds x subjects table of differences (arm - RD, the metric's own units), estimated
 by :func:`ssl_medbench.reports.paired.paired_estimate`: mean difference, 95 % interval, p-value and
 minimum detectable difference at 80 % power, all from a crossed seeds x subjects random-effects model.
 
 Only the task's primary endpoint is tested: Holm's step-down correction runs over one family, every
-method against RD at every fraction of the task (:func:`primary_comparisons`), and the minimum detectable
+method against RD at every budget of the task (:func:`primary_comparisons`), and the minimum detectable
 difference is given at that family's Bonferroni level; the controls' checks are a family of their own, so
 adding a control never changes a method's adjusted p-value. The other metrics are described with their
 intervals, untested (p columns empty).
@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ssl_medbench.datasets.splits import LabelBudget
 from ssl_medbench.reports.paired import ALPHA, PairedEstimate, paired_estimate, paired_table
 
 BASELINE = "RD"
@@ -32,7 +33,7 @@ CONTROLS = (NEGATIVE_CONTROL, POSITIVE_CONTROL, IMAGE_BLIND)
 
 COLUMNS = [
     "task",
-    "fraction",
+    "budget",
     "arm",
     "metric",
     "mean_difference",
@@ -61,11 +62,11 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     return adjusted
 
 
-def _whole_set_difference(corpus: pd.DataFrame | None, metric: str, arm: str, fraction: float, seeds: list[int]):
+def _whole_set_difference(corpus: pd.DataFrame | None, metric: str, arm: str, budget: LabelBudget, seeds: list[int]):
     """Mean over ``seeds`` of the arm's whole-test-set ``metric`` minus RD's (None for per-subject metrics)."""
     if corpus is None or metric not in corpus:
         return None
-    values = corpus[corpus["fraction"] == fraction].pivot_table(
+    values = corpus[corpus["budget"] == budget].pivot_table(
         index="seed", columns="initialisation", values=metric, aggfunc="mean"
     )
     return float((values.loc[seeds, arm] - values.loc[seeds, BASELINE]).mean())
@@ -78,28 +79,28 @@ def compare_to_baseline(
     arms: list[str],
     corpus: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row of :data:`COLUMNS` per (fraction, arm in ``arms``, metric), fractions high to low; p_adjusted empty.
+    """One row of :data:`COLUMNS` per (budget, arm in ``arms``, metric), budgets largest first; p_adjusted empty.
 
-    ``contributions``: one row per (fraction, initialisation, seed, subject_id) with a column per metric, holding
+    ``contributions``: one row per (budget, initialisation, seed, subject_id) with a column per metric, holding
     the subject's value (or its jackknife pseudo-value for a metric defined over the whole test set). ``corpus``:
-    one row per (fraction, initialisation, seed) with the whole-test-set value of such metrics, the point estimate.
+    one row per (budget, initialisation, seed) with the whole-test-set value of such metrics, the point estimate.
     """
     rows = []
-    for fraction in sorted(contributions["fraction"].unique(), reverse=True):
-        at_fraction = contributions[contributions["fraction"] == fraction]
-        baseline = at_fraction[at_fraction["initialisation"] == BASELINE]
+    for budget in sorted(contributions["budget"].unique(), reverse=True):
+        at_budget = contributions[contributions["budget"] == budget]
+        baseline = at_budget[at_budget["initialisation"] == BASELINE]
         if baseline.empty:
             continue
         for arm in arms:
-            scored = at_fraction[at_fraction["initialisation"] == arm]
+            scored = at_budget[at_budget["initialisation"] == arm]
             if scored.empty:
                 continue
             for metric in metrics:
                 differences, seeds, subjects = paired_table(scored, baseline, metric)
-                row = {"task": task, "fraction": fraction, "arm": arm, "metric": metric}
+                row = {"task": task, "budget": budget, "arm": arm, "metric": metric}
                 row |= {"n_seeds": len(seeds), "n_subjects": len(subjects)}
                 if differences.size:
-                    centre = _whole_set_difference(corpus, metric, arm, fraction, seeds)
+                    centre = _whole_set_difference(corpus, metric, arm, budget, seeds)
                     estimate = paired_estimate(differences, centre)
                     row |= {
                         "mean_difference": estimate.mean_difference,

@@ -1,7 +1,7 @@
-"""Tables in the shape of Chen et al. (2019)'s Tables 3-5: rows label fraction x initialisation, cells mean ± std over seeds.
+"""Tables in the shape of Chen et al. (2019)'s Tables 3-5: rows label budget x initialisation, cells mean ± std over seeds.
 
-The best mean per label fraction and metric is marked (higher or lower is better per the task's
-metric directions; ties all marked). A (fraction, initialisation) seen anywhere in the task but with
+The best mean per label budget and metric is marked (higher or lower is better per the task's
+metric directions; ties all marked). A (budget, initialisation) seen anywhere in the task but with
 no FINISHED run shows ``missing``; the ``failed`` and ``running`` columns count its other runs, ``collapsed`` its
 FINISHED seeds whose model never predicted some class, region or organ of the test references.
 """
@@ -26,16 +26,16 @@ def init_order(labels) -> list[str]:
 
 
 def cell_means(cells: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """Long table: fraction, initialisation, metric, mean, std (sample, over seeds), seeds; FINISHED runs only."""
+    """Long table: budget, initialisation, metric, mean, std (sample, over seeds), seeds; FINISHED runs only."""
     finished = cells[cells["status"] == "FINISHED"]
     rows = []
-    for (fraction, label), group in finished.groupby(["fraction", "initialisation"]):
+    for (budget, label), group in finished.groupby(["budget", "initialisation"]):
         for metric in metrics:
             column = f"metrics.{metric}"
             values = group[column].dropna().astype(float) if column in group else pd.Series(dtype=float)
             rows.append(
                 {
-                    "fraction": fraction,
+                    "budget": budget,
                     "initialisation": label,
                     "metric": metric,
                     "mean": values.mean(),  # NaN without values
@@ -43,7 +43,7 @@ def cell_means(cells: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
                     "seeds": len(values),
                 }
             )
-    return pd.DataFrame(rows, columns=["fraction", "initialisation", "metric", "mean", "std", "seeds"])
+    return pd.DataFrame(rows, columns=["budget", "initialisation", "metric", "mean", "std", "seeds"])
 
 
 def collapsed_seeds(group: pd.DataFrame) -> int:
@@ -70,25 +70,26 @@ def format_value(mean: float, std: float, unit: str) -> str:
 def paper_table(
     cells: pd.DataFrame, units: dict[str, str], directions: dict[str, str]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(formatted table, same-shaped boolean table marking the best cell per fraction and metric)."""
+    """(formatted table, same-shaped boolean table marking the best cell per label budget and metric); budgets
+    largest first, shown in the ``labels`` column."""
     metrics = list(units)
-    means = cell_means(cells, metrics).set_index(["fraction", "initialisation", "metric"])
+    means = cell_means(cells, metrics).set_index(["budget", "initialisation", "metric"])
     rows, marks = [], []
-    for fraction in sorted(cells["fraction"].dropna().unique(), reverse=True):
-        at_fraction = means.xs(fraction, level="fraction") if fraction in means.index.get_level_values(0) else None
+    for budget in sorted(cells["budget"].dropna().unique(), reverse=True):
+        at_budget = means.xs(budget, level="budget") if budget in means.index.get_level_values(0) else None
         best = {}
-        if at_fraction is not None:
+        if at_budget is not None:
             for metric in metrics:
-                values = at_fraction.xs(metric, level="metric")["mean"].dropna()
+                values = at_budget.xs(metric, level="metric")["mean"].dropna()
                 if len(values):
                     best[metric] = values.min() if directions.get(metric) == "lower" else values.max()
         for label in init_order(cells["initialisation"].dropna()):
-            group = cells[(cells["fraction"] == fraction) & (cells["initialisation"] == label)]
+            group = cells[(cells["budget"] == budget) & (cells["initialisation"] == label)]
             finished = int((group["status"] == "FINISHED").sum())
-            row = {"fraction": f"{fraction * 100:g}%", "initialisation": label, "seeds": finished}
-            mark = {"fraction": False, "initialisation": False, "seeds": False}
+            row = {"labels": str(budget), "initialisation": label, "seeds": finished}
+            mark = {"labels": False, "initialisation": False, "seeds": False}
             for metric in metrics:
-                key = (fraction, label, metric)
+                key = (budget, label, metric)
                 if finished == 0 or key not in means.index:
                     row[metric], mark[metric] = "missing", False
                     continue

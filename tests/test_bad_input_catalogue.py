@@ -53,6 +53,32 @@ DATA_TASK = {
 #: case -> (how to break the grid or its data, the message documented in docs/bad_input.md)
 CATALOGUE: dict[str, tuple[Callable, str]] = {
     "unknown key": (lambda g, t: g.update(colour="red"), "top level: unknown key 'colour'"),
+    "unknown protocol": (
+        lambda g, t: g.update(protocols=["linear"]),
+        "protocols: unknown protocol 'linear': expected one of finetune, frozen, knn",
+    ),
+    "knn on a task that does not classify images": (
+        lambda g, t: g.update(protocols=["finetune", "knn"]),
+        "protocols: knn classifies images by their nearest labelled images, but brats_segmentation does not predict",
+    ),
+    "protocols of a task not in the grid": (
+        lambda g, t: g.update(protocols_by_task={"fetal_plane_classification": ["knn"]}),
+        "protocols_by_task.fetal_plane_classification: not one of this grid's downstream tasks",
+    ),
+    "no label budget": (
+        lambda g, t: g.update(fractions=[]),
+        "fractions, label_subjects: no label budget: give at least one label fraction or subject count",
+    ),
+    "label budget of 0 subjects": (lambda g, t: g.update(label_subjects=[0]), "label_subjects: must be >= 1"),
+    "label budget above the training subjects": (
+        lambda g, t: g.update(label_subjects=[500]),
+        "label_subjects: brats_segmentation on dataset phantom: a label budget of 500 subjects needs 500 training",
+    ),
+    "two budgets that label the same subjects": (
+        lambda g, t: g.update(fractions=[0.5], label_subjects=[1]),
+        "label_subjects: brats_segmentation on dataset phantom: 1 subject and 50% both label 1 of its 3 training",
+    ),
+    "knn with no neighbour": (lambda g, t: g.update(knn={"neighbours": 0}), "knn.neighbours: must be >= 1"),
     "wrong type": (
         lambda g, t: g["pretrain"].update(epochs="ten"),
         "pretrain.epochs: expected an integer, got str 'ten'",

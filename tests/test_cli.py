@@ -52,7 +52,7 @@ def test_list_prints_every_registry(capsys):
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert main(["run", "--grid", "smoke", "--dry-run", "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
-    assert "27 pretrain jobs + 66 finetune cells on cpu" in printed
+    assert "27 pretrain jobs + 108 finetune cells on cpu" in printed
     assert not (tmp_path / "out").exists()
 
 
@@ -131,7 +131,7 @@ def test_tiny_grid_records_everything_in_mlflow_and_resumes(write_grid, tmp_path
     )
     assert report.count(conventions_line) >= 1 and "empty masks: image_diagonal: both masks empty" in report
     assert "Hausdorff95 is compared as hd95_medpy_<region>, the medpy convention" in report
-    assert "| brats_segmentation | 100% | RD | hd95_medpy_whole | mm (as reported) | 30.78 |" in report
+    assert "| brats_segmentation | finetune | 100% | RD | hd95_medpy_whole | mm (as reported) | 30.78 |" in report
 
     assert main(["run", "--grid", str(grid), "--out", str(out), "--no-progress"]) == 0
     second = capsys.readouterr().out

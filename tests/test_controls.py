@@ -111,7 +111,7 @@ def _control_rows(arms: list[tuple[str, float, float, float]], direction: str) -
     rows = [
         {
             "task": "t",
-            "fraction": fraction,
+            "budget": fraction,
             "arm": arm,
             "metric": "m",
             "mean_difference": difference,

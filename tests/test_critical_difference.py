@@ -28,7 +28,7 @@ INITS = ["A", "B", "C", "D"]
 def _long(table: dict[tuple[str, float], list[float | None]], inits: list[str] = INITS) -> pd.DataFrame:
     """Rows task, fraction, initialisation, value from {(task, fraction): one value per initialisation (None: absent)}."""
     rows = [
-        {"task": task, "fraction": fraction, "initialisation": init, "value": value}
+        {"task": task, "budget": fraction, "initialisation": init, "value": value}
         for (task, fraction), values in table.items()
         for init, value in zip(inits, values)
         if value is not None
@@ -122,7 +122,7 @@ def test_each_block_value_is_the_mean_over_seeds() -> None:
     seeds = [("A", 0.9), ("A", 0.9), ("A", 0.0), ("B", 0.7), ("B", 0.7), ("B", 0.7), ("C", 0.2), ("C", np.nan)]
     rows = pd.DataFrame(
         [(task, 1.0, init, value) for task in ("cls", "seg") for init, value in seeds],
-        columns=["task", "fraction", "initialisation", "value"],
+        columns=["task", "budget", "initialisation", "value"],
     )
     result = critical_difference(rows, HIGHER)
     assert result.average_ranks.to_dict() == {"B": 1.0, "A": 2.0, "C": 3.0}
@@ -150,7 +150,7 @@ def test_not_enough_initialisations_or_complete_blocks_raise_a_catchable_error()
         critical_difference(_long(table), HIGHER)
     assert (one_block.value.n_blocks, one_block.value.dropped_blocks) == (1, 1)
     with pytest.raises(NotEnoughBlocks):
-        critical_difference(pd.DataFrame(columns=["task", "fraction", "initialisation", "value"]), HIGHER)
+        critical_difference(pd.DataFrame(columns=["task", "budget", "initialisation", "value"]), HIGHER)
 
 
 def test_a_task_without_a_valid_direction_is_named() -> None:

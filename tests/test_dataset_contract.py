@@ -24,17 +24,17 @@ BROKEN = {
     "float64_images_test": ("tests.plugins.broken_dataset:Float64Images", "volumes_well_formed", "images float64"),
     "unnested_fractions_test": (
         "tests.plugins.broken_dataset:UnnestedFractions",
-        "label_fractions_nested",
-        "of a smaller fraction",
+        "label_budgets_nested",
+        "of a smaller budget",
     ),
     "partial_full_fraction_test": (
         "tests.plugins.broken_dataset:PartialFullFraction",
-        "label_fractions_nested",
-        "fraction 1.0 leaves out training subjects",
+        "label_budgets_nested",
+        "labelled_subjects(100%, seed=0) holds",
     ),
     "per_instance_fractions_test": (
         "tests.plugins.broken_dataset:PerInstanceFractions",
-        "label_fractions_nested",
+        "label_budgets_nested",
         "differs between two instances",
     ),
     "mutable_config_test": ("tests.plugins.broken_dataset:MutableConfig", "prepares", "must be a frozen dataclass"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from torch import nn
 
 from benchmark.grid import GridConfig, load_grid, preset_names
 from benchmark.planner import plan_grid
@@ -23,9 +24,13 @@ def test_presets_load_and_plan(name):
     pretraining = [i for i in grid.initialisations if PRETEXT_TASKS.get(i)().requires_pretraining]
     datasets = {grid.downstream_config(task).dataset for task in grid.downstream_tasks}
     assert len(plan.pretrain_jobs) == len(pretraining) * len(grid.seeds) * len(datasets)
-    assert len(plan.finetune_cells) == len(grid.initialisations) * len(grid.fractions) * len(grid.seeds) * len(
-        grid.downstream_tasks
-    )
+    augments_only = [i for i in grid.initialisations if PRETEXT_TASKS.get(i)().finetune_augmentation() is not None]
+    evaluated = {  # initialisations per protocol: knn trains nothing, so augmenting training adds no cell there
+        protocol: len(grid.initialisations) - (len(augments_only) if protocol == "knn" else 0)
+        for protocol in ("finetune", "frozen", "knn")
+    }
+    per_budget_and_seed = sum(evaluated[p] for task in grid.downstream_tasks for p in grid.protocols_for(task))
+    assert len(plan.finetune_cells) == per_budget_and_seed * len(grid.label_budgets) * len(grid.seeds)
 
 
 def test_paper_preset_follows_the_paper_protocol():
@@ -53,7 +58,13 @@ def test_overrides_are_typed_and_can_replace_a_dataset():
         (["pretrain.epochs=0"], "pretrain.epochs: must be >= 1"),
         (["fractions=[1.5]"], r"fractions: 1.5 is outside \(0, 1\]"),
         (["fractions=[0]"], r"fractions: 0.0 is outside \(0, 1\]"),
-        (["fractions=[]"], "fractions: must not be empty"),
+        (["fractions=[]", "label_subjects=[]"], "fractions, label_subjects: no label budget"),
+        (["label_subjects=[2, 2]"], "label_subjects: duplicate entries 2"),
+        (["protocols=[]"], "protocols: must not be empty"),
+        (
+            ["protocols_by_task={fetal_plane_classification: []}"],
+            "protocols_by_task.fetal_plane_classification: must not",
+        ),
         (["seeds=[1.5]"], r"seeds\[0\]: expected an integer"),
         (["seeds=[true]"], r"seeds\[0\]: expected an integer"),
         (["initialisations=[random, random]"], "initialisations: duplicate entries random"),
@@ -173,6 +184,38 @@ def _datasets(grid: GridConfig, folder: Path) -> dict[str, Dataset]:
 def test_smoke_networks_pass_the_preflight_check(tmp_path):
     grid = load_grid("smoke")
     check_networks(grid, _datasets(grid, tmp_path))
+
+
+def test_the_frozen_protocol_needs_a_network_whose_encoder_it_can_freeze(tmp_path, monkeypatch):
+    """A task whose frozen network has no ``encoder`` attribute is refused before any job, naming the protocol; the
+    frozen linear probe of plane classification is built and run like the other networks."""
+    grid = load_grid("smoke", ["protocols=[finetune, frozen]", "protocols_by_task={}"])
+    check_networks(grid, _datasets(grid, tmp_path))
+    monkeypatch.setattr(BratsSegmentation, "build_frozen_model", lambda self, encoder, decoder: nn.Conv2d(4, 4, 1))
+    with pytest.raises(ConfigError, match="protocols: frozen needs the encoder of brats_segmentation's network"):
+        check_networks(grid, _datasets(grid, tmp_path))
+    monkeypatch.setattr(BratsSegmentation, "build_frozen_model", lambda self, encoder, decoder: _EncoderOnly(encoder))
+    with pytest.raises(ConfigError, match="protocols: frozen leaves nothing of brats_segmentation's network to train"):
+        check_networks(grid, _datasets(grid, tmp_path))
+
+
+class _EncoderOnly(nn.Module):
+    """A network that is its encoder and nothing more."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, images):
+        return self.encoder(images)[-1]
+
+
+def test_the_frozen_linear_probe_needs_two_images_per_batch():
+    with pytest.raises(ConfigError, match="finetune.batch_size: the frozen protocol's linear probe of fetal_plane"):
+        load_grid("smoke", ["finetune.batch_size=1"])
+    load_grid("smoke", ["finetune.batch_size=1", "protocols_by_task={fetal_plane_classification: [finetune, knn]}"])
+    with pytest.raises(ConfigError, match="finetune_by_task.fetal_plane_classification.batch_size: the frozen"):
+        load_grid("smoke", ["finetune_by_task={fetal_plane_classification: {batch_size: 1}}"])
 
 
 @pytest.mark.parametrize(

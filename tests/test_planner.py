@@ -4,15 +4,16 @@ that datasets with identical content share, the plan's description and the label
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from benchmark.grid import GridConfig, TrainConfig
-from benchmark.planner import KEY_VERSION, check_label_fractions, job_key, plan_grid
+from benchmark.grid import GridConfig, KnnConfig, TrainConfig
+from benchmark.planner import KEY_VERSION, check_label_budgets, job_key, plan_grid
 from ssl_medbench.core.errors import ConfigError
 from ssl_medbench.datasets.base import Dataset, Volume
-from ssl_medbench.datasets.splits import Split
+from ssl_medbench.datasets.splits import LabelBudget, Split
 from ssl_medbench.datasets.views import AxialPatches, OrthogonalSlices
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from tests.plugins.whole_tumour import WholeTumourSegmentation
@@ -84,9 +85,9 @@ def test_cells_cover_the_grid_and_start_from_the_pretrain_job_of_their_dataset_v
     assert plan.pretrain_count_line(grid).startswith(
         "pretrain jobs: 4 = 1 initialisations with pretraining x 2 dataset views x 2 seeds, each shared by 2 label"
     )
-    cells = {(c.initialisation, c.downstream_task, c.dataset, c.fraction, c.seed): c for c in plan.finetune_cells}
+    cells = {(c.initialisation, c.downstream_task, c.dataset, c.budget, c.seed): c for c in plan.finetune_cells}
     assert sorted(cells) == sorted(
-        (init, task, "brats", fraction, seed)
+        (init, task, "brats", LabelBudget.of_fraction(fraction), seed)
         for init in grid.initialisations
         for task in grid.downstream_tasks
         for fraction in grid.fractions
@@ -150,11 +151,12 @@ def test_describe_lists_the_grid_and_counts_its_jobs():
         "grid 'keys': 8 pretrain jobs + 24 finetune cells on cuda:1",
         "  initialisations: random, jigsaw, autoencoder",
         "  downstream tasks: fetal_plane_classification, abdominal_organ_localisation",
-        "  label fractions: 1, 0.25; seeds: 0, 3",
+        "  label budgets: 100%, 25%; seeds: 0, 3",
+        "  protocols: fetal_plane_classification: finetune; abdominal_organ_localisation: finetune",
         f"  dataset ct: abdominal_ct_phantom {grid.dataset_config('ct')}",
         f"  dataset fetal: fetal_planes_phantom {grid.dataset_config('fetal')}",
         "  pretrain jobs: 8 = 2 initialisations with pretraining x 2 dataset views x 2 seeds, each shared by 2 label "
-        "fractions and every downstream task that takes its view of its dataset",
+        "budgets, the protocols and every downstream task that takes its view of its dataset",
     ]
 
 
@@ -188,14 +190,99 @@ class _Subjects(Dataset):
         return Split(self.train, ("test",))
 
 
-def test_label_fractions_are_checked_for_every_downstream_task_before_any_job_runs():
+def test_label_budgets_are_checked_for_every_downstream_task_before_any_job_runs():
     grid = _grid(
         fractions=(1.0, 0.25),
+        label_subjects=(3,),
         datasets={"brats": {"type": "brats_phantom"}, "ct": {"type": "abdominal_ct_phantom"}},
         downstream={"brats_segmentation": {"dataset": "brats"}, "abdominal_organ_localisation": {"dataset": "ct"}},
     )
-    check_label_fractions(grid, {"brats": _Subjects(4), "ct": _Subjects(8)})  # 1 and 2 labelled subjects at 0.25
-    with pytest.raises(ConfigError, match="label fraction 0.25 of 3 training subjects leaves no labelled subject"):
-        check_label_fractions(grid, {"brats": _Subjects(4), "ct": _Subjects(3)})
+    check_label_budgets(grid, {"brats": _Subjects(4), "ct": _Subjects(8)})  # 1 and 2 labelled subjects at 0.25
+    with pytest.raises(
+        ConfigError, match="fractions: abdominal_organ_localisation on dataset ct: label fraction 0.25 of 3 training"
+    ):
+        check_label_budgets(grid, {"brats": _Subjects(4), "ct": _Subjects(3)})
     with pytest.raises(ConfigError, match="label fraction 0.25 of 2 training subjects leaves no labelled subject"):
-        check_label_fractions(grid, {"brats": _Subjects(2), "ct": _Subjects(8)})
+        check_label_budgets(grid, {"brats": _Subjects(2), "ct": _Subjects(8)})
+    with pytest.raises(
+        ConfigError, match="label_subjects: brats_segmentation on dataset brats: a label budget of 3 subjects needs 3"
+    ):
+        check_label_budgets(replace(grid, fractions=(1.0,)), {"brats": _Subjects(2), "ct": _Subjects(8)})
+
+
+def test_two_budgets_that_label_the_same_subjects_are_refused():
+    """25 % of 8 training subjects is 2 subjects: the same cell twice."""
+    grid = _grid(fractions=(1.0, 0.25), label_subjects=(2,), downstream_tasks=("brats_segmentation",))
+    with pytest.raises(
+        ConfigError, match="label_subjects: brats_segmentation on dataset brats: 2 subjects and 25% both label 2"
+    ):
+        check_label_budgets(grid, {"brats": _Subjects(8)})
+    check_label_budgets(grid, {"brats": _Subjects(12)})  # 25 % is 3
+
+
+def test_a_task_left_without_cells_is_refused():
+    grid = _grid(
+        initialisations=("random_augmentation",),
+        downstream_tasks=("fetal_plane_classification",),
+        datasets={"fetal": {"type": "fetal_planes_phantom"}},
+        downstream={"fetal_plane_classification": {"dataset": "fetal"}},
+        protocols=("knn",),
+    )
+    with pytest.raises(ConfigError, match="protocols: fetal_plane_classification gets no cell: knn trains nothing"):
+        plan_grid(grid, {"fetal": "v"})
+
+
+def test_protocols_and_label_budgets_are_axes_of_the_cell_key():
+    """Every (protocol, budget) of a task is a cell of its own key; knn only where the grid gives it, and without the
+    initialisation that only augments training (it would repeat Random's knn cell)."""
+    grid = _grid(
+        initialisations=("random", "random_augmentation", "autoencoder"),
+        downstream_tasks=("fetal_plane_classification", "brats_segmentation"),
+        datasets={"brats": {"type": "brats_phantom"}, "fetal": {"type": "fetal_planes_phantom"}},
+        downstream={
+            "brats_segmentation": {"dataset": "brats", "patch_size": 32},
+            "fetal_plane_classification": {"dataset": "fetal"},
+        },
+        fractions=(1.0,),
+        label_subjects=(2,),
+        protocols=("finetune", "frozen"),
+        protocols_by_task={"fetal_plane_classification": ("finetune", "knn")},
+    )
+    plan = plan_grid(grid, {"brats": "v1", "fetal": "v2"})
+    cells = {(c.downstream_task, c.protocol, c.initialisation, c.budget): c for c in plan.finetune_cells}
+    budgets = (LabelBudget.of_fraction(1.0), LabelBudget.of_subjects(2))
+    expected = {
+        ("brats_segmentation", protocol, init, budget)
+        for protocol in ("finetune", "frozen")
+        for init in grid.initialisations
+        for budget in budgets
+    }
+    expected |= {("fetal_plane_classification", "finetune", init, b) for init in grid.initialisations for b in budgets}
+    expected |= {("fetal_plane_classification", "knn", init, b) for init in ("random", "autoencoder") for b in budgets}
+    assert set(cells) == expected and len(plan.finetune_cells) == len(expected)
+    assert len({cell.key for cell in plan.finetune_cells}) == len(expected)
+    frozen = cells["brats_segmentation", "frozen", "autoencoder", budgets[1]]
+    assert frozen.name == "frozen/autoencoder/brats_segmentation/2subjects/seed0"
+    assert frozen.pretrain_key == cells["brats_segmentation", "finetune", "autoencoder", budgets[1]].pretrain_key
+    assert cells["fetal_plane_classification", "knn", "random", budgets[0]].name == (
+        "knn/random/fetal_plane_classification/1/seed0"
+    )
+    description = plan.describe(grid, "cpu")
+    assert "label budgets: 100%, 2 subjects" in description
+    assert "fetal_plane_classification: finetune, knn; brats_segmentation: finetune, frozen" in description
+    assert "so random_augmentation would repeat Random there: not run" in description
+
+
+def test_the_knn_neighbours_are_in_the_key_of_knn_cells_only():
+    grid = _grid(
+        downstream_tasks=("fetal_plane_classification",),
+        datasets={"fetal": {"type": "fetal_planes_phantom"}},
+        downstream={"fetal_plane_classification": {"dataset": "fetal"}},
+        protocols=("finetune", "knn"),
+    )
+    keys = {c.name: c.key for c in plan_grid(grid, {"fetal": "v"}).finetune_cells}
+    other = {c.name: c.key for c in plan_grid(replace(grid, knn=KnnConfig(7)), {"fetal": "v"}).finetune_cells}
+    assert {name for name in keys if keys[name] != other[name]} == {
+        "knn/random/fetal_plane_classification/0.5/seed0",
+        "knn/autoencoder/fetal_plane_classification/0.5/seed0",
+    }

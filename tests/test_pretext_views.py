@@ -74,7 +74,8 @@ def test_classification_pretraining_takes_whole_images_uniformly():
 
 
 def _grid(*overrides: str):
-    return load_grid("smoke", ["seeds=[0]", "fractions=[1.0]", *overrides])
+    """The smoke grid at 100 % of the labels, finetune only, with ``overrides``."""
+    return load_grid("smoke", ["seeds=[0]", "fractions=[1.0]", "label_subjects=[]", "protocols_by_task={}", *overrides])
 
 
 def test_two_tasks_on_one_dataset_pretrain_once_per_view():

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from ssl_medbench.datasets.splits import LabelBudget
 from ssl_medbench.downstream.brats_segmentation import BratsSegmentation
 from ssl_medbench.reports.build import build_report
 from ssl_medbench.reports.paired import paired_estimate
@@ -142,13 +143,14 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "report"
 
 
-def _cell(markdown: str, fraction: str, label: str) -> list[str]:
-    """The cells of the task table's row (after the primary comparison, whose rows also start with a fraction)."""
+def _cell(markdown: str, budget: str, label: str) -> list[str]:
+    """The cells of the task table's row after its protocol (the table follows the primary comparison, whose rows
+    also start with a protocol and a budget)."""
     for line in markdown[markdown.index("cells FINISHED") :].splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if cells[:2] == [fraction, label]:
-            return cells
-    raise AssertionError(f"no row {fraction} {label}")
+        if cells[:3] == ["finetune", budget, label]:
+            return cells[1:]
+    raise AssertionError(f"no row {budget} {label}")
 
 
 def test_table_cells_are_mean_and_std_over_seeds_with_the_best_in_bold(report):
@@ -169,7 +171,8 @@ def test_table_cells_are_mean_and_std_over_seeds_with_the_best_in_bold(report):
     assert _cell(markdown, "50%", "CR")[-2:] == ["0", "1"]  # one still running
     assert "Not finished: 1 failed, 1 running" in markdown
     csv = pd.read_csv(report / "tables" / f"{TASK}.csv")
-    assert list(csv.columns[:3]) == ["fraction", "initialisation", "seeds"] and list(csv["initialisation"][:3]) == [
+    assert list(csv.columns[:4]) == ["protocol", "labels", "initialisation", "seeds"]
+    assert set(csv["protocol"]) == {"finetune"} and list(csv["initialisation"][:3]) == [
         "RD",
         "JS",
         "CR",
@@ -184,7 +187,7 @@ def test_primary_endpoint_of_each_method_is_paired_by_seed_and_subject_with_holm
     table = pd.read_csv(report / "tables" / f"{TASK}_primary.csv")
     assert list(table.columns) == COLUMNS
     assert set(table["metric"]) == {"centroid_mean"} and set(table["arm"]) == {"CR", "JS"}  # no control, no RD
-    row = table[(table["fraction"] == 1.0) & (table["arm"] == "CR")].iloc[0]
+    row = table[(table["budget"] == "100%") & (table["arm"] == "CR")].iloc[0]
     expected = paired_estimate(_differences(1.0, "CR", (0, 1, 2)))
     assert (row["n_seeds"], row["n_subjects"]) == (3, 6)
     assert row["mean_difference"] == pytest.approx(expected.mean_difference)
@@ -192,7 +195,7 @@ def test_primary_endpoint_of_each_method_is_paired_by_seed_and_subject_with_holm
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((expected.ci_low, expected.ci_high))
     # the family's testable comparisons are CR and JS at 100 %: detectable at Holm's first level, 5 % / 2
     assert row["min_detectable_difference"] == pytest.approx(expected.min_detectable_difference(alpha=0.025))
-    half = table[(table["fraction"] == 0.5) & (table["arm"] == "CR")].iloc[0]
+    half = table[(table["budget"] == "50%") & (table["arm"] == "CR")].iloc[0]
     assert half["n_seeds"] == 1  # CR's seed 1 is still running: only seed 0 is paired, too few to test
     assert half["mean_difference"] == pytest.approx(_differences(0.5, "CR", (0,)).mean())
     assert np.isnan([half["p_value"], half["ci_low"], half["p_adjusted"]]).all()
@@ -208,11 +211,11 @@ def test_primary_endpoint_of_each_method_is_paired_by_seed_and_subject_with_holm
 
 def test_controls_have_their_own_table_and_family_and_say_whether_they_behaved(report):
     controls = pd.read_csv(report / "tables" / "controls.csv")
-    assert list(controls.columns) == COLUMNS
+    assert list(controls.columns) == ["protocol", *COLUMNS] and set(controls["protocol"]) == {"finetune"}
     assert sorted(set(controls["arm"])) == ["RD'", "image-blind"]
-    blind = controls[(controls["arm"] == "image-blind") & (controls["fraction"] == 1.0)].iloc[0]
+    blind = controls[(controls["arm"] == "image-blind") & (controls["budget"] == "100%")].iloc[0]
     assert blind["mean_difference"] == pytest.approx(np.mean(REFERENCE_OFFSET))
-    described = (controls["arm"] == "image-blind") & (controls["fraction"] == 0.5)  # checked at 100 % only
+    described = (controls["arm"] == "image-blind") & (controls["budget"] == "50%")  # checked at 100 % only
     assert controls.loc[described, ["p_value", "p_adjusted"]].isna().all(axis=None)
     checks = controls[~described]  # RD' at both fractions, image-blind at 100 %: one Holm family
     assert len(checks) == 3 and np.allclose(checks["p_adjusted"], holm(checks["p_value"].to_numpy()))
@@ -234,7 +237,9 @@ def test_holm_by_hand():
 def test_paper_numbers_sit_beside_ours_labelled_as_the_papers(report):
     markdown = (report / "report.md").read_text()
     assert "not directly comparable" in markdown
-    line = next(row for row in markdown.splitlines() if row.startswith(f"| {TASK} | 100% | RD | centroid_liver"))
+    line = next(
+        row for row in markdown.splitlines() if row.startswith(f"| {TASK} | finetune | 100% | RD | centroid_liver")
+    )
     rd_means = [np.mean(CENTROIDS[(1.0, "RD", s)]) for s in (0, 1, 2)]
     assert "7.50 ± 5.22" in line and f"{np.mean(rd_means):.2f} ± {np.std(rd_means, ddof=1):.2f}" in line
 
@@ -244,10 +249,11 @@ def test_report_has_provenance_rank_summary_figures_and_unfinished_runs(report):
     assert "git_commit: abc123" in markdown and "a" * 64 in markdown
     assert "| finetune | CPU | 21 |" in markdown  # the running cell has no end time yet
     # one task is one block: no rank analysis across tasks, and the report says why
-    assert "## Ranks across tasks" in markdown and "No rank analysis: critical-difference analysis needs" in markdown
+    assert "## Ranks across tasks" in markdown
+    assert "Protocol finetune: no rank analysis: critical-difference analysis needs" in markdown
     assert not (report / "tables" / "ranks.csv").exists()
     assert "## Runs not finished" in markdown and "finetune/JS/0.5/seed1" in markdown
-    for figure in (f"{TASK}_vs_fraction.png", f"{TASK}_per_subject.png"):
+    for figure in (f"{TASK}_vs_labels.png", f"{TASK}_per_subject.png"):
         assert (report / "figures" / figure).read_bytes()[:4] == b"\x89PNG"
         assert f"figures/{figure}" in markdown
 
@@ -315,7 +321,7 @@ def test_the_best_cell_is_marked_at_the_end_its_direction_names():
     cells = pd.DataFrame(
         {
             "status": "FINISHED",
-            "fraction": 1.0,
+            "budget": LabelBudget.of_fraction(1.0),
             "initialisation": [label for label, *_ in rows],
             "seed": [seed for _, seed, *_ in rows],
             "metrics.dice_whole": [dice for *_, dice, _ in rows],
@@ -330,7 +336,7 @@ def test_the_best_cell_is_marked_at_the_end_its_direction_names():
     assert table.set_index("initialisation").loc["CR", "dice_whole"] == "80.00 ± 0.00"
 
 
-def test_ranks_take_one_block_per_task_averaged_over_the_fractions_every_method_finished(tmp_path):
+def test_ranks_take_one_block_per_task_averaged_over_the_budgets_every_method_finished(tmp_path):
     from ssl_medbench.reports.build import _ranks_section
     from ssl_medbench.reports.document import Document
 
@@ -348,7 +354,14 @@ def test_ranks_take_one_block_per_task_averaged_over_the_fractions_every_method_
     primary["fetal_plane_classification"] = "f1"
     means = pd.DataFrame(
         [
-            {"task": task, "fraction": fraction, "initialisation": arm, "metric": primary[task], "mean": value}
+            {
+                "task": task,
+                "protocol": "finetune",
+                "budget": LabelBudget.of_fraction(fraction),
+                "initialisation": arm,
+                "metric": primary[task],
+                "mean": value,
+            }
             for task, fraction, values in rows
             for arm, value in values.items()
         ]

@@ -7,6 +7,7 @@ import json
 import pandas as pd
 
 from ssl_medbench.core.run_tags import Tag
+from ssl_medbench.datasets.splits import LabelBudget
 from ssl_medbench.reports.build import _conventions_note, _paper_section
 from ssl_medbench.reports.document import Document
 
@@ -44,7 +45,15 @@ def test_no_note_without_recorded_conventions():
 
 def _means(task: str, metric: str) -> pd.DataFrame:
     return pd.DataFrame(
-        {"task": [task], "fraction": [1.0], "initialisation": ["RD"], "metric": [metric], "mean": [0.5], "std": [0.1]}
+        {
+            "task": [task],
+            "protocol": ["finetune"],
+            "budget": [LabelBudget.of_fraction(1.0)],
+            "initialisation": ["RD"],
+            "metric": [metric],
+            "mean": [0.5],
+            "std": [0.1],
+        }
     )
 
 
@@ -60,3 +69,19 @@ def test_the_paper_comparison_names_its_hd95_convention_only_where_it_has_hausdo
     )
     assert not any("Hausdorff95" in note for note in _notes(without))
     assert any(kind == "table" for kind, _ in without.blocks)
+
+
+def test_the_paper_comparison_takes_finetune_cells_at_label_fractions_only():
+    means = pd.concat(
+        [
+            _means("brats_segmentation", "dice_whole"),
+            _means("brats_segmentation", "dice_whole").assign(protocol="frozen", mean=0.2),
+            _means("brats_segmentation", "dice_whole").assign(budget=[LabelBudget.of_subjects(2)], mean=0.3),
+        ],
+        ignore_index=True,
+    )
+    document = Document("t")
+    _paper_section(document, means, {"brats_segmentation": {"dice_whole": "fraction"}})
+    (table,) = [block[1] for block in document.blocks if block[0] == "table"]
+    table = table[0] if isinstance(table, tuple) else table
+    assert len(table) == 1 and table["this grid"].iloc[0].startswith("50.00")

@@ -134,7 +134,7 @@ def _long(values: dict[tuple[str, int], list[float]], fraction: float = 1.0) -> 
     for (arm, seed), scores in values.items():
         for index, score in enumerate(scores):
             rows.append(
-                {"fraction": fraction, "initialisation": arm, "seed": seed, "subject_id": f"s{index}", "dice": score}
+                {"budget": fraction, "initialisation": arm, "seed": seed, "subject_id": f"s{index}", "dice": score}
             )
     return pd.DataFrame(rows)
 
@@ -179,7 +179,7 @@ def test_pairing_is_by_seed_so_a_table_with_shuffled_seeds_gives_another_interva
     assert paired.p_value < 0.05 < mixed.p_value
 
 
-def test_a_whole_set_metric_is_estimated_from_its_corpus_values_and_fractions_without_random_are_skipped() -> None:
+def test_a_whole_set_metric_is_estimated_from_its_corpus_values_and_budgets_without_random_are_skipped() -> None:
     scores = pd.concat(
         [
             _long({("RD", 0): [0.5, 0.6], ("RD", 1): [0.4, 0.5], ("CR", 0): [0.7, 0.6], ("CR", 1): [0.6, 0.6]}),
@@ -188,14 +188,14 @@ def test_a_whole_set_metric_is_estimated_from_its_corpus_values_and_fractions_wi
     )
     corpus = pd.DataFrame(
         {
-            "fraction": 1.0,
+            "budget": 1.0,
             "initialisation": ["RD", "RD", "CR", "CR"],
             "seed": [0, 1, 0, 1],
             "dice": [0.5, 0.4, 0.8, 0.6],
         }
     )
     table = compare_to_baseline("cls", scores, ["dice"], ["CR"], corpus)
-    assert list(table["fraction"]) == [1.0]
+    assert list(table["budget"]) == [1.0]
     assert table.iloc[0].mean_difference == pytest.approx(((0.8 - 0.5) + (0.6 - 0.4)) / 2)
 
 

@@ -7,27 +7,29 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ssl_medbench.datasets.splits import LabelBudget
 from ssl_medbench.downstream.brats_segmentation import BratsSegmentation
 from ssl_medbench.reports.paper import paper_tables, side_by_side
 from ssl_medbench.reports.tables import cell_means, format_value, paper_table, to_html, to_markdown
 
-MEANS_COLUMNS = ["fraction", "initialisation", "metric", "mean", "std", "seeds"]
+MEANS_COLUMNS = ["budget", "initialisation", "metric", "mean", "std", "seeds"]
 UNITS = {"dice_whole": "fraction", "hd95_whole": "mm"}
 DIRECTIONS = {"dice_whole": "higher", "hd95_whole": "lower"}
 
 
 def _cells(rows: list[tuple]) -> pd.DataFrame:
     """Runs as (fraction, initialisation, seed, status, dice, hd95); NaN where the run logged no value."""
-    return pd.DataFrame(
-        rows, columns=["fraction", "initialisation", "seed", "status", "metrics.dice_whole", "metrics.hd95_whole"]
+    cells = pd.DataFrame(
+        rows, columns=["budget", "initialisation", "seed", "status", "metrics.dice_whole", "metrics.hd95_whole"]
     )
+    return cells.assign(budget=cells["budget"].map(LabelBudget.of_fraction))
 
 
 def test_cell_means_are_sample_mean_and_std_over_the_finished_seeds_that_logged_the_metric() -> None:
     """Failed runs and unlogged values are left out; ``seeds`` counts the values; one seed has no std."""
     cells = pd.DataFrame(
         {
-            "fraction": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+            "budget": [LabelBudget.of_fraction(1.0)] * 6,
             "initialisation": ["RD", "RD", "RD", "RD", "RD", "CR"],
             "status": ["FINISHED", "FINISHED", "FINISHED", "FAILED", "FINISHED", "FINISHED"],
             "metrics.dice_whole": [0.6, 0.7, 0.9, 0.1, np.nan, 0.8],
@@ -85,7 +87,7 @@ def test_paper_table_of_a_partial_grid() -> None:
     cells["never_predicted"] = ["", "", "", "", "", "", "et", ""]  # a FINISHED RD seed at 100 % never predicted ET
     cells.loc[1, "never_predicted"] = "tc"  # a FAILED cell's tag does not count
     table, marks = paper_table(cells, UNITS, DIRECTIONS)
-    columns = ["fraction", "initialisation", "seeds", "dice_whole", "hd95_whole", "collapsed", "failed", "running"]
+    columns = ["labels", "initialisation", "seeds", "dice_whole", "hd95_whole", "collapsed", "failed", "running"]
     # RD at 100 %: dice 0.80 and 0.84 -> 82 % ± 2.83 % (sample std 0.04 / sqrt 2); hd95 10 and 12 -> 11 ± 1.41 mm
     expected = pd.DataFrame(
         [
@@ -101,7 +103,7 @@ def test_paper_table_of_a_partial_grid() -> None:
     pd.testing.assert_frame_equal(table, expected)
     assert list(marks.columns) == columns and marks.shape == table.shape
     assert all(pd.api.types.is_bool_dtype(dtype) for dtype in marks.dtypes)  # a boolean mask, usable to index the table
-    marked = {metric: table.loc[marks[metric], ["fraction", "initialisation"]].values.tolist() for metric in UNITS}
+    marked = {metric: table.loc[marks[metric], ["labels", "initialisation"]].values.tolist() for metric in UNITS}
     # 100 %: CR has the higher Dice, RD the only (so lowest) hd95; 50 %: RD is the only finished cell
     assert marked == {"dice_whole": [["100%", "CR"], ["50%", "RD"]], "hd95_whole": [["100%", "RD"], ["50%", "RD"]]}
 
@@ -197,3 +199,25 @@ def test_the_papers_hausdorff95_is_compared_with_the_medpy_convention_that_brats
     ours = paper.loc[paper["metric"] == "hd95", "our_metric"].unique()
     assert sorted(ours) == ["hd95_medpy_core", "hd95_medpy_enhancing", "hd95_medpy_whole"]
     assert set(ours) <= set(BratsSegmentation.metric_specs())
+
+
+def test_finetune_runs_order_budgets_by_the_subjects_they_labelled():
+    """The runs' ``labelled_subjects`` parameter sizes each budget, also for a run that failed before logging it."""
+    from ssl_medbench.reports.runs import finetune_runs
+
+    runs = pd.DataFrame(
+        {
+            "kind": "finetune",
+            "downstream_task": "t",
+            "label_fraction": [0.1, 0.1, None, 1.0],
+            "label_subjects": [None, None, "5", None],
+            "params.labelled_subjects": ["2", None, "5", "24"],
+            "initialisation_label": "RD",
+            "seed": "0",
+            "status": ["FINISHED", "FAILED", "FINISHED", "FINISHED"],
+        }
+    )
+    budgets = finetune_runs(runs, "t")["budget"]
+    assert [b.labelled for b in budgets] == [2, 2, 5, 24]
+    assert [str(b) for b in sorted(budgets.unique())] == ["10%", "5 subjects", "100%"]
+    assert set(finetune_runs(runs, "t")["protocol"]) == {"finetune"}  # runs from before protocols

@@ -187,7 +187,9 @@ def test_runtime_settings_are_checked_and_only_precision_changes_the_job_keys(wr
 
 
 def test_pretrain_jobs_are_initialisations_with_pretraining_x_dataset_views_x_seeds():
-    grid = load_grid("smoke", ["seeds=[0, 1]", "fractions=[1.0, 0.5, 0.25]"])
+    grid = load_grid(
+        "smoke", ["seeds=[0, 1]", "fractions=[1.0, 0.5, 0.25]", "label_subjects=[]", "protocols_by_task={}"]
+    )
     plan = plan_grid(grid, {name: f"{name}-v1" for name in grid.datasets})
     assert len(plan.pretrain_jobs) == 9 * 3 * 2  # AE, RP, JS, CP, CR, RT, MG, MIM, CL x 3 datasets x 2 seeds
     assert len(plan.finetune_cells) == 11 * 3 * 3 * 2
@@ -196,7 +198,7 @@ def test_pretrain_jobs_are_initialisations_with_pretraining_x_dataset_views_x_se
     assert used == {job.key for job in plan.pretrain_jobs}
     assert plan.pretrain_count_line(grid).startswith(
         "pretrain jobs: 54 = 9 initialisations with pretraining x 3 dataset views x 2 seeds, each shared by 3 label "
-        "fractions"
+        "budgets"
     )
     assert plan.pretrain_count_line(grid) in plan.describe(grid, "cpu")
 

@@ -36,7 +36,12 @@ class Tag:
     PRETEXT_INPUT_SHAPE: Final = "pretext_input_shape"
     # Finetune runs only.
     DOWNSTREAM_TASK: Final = "downstream_task"
+    #: The label budget: a fraction of the training subjects (``label_fraction``) or a number of them
+    #: (``label_subjects``); a cell has exactly one of the two.
     LABEL_FRACTION: Final = "label_fraction"
+    LABEL_SUBJECTS: Final = "label_subjects"
+    #: The evaluation protocol: finetune, frozen or knn (absent on runs written before protocols: finetune).
+    PROTOCOL: Final = "protocol"
     PRETRAIN_KEY: Final = "pretrain_key"
     PRETRAIN_RUN_ID: Final = "pretrain_run_id"
     AUGMENTATION: Final = "augmentation"
@@ -69,11 +74,29 @@ class Kind:
     FINETUNE: Final = "finetune"
 
 
+class Protocol:
+    """Values of :attr:`Tag.PROTOCOL`: how a cell turns an initialisation into a downstream model."""
+
+    #: The whole network trained from the initialisation (Chen et al. 2019's protocol).
+    FINETUNE: Final = "finetune"
+    #: The encoder frozen (weights and batch-norm statistics), the rest trained: a linear probe for classification.
+    FROZEN: Final = "frozen"
+    #: k-nearest-neighbour vote on the frozen encoder's pooled features; nothing trained (classification only).
+    KNN: Final = "knn"
+
+
+#: Every protocol, in the order reports show them.
+PROTOCOLS: Final = (Protocol.FINETUNE, Protocol.FROZEN, Protocol.KNN)
+
+
 class Param:
     """Parameters beside the flattened configuration sections."""
 
     LABELLED_SUBJECTS: Final = "labelled_subjects"
     TEST_SUBJECTS: Final = "test_subjects"
+    #: knn cells: labelled images in the vote bank, and the neighbours each vote took (k, or fewer images).
+    KNN_BANK_IMAGES: Final = "knn_bank_images"
+    KNN_NEIGHBOURS_USED: Final = "knn_neighbours_used"
 
 
 class MetricPrefix:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ssl_medbench.datasets.base import Volume
 from ssl_medbench.datasets.medmnist import MedMNISTFile
-from ssl_medbench.datasets.splits import Split, labelled_subjects, split_subjects
+from ssl_medbench.datasets.splits import LabelBudget, Split, labelled_subjects, split_subjects
 from tests.plugins.npy_folder import NpyFolder
 
 
@@ -30,9 +30,9 @@ class SeededSplit(MedMNISTFile):
         super().__init__(config, workdir)
         self._seed = 0
 
-    def labelled_subjects(self, fraction: float, seed: int) -> list[str]:
+    def labelled_subjects(self, budget: LabelBudget, seed: int) -> list[str]:
         self._seed = seed
-        return super().labelled_subjects(fraction, seed)
+        return super().labelled_subjects(budget, seed)
 
     def split(self) -> Split:
         return split_subjects(self.subject_ids(), 0.25, self._seed)
@@ -54,17 +54,19 @@ class Float64Images(MedMNISTFile):
 
 
 class UnnestedFractions(NpyFolder):
-    """Draws each label fraction independently, from a generator seeded by (seed, fraction): 25 % is not within 50 %."""
+    """Draws each label budget independently, from a generator seeded by (seed, budget): 25 % is not within 50 %."""
 
-    def labelled_subjects(self, fraction: float, seed: int) -> list[str]:
-        return super().labelled_subjects(fraction, (seed, round(100 * fraction)))
+    def labelled_subjects(self, budget: LabelBudget, seed: int) -> list[str]:
+        return super().labelled_subjects(budget, (seed, *map(ord, str(budget))))
 
 
 class PartialFullFraction(NpyFolder):
-    """Labels all training subjects but one at fraction 1.0 (nested with the smaller fractions)."""
+    """Labels all training subjects but one at 100 % (nested with the smaller budgets)."""
 
-    def labelled_subjects(self, fraction: float, seed: int) -> list[str]:
-        return super().labelled_subjects(min(fraction, 1 - 1 / len(self.split().train)), seed)
+    def labelled_subjects(self, budget: LabelBudget, seed: int) -> list[str]:
+        if budget == LabelBudget.of_fraction(1.0):
+            budget = LabelBudget.of_subjects(len(self.split().train) - 1)
+        return super().labelled_subjects(budget, seed)
 
 
 class PerInstanceFractions(NpyFolder):
@@ -76,8 +78,8 @@ class PerInstanceFractions(NpyFolder):
         super().__init__(config, workdir)
         self.order = -1 if next(self.instances) % 2 else 1
 
-    def labelled_subjects(self, fraction: float, seed: int) -> list[str]:
-        return labelled_subjects(self.split().train[:: self.order], fraction, seed)
+    def labelled_subjects(self, budget: LabelBudget, seed: int) -> list[str]:
+        return labelled_subjects(self.split().train[:: self.order], budget, seed)
 
 
 class MutableConfig(NpyFolder):
