@@ -1,4 +1,4 @@
-"""``python -m benchmark``: run a grid, list the plugins, build the report.
+"""``python -m benchmark``: run a grid, list the plugins, show a grid's status, build the report.
 
 Errors a user can cause end in one line on stderr and exit code 2; a grid in which some job failed
 finishes the other jobs and exits with code 1 after printing what failed.
@@ -11,7 +11,8 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -137,16 +138,35 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--experiment", help="MLflow experiment, grid-<name> (default: the only grid experiment in the store)"
     )
+
+    status = commands.add_parser("status", help="how far a grid is: jobs finished, running, failed, not started")
+    status.add_argument("--out", type=_folder, default=Path("results"), help="run folder of the grid")
+    status.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite store in --out)")
+    status.add_argument(
+        "--experiment", help="MLflow experiment, grid-<name> (default: the only grid experiment in the store)"
+    )
+    status.add_argument(
+        "--watch",
+        type=_int_in(1, 86_400),
+        nargs="?",
+        const=30,
+        metavar="SECONDS",
+        help="show it again every SECONDS (default 30) until every job has ended; Ctrl-C stops",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        arguments = sys.argv[1:] if argv is None else argv
+        args = _parser().parse_args(arguments)
+        args.command_line = ["python", "-m", "benchmark", *arguments]
         if args.command == "list":
             return _list()
         if args.command == "report":
             return _report(args)
+        if args.command == "status":
+            return _status(args)
         return _run(args)
     except UserError as error:
         print(f"error: {_one_line(str(error))}", file=sys.stderr)
@@ -188,13 +208,10 @@ def _list() -> int:
     return 0
 
 
-def _report(args: argparse.Namespace) -> int:
-    from mlflow.exceptions import MlflowException
-
-    from benchmark.store import check_store, follow_moved_folder
-    from benchmark.tracking import default_tracking_uri, describe_error, is_tracking_outage
-    from ssl_medbench.reports.build import build_report
-    from ssl_medbench.reports.runs import sole_grid_experiment
+def _existing_store(args: argparse.Namespace) -> str:
+    """The tracking URI of ``report`` and ``status``: --tracking-uri, or the SQLite store in --out, which must exist."""
+    from benchmark.store import check_store
+    from benchmark.tracking import default_tracking_uri
 
     tracking_uri = args.tracking_uri or default_tracking_uri(args.out)
     check_store(tracking_uri)
@@ -202,18 +219,60 @@ def _report(args: argparse.Namespace) -> int:
     if not args.tracking_uri and not (store.is_file() and store.stat().st_size > 0):
         found = "an empty mlflow.db" if store.is_file() else "no MLflow store (mlflow.db)"
         raise UserError(f"{args.out}: {found} here; run a grid first or pass --tracking-uri")
-    check_folder_option("--out", args.out / "report")
+    return tracking_uri
+
+
+def _status(args: argparse.Namespace) -> int:
+    from benchmark.status import format_status, grid_status, read_plan_file
+    from ssl_medbench.reports.runs import load_runs, sole_grid_experiment
+
+    tracking_uri = _existing_store(args)
     try:
-        experiment = args.experiment or sole_grid_experiment(tracking_uri)
-        if moved := follow_moved_folder(tracking_uri, experiment, args.out / "mlartifacts"):
-            print(moved, file=sys.stderr)
-        path = build_report(tracking_uri, experiment, args.out / "report")
+        while True:
+            with _store_reachable(tracking_uri):
+                experiment = args.experiment or sole_grid_experiment(tracking_uri)
+                status = grid_status(load_runs(tracking_uri, experiment), read_plan_file(args.out, experiment))
+            text = format_status(status, experiment)
+            if args.watch is None:
+                print(text)
+                return 0
+            print(f"\x1b[2J\x1b[H{text}\n(every {args.watch} s; Ctrl-C stops)", flush=True)
+            if text.endswith("every job has ended"):
+                return 0
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        return 0
+
+
+@contextmanager
+def _store_reachable(tracking_uri: str) -> Iterator[None]:
+    """A tracking store lost while reading becomes TrackingUnavailable: one error line, exit code 2."""
+    from mlflow.exceptions import MlflowException
+
+    from benchmark.tracking import describe_error, is_tracking_outage
+
+    try:
+        yield
     except MlflowException as error:
         if not is_tracking_outage(error):
             raise
         raise TrackingUnavailable(
             f"cannot reach the MLflow tracking store {tracking_uri}: {describe_error(error)}"
         ) from None
+
+
+def _report(args: argparse.Namespace) -> int:
+    from benchmark.store import follow_moved_folder
+    from ssl_medbench.reports.build import build_report
+    from ssl_medbench.reports.runs import sole_grid_experiment
+
+    tracking_uri = _existing_store(args)
+    check_folder_option("--out", args.out / "report")
+    with _store_reachable(tracking_uri):
+        experiment = args.experiment or sole_grid_experiment(tracking_uri)
+        if moved := follow_moved_folder(tracking_uri, experiment, args.out / "mlartifacts"):
+            print(moved, file=sys.stderr)
+        path = build_report(tracking_uri, experiment, args.out / "report")
     print(f"report written to {path}")
     return 0
 
@@ -306,6 +365,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
     from benchmark.executors import ExecutorOptions, get_executor
+    from benchmark.status import write_plan_file
     from benchmark.store import check_store
     from benchmark.tracking import Tracker, default_tracking_uri, experiment_name
     from benchmark.worker import WorkerSetup
@@ -329,6 +389,7 @@ def _run(args: argparse.Namespace) -> int:
             "on a network file system may lock or corrupt; on a cluster pass --tracking-uri of an MLflow server (README)"
         )
     out.mkdir(parents=True, exist_ok=True)
+    write_plan_file(out, experiment_name(grid.name), plan, args.command_line)
     tracker = Tracker(tracking_uri, experiment_name(grid.name), artifact_root=out / "mlartifacts")
     print(
         f"MLflow store: {tracking_uri} (experiment {experiment_name(grid.name)!r}); view with: mlflow ui --backend-store-uri {tracking_uri}"

@@ -20,7 +20,6 @@ from typing import Any
 
 from ssl_medbench.core.errors import TrackingUnavailable
 from ssl_medbench.core.run_tags import Artifact, Kind, Tag
-from ssl_medbench.networks.weights import mismatched_weight_files, missing_weight_files
 
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 # A remote tracking server's transient failures are retried with exponential backoff (1, 2, 4, 8, 16 s);
@@ -149,6 +148,9 @@ class Tracker:
 
     def _weights_problem(self, run_id: str) -> str | None:
         """What is wrong with the exported weights of ``run_id``: a file missing, or not matching the manifest."""
+        # imported here: the networks import torch and timm, seconds that ``status`` (which imports this module) saves
+        from ssl_medbench.networks.weights import mismatched_weight_files, missing_weight_files
+
         with tempfile.TemporaryDirectory() as scratch:
             folder = self.download(run_id, Artifact.WEIGHTS, Path(scratch))
             try:

@@ -206,9 +206,11 @@ def _task_section(
     plugin = DOWNSTREAM_TASKS.get(task)
     scores = _arm_scores(document, plugin, cells, list(units), tracking_uri, scratch)
     primary = plugin.primary_metric
-    controls = pd.DataFrame(columns=COLUMNS)
+    compared = controls = pd.DataFrame(columns=COLUMNS)
     if primary in units and not scores.contributions.empty and primary in scores.contributions:
-        controls = _primary_section(document, task, protocol, scores, primary, units[primary], directions[primary], out)
+        compared, controls = _primary_section(
+            document, task, protocol, scores, primary, units[primary], directions[primary], out
+        )
         _conventions_note(document, cells)
     else:
         document.text(f"No per-subject scores of the primary endpoint {primary!r} recorded: nothing tested.", note=True)
@@ -248,7 +250,7 @@ def _task_section(
             document.image(figure, f"{name}: per-subject scores (mean over seeds) per initialisation and label budget")
         _secondary_section(document, name, task, scores, [m for m in units if m != primary], out)
     means = cell_means(cells, list(units)).assign(task=task, protocol=protocol)
-    return means, directions, controls
+    return means, directions, compared, controls
 
 
 def _arm_scores(
@@ -318,8 +320,9 @@ def _primary_section(
     unit: str,
     direction: str,
     out: Path,
-) -> pd.DataFrame:
-    """The primary endpoint of every method against Random (Holm over them); returns the controls' comparisons."""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The primary endpoint of every method against Random (Holm over them); returns the methods' and the
+    controls' comparisons."""
     name = _section_name(task, protocol)
     arms = init_order(scores.contributions["initialisation"].unique())
     methods = [arm for arm in arms if arm != BASELINE and arm not in CONTROLS]
@@ -340,11 +343,11 @@ def _primary_section(
     )
     if compared.empty:
         document.text(f"No method to compare: no {BASELINE} cell finished where another method did.", note=True)
-        return checked
+        return compared, checked
     readings = [_reading(row, direction, unit) for _, row in compared.iterrows()]
     shown = _shown(compared, unit, protocol).assign(reading=readings)
     document.table(shown)
-    return checked
+    return compared, checked
 
 
 def _secondary_section(
@@ -439,9 +442,11 @@ def _set_apart(document: Document, apart: pd.DataFrame) -> None:
 
 
 def _results(document: Document, runs: pd.DataFrame, tracking_uri: str, out_dir: Path, scratch: Path) -> None:
-    """One section per downstream task and protocol (answer first), the controls, the ranks across tasks, the
-    agreement between protocols, the paper comparison, previews, unfinished runs, and provenance last."""
-    all_means, controls, units, directions = [], [], {}, {}
+    """The answer (each task's best method against Random), one section per downstream task and protocol, the
+    controls, the ranks across tasks, the agreement between protocols, the paper comparison, previews, unfinished
+    runs, and provenance last."""
+    all_means, answers, controls, units, directions = [], [], [], {}, {}
+    sections = Document(document.title)
     tasks = sorted(runs.loc[runs[Tag.KIND] == Kind.FINETUNE, Tag.DOWNSTREAM_TASK].dropna().unique())
     for task in tasks:
         task_cells = finetune_runs(runs, task)
@@ -449,12 +454,15 @@ def _results(document: Document, runs: pd.DataFrame, tracking_uri: str, out_dir:
         primary = DOWNSTREAM_TASKS.get(task).primary_metric
         for protocol in _ordered(task_cells["protocol"].unique()):
             cells = task_cells[task_cells["protocol"] == protocol]
-            means, directions[task], checked = _task_section(
-                document, task, protocol, cells, tracking_uri, out_dir, scratch
+            means, directions[task], compared, checked = _task_section(
+                sections, task, protocol, cells, tracking_uri, out_dir, scratch
             )
             all_means.append(means)
             direction, unit = directions[task].get(primary), units[task].get(primary, "")
+            answers.append(compared.assign(protocol=protocol, direction=direction, unit=unit))
             controls.append(checked.assign(protocol=protocol, direction=direction, unit=unit))
+    _answer_section(document, pd.concat(answers, ignore_index=True) if answers else pd.DataFrame())
+    document.blocks.extend(sections.blocks)
     _controls_section(document, pd.concat(controls, ignore_index=True) if controls else pd.DataFrame(), out_dir)
     if all_means:
         means = pd.concat(all_means, ignore_index=True)
@@ -464,6 +472,57 @@ def _results(document: Document, runs: pd.DataFrame, tracking_uri: str, out_dir:
     _previews(document, runs, tracking_uri, out_dir, scratch)
     _unfinished(document, runs)
     _provenance(document, runs, tracking_uri, scratch)
+
+
+def _best_rows(compared: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, protocol, budget): the method whose difference to Random points furthest the better way."""
+    scored = compared.dropna(subset=["mean_difference"])
+    signed = scored["mean_difference"].where(scored["direction"] == "higher", -scored["mean_difference"])
+    best = scored.assign(_signed=signed).sort_values("_signed", ascending=False, kind="stable")
+    return best.drop_duplicates(["task", "protocol", "budget"]).drop(columns="_signed")
+
+
+def _answer_section(document: Document, compared: pd.DataFrame) -> None:
+    """First in the report: per task, protocol and label budget, the best method by the primary endpoint, its
+    difference to Random with the 95 % interval, Holm's p and what that means (the sections below have every method)."""
+    document.heading("The answer: the best method of each task against Random")
+    if compared.empty or compared["mean_difference"].isna().all():
+        document.text("No method has been compared with Random yet (no cell of both finished).", note=True)
+        return
+    best = _best_rows(compared)
+    rows = []
+    for _, row in best.sort_values(["task", "protocol", "budget"], key=_sort_key).iterrows():
+        scale = display_scale(row["unit"])
+        interval = f"[{row['ci_low'] * scale:.2f}, {row['ci_high'] * scale:.2f}]" if pd.notna(row["ci_low"]) else "n/a"
+        rows.append(
+            {
+                "task": row["task"],
+                "protocol": row["protocol"],
+                "labels": str(row["budget"]),
+                "primary endpoint": DOWNSTREAM_TASKS.get(row["task"]).primary_metric,
+                "best method": row["arm"] if _better(row, row["direction"]) else f"none better than {BASELINE}",
+                "its difference to RD": round(row["mean_difference"] * scale, 2),
+                "95% CI": interval,
+                "p (Holm)": round(row["p_adjusted"], 4) if pd.notna(row["p_adjusted"]) else "n/a",
+                "reading": _reading(row, row["direction"], row["unit"]),
+            }
+        )
+    document.text(
+        "Per task, evaluation protocol and label budget, the method whose primary endpoint is furthest the better way "
+        f"from Random's ({BASELINE}; mean over seeds), with the paired 95 % interval and Holm-adjusted p of its "
+        "section; 'none better than RD' where every method is worse. Metric fractions in %, distances in mm."
+    )
+    document.table(pd.DataFrame(rows))
+
+
+def _sort_key(column: pd.Series) -> pd.Series:
+    """Sort tasks by name, protocols in :data:`PROTOCOLS` order, budgets largest first."""
+    if column.name == "protocol":
+        return column.map(lambda p: PROTOCOLS.index(p) if p in PROTOCOLS else len(PROTOCOLS))
+    if column.name == "budget":
+        order = {budget: -rank for rank, budget in enumerate(sorted(column.unique()))}
+        return column.map(order)
+    return column
 
 
 def _ordered(protocols) -> list[str]:

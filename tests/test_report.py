@@ -377,3 +377,44 @@ def test_ranks_take_one_block_per_task_averaged_over_the_budgets_every_method_fi
     # brats: CR 1, RD 2, JS 3; localisation: RD 1, JS 2, CR 3; fetal: JS 1, RD 2, CR 3
     assert ranks.to_dict() == {"RD": 1.67, "JS": 2.0, "CR": 2.33}  # rounded to 2 decimals in the table
     assert "RD'" not in ranks and "over 3 tasks" in document.markdown(tmp_path)
+
+
+def test_the_report_opens_with_the_best_method_of_each_task_against_random(report):
+    """Before any section: per budget the best method by the primary endpoint (CR; lower distances are better), with
+    its paired interval and Holm's p from the primary table."""
+    markdown = (report / "report.md").read_text()
+    headings = [line for line in markdown.splitlines() if line.startswith("## ")]
+    assert headings[0] == "## The answer: the best method of each task against Random" and headings[1] == f"## {TASK}"
+    primary = pd.read_csv(report / "tables" / f"{TASK}_primary.csv").set_index(["budget", "arm"])
+    cr = primary.loc[("100%", "CR")]
+    row = next(line for line in markdown.splitlines() if line.startswith(f"| {TASK} | finetune | 100% |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[3:6] == ["centroid_mean", "CR", f"{round(cr['mean_difference'], 2)}"]
+    assert cells[6] == f"[{cr['ci_low']:.2f}, {cr['ci_high']:.2f}]" and cells[-1] == "better than RD"
+
+
+def test_the_answer_says_when_no_method_beats_random():
+    from ssl_medbench.reports.build import _answer_section
+    from ssl_medbench.reports.document import Document
+
+    compared = pd.DataFrame(
+        {
+            "task": "brats_segmentation",
+            "protocol": "finetune",
+            "budget": LabelBudget.of_fraction(1.0),
+            "arm": ["AE", "CR"],
+            "mean_difference": [-0.02, -0.01],  # Dice: higher is better, both below Random
+            "ci_low": [-0.05, -0.03],
+            "ci_high": [0.01, 0.01],
+            "p_adjusted": [0.4, 0.6],
+            "min_detectable_difference": [0.04, 0.04],
+            "direction": "higher",
+            "unit": "fraction",
+        }
+    )
+    document = Document("t")
+    _answer_section(document, compared)
+    (table, _) = next(value for kind, value in document.blocks if kind == "table")
+    assert table[["best method", "its difference to RD", "95% CI"]].values.tolist() == [
+        ["none better than RD", -1.0, "[-3.00, 1.00]"]
+    ]

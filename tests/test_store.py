@@ -77,16 +77,17 @@ def test_the_command_line_refuses_a_store_that_is_not_one_before_preparing_anyth
 
 
 @pytest.mark.slow
-def test_report_on_an_unreachable_server_is_one_line(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("command", ["report", "status"])
+def test_report_and_status_on_an_unreachable_server_are_one_line(command, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    assert main(["report", "--tracking-uri", "http://127.0.0.1:9", "--out", str(tmp_path / "out")]) == 2
+    assert main([command, "--tracking-uri", "http://127.0.0.1:9", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(
         "error: cannot reach the MLflow tracking store http://127.0.0.1:9"
     )
 
 
-@pytest.mark.parametrize("command", ["run", "report"])
+@pytest.mark.parametrize("command", ["run", "report", "status"])
 def test_an_empty_out_folder_is_refused_not_taken_for_the_current_one(command, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main([command, "--out", ""]) == 2
