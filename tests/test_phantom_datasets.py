@@ -3,6 +3,7 @@ the folders they may write (never one holding files the suite did not write)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from ssl_medbench.core.errors import ConfigError, DataError
 from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.phantom_generators.brats import PhantomSpec, generate_brats_phantoms
+from ssl_medbench.datasets.phantom_generators.folder import MARKER, WRITER, build_once
 from tests.brats_files import write_subject
 
 
@@ -114,3 +116,26 @@ def test_files_added_to_a_generated_folder_stop_its_regeneration(tmp_path, added
     with pytest.raises(DataError, match=f"holds files ssl-medbench did not write \\({added}\\)"):
         generate_brats_phantoms(root, PhantomSpec(n_subjects=3, voxel_size_mm=8.0))
     assert sorted(path.name for path in root.iterdir()) == before
+
+
+def _written_by_another_run_meanwhile(root: Path, settings: dict):
+    """A ``write`` during which another run finishes the same folder (with ``settings``) and renames it into place."""
+
+    def write(partial: Path) -> None:
+        (partial / "mine.txt").write_text("this run's copy")
+        root.mkdir()
+        (root / "theirs.txt").write_text("the other run's copy")
+        marker = {**settings, "_written_by": WRITER, "_entries": ["theirs.txt"]}
+        (root / MARKER).write_text(json.dumps(marker))
+
+    return write
+
+
+def test_a_folder_another_run_finished_meanwhile_is_reused_not_a_crash(tmp_path):
+    """Two drivers generating one phantom folder: the one that renames second keeps the winner's complete folder."""
+    root = tmp_path / "phantom"
+    assert build_once(root, {"n": 1}, _written_by_another_run_meanwhile(root, {"n": 1})) == root
+    assert sorted(path.name for path in root.iterdir()) == ["phantom.json", "theirs.txt"]
+    assert [path.name for path in tmp_path.iterdir()] == ["phantom"]  # no partial folder left behind
+    with pytest.raises(DataError, match="another run wrote it with other settings"):
+        build_once(tmp_path / "other", {"n": 1}, _written_by_another_run_meanwhile(tmp_path / "other", {"n": 2}))

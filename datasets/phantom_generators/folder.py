@@ -1,7 +1,8 @@
 """Write a generated dataset folder once: built under a temporary name, renamed when complete.
 
 An interrupted run never leaves a half-written dataset that a later run would take for finished;
-a finished folder whose recorded settings equal the requested ones is reused as it is.
+a finished folder whose recorded settings equal the requested ones is reused as it is, also when another run (a second
+driver on the same run folder) finished writing it while this one was still generating its own copy.
 
 The suite only removes what it wrote. A folder it generated holds the marker ``phantom.json``: the generator's
 settings plus ``_written_by`` and ``_entries``, the names it wrote. A folder is regenerated (for other settings)
@@ -12,6 +13,7 @@ is a DataError naming it, and nothing in it is touched.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -82,5 +84,15 @@ def build_once(root: Path, settings: dict[str, Any], write: Callable[[Path], Non
     write(partial)
     entries = sorted(path.name for path in partial.iterdir())
     (partial / MARKER).write_text(json.dumps({**recorded, "_written_by": WRITER, "_entries": entries}, indent=2))
-    os.replace(partial, target)
+    try:
+        os.replace(partial, target)
+    except OSError as error:  # another run (a second driver on the same folder) renamed its copy there first
+        winner = _marker(target) if target.is_dir() else None
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST) or winner is None:
+            raise
+        shutil.rmtree(partial, ignore_errors=True)
+        if _settings(winner) != recorded:
+            raise DataError(
+                f"{root}: another run wrote it with other settings while this one generated it; give each its own folder"
+            ) from None
     return root
