@@ -329,23 +329,24 @@ def _check_protocols(config: GridConfig) -> None:
                 f"protocols_by_task.{task}: not one of this grid's downstream tasks ({', '.join(config.downstream_tasks)})"
             )
         _check_list(f"protocols_by_task.{task}", config.protocols_by_task[task])
+    _check_range("knn.neighbours", config.knn.neighbours, 1, MAX_PLUGIN_INT)
     for task in config.downstream_tasks:
         key = f"protocols_by_task.{task}" if task in config.protocols_by_task else "protocols"
+        classifies = DOWNSTREAM_TASKS.get(task).classifies_images
         for protocol in config.protocols_for(task):
             if protocol not in PROTOCOLS:
                 raise ConfigError(f"{key}: unknown protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
-            if protocol == KNN and not DOWNSTREAM_TASKS.get(task).classifies_images:
+            if protocol == KNN and not classifies:
                 raise ConfigError(
                     f"{key}: knn classifies images by their nearest labelled images, but {task} does not predict one "
                     "class per image; give knn to classification tasks only, under protocols_by_task.<task>"
                 )
-    _check_range("knn.neighbours", config.knn.neighbours, 1, MAX_PLUGIN_INT)
-    for task in config.downstream_tasks:
-        probed = FROZEN in config.protocols_for(task) and DOWNSTREAM_TASKS.get(task).classifies_images
-        key = f"finetune_by_task.{task}" if "batch_size" in config.finetune_by_task.get(task, {}) else "finetune"
-        if probed and config.finetune_for(task).batch_size < 2:
+        if FROZEN in config.protocols_for(task) and classifies and config.finetune_for(task).batch_size < 2:
+            schedule = (
+                f"finetune_by_task.{task}" if "batch_size" in config.finetune_by_task.get(task, {}) else "finetune"
+            )
             raise ConfigError(
-                f"{key}.batch_size: the frozen protocol's linear probe of {task} normalises its features over the "
+                f"{schedule}.batch_size: the frozen protocol's linear probe of {task} normalises its features over the "
                 "batch (batch norm), which needs at least 2 images per batch"
             )
 

@@ -28,6 +28,7 @@ from benchmark.training import train
 from ssl_medbench.core.errors import DataError
 from ssl_medbench.core.run_tags import Artifact, Kind, MetricPrefix, Param, Tag
 from ssl_medbench.core.sampling import Batch, BatchSampler
+from ssl_medbench.datasets.augmentation import BatchAugmentation
 from ssl_medbench.datasets.base import Dataset, Volume
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.downstream.base import DownstreamTask
@@ -346,8 +347,9 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
         if cell.protocol == KNN:
             model, shape = _knn_model(ctx, run, task, encoder, training)
         else:
+            parts, seeds = (encoder, decoder), (sampling_seed, augmentation_seed)
             model, shape = _trained_model(
-                ctx, run, cell, task, (encoder, decoder), training, (sampling_seed, augmentation_seed)
+                ctx, run, cell, task, parts, initialisation.finetune_augmentation(), training, seeds
             )
         run.set_tag(Tag.DOWNSTREAM_INPUT_SHAPE, "x".join(map(str, shape)))
         test = ctx.load(cell.dataset, split.test)
@@ -375,15 +377,15 @@ def _trained_model(
     cell: FinetuneCell,
     task: DownstreamTask,
     parts: tuple[nn.Module, nn.Module | None],
+    augmentation: BatchAugmentation | None,
     training: list[Volume],
     seeds: tuple[int, int],
 ) -> tuple[nn.Module, tuple[int, ...]]:
-    """The task's network trained on the labelled ``training`` volumes: all of it (``finetune``), or all but the
-    encoder (``frozen``: :meth:`DownstreamTask.build_frozen_model`); and the (C, H, W) it took."""
+    """The task's network trained on the labelled ``training`` volumes, its batches through the initialisation's
+    ``augmentation`` (if any): all of it (``finetune``), or all but the encoder (``frozen``:
+    :meth:`DownstreamTask.build_frozen_model`); and the (C, H, W) it took."""
     encoder, decoder = parts
     sampling_seed, augmentation_seed = seeds
-    initialisation = PRETEXT_TASKS.get(cell.initialisation)(ctx.grid.pretext_config(cell.initialisation))
-    augmentation = initialisation.finetune_augmentation()
     schedule = ctx.grid.finetune_for(cell.downstream_task)
     build = task.build_frozen_model if cell.protocol == FROZEN else task.build_model
     model = build(encoder, decoder).to(ctx.device)

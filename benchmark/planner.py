@@ -218,8 +218,7 @@ def check_label_budgets(grid: GridConfig, datasets: dict[str, Dataset]) -> None:
         for budget in grid.label_budgets:
             key = "fractions" if budget.subjects is None else "label_subjects"
             try:
-                datasets[name].labelled_subjects(budget, seed=grid.seeds[0])
-                count = budget.count(train)
+                count = len(datasets[name].labelled_subjects(budget, seed=grid.seeds[0]))
             except ConfigError as error:
                 raise ConfigError(f"{key}: {task_name} on dataset {name}: {error}") from None
             if count in counted:

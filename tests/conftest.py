@@ -8,6 +8,15 @@ import yaml
 from ssl_medbench.datasets.phantom_generators.brats import PhantomSpec, generate_brats_phantoms
 
 TINY_PHANTOM = PhantomSpec(n_subjects=4, voxel_size_mm=4.0, seed=0)
+#: Six fetal patients of four 48-pixel images each, read at 32 pixels: a plane-classification grid in seconds.
+TINY_FETAL_PHANTOM = {
+    "type": "fetal_planes_phantom",
+    "n_patients": 6,
+    "images_per_patient": 4,
+    "height": 48,
+    "image_size": 32,
+    "test_fraction": 0.34,
+}
 
 #: The seven initialisations of Chen et al. (2019), by registry name.
 PAPER_INITIALISATIONS = (

@@ -23,7 +23,7 @@ from benchmark.cli import main
 from ssl_medbench.core.run_tags import ALL_TAGS
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 from tests.brats_files import write_subject
-from tests.conftest import PAPER_INITIALISATIONS
+from tests.conftest import PAPER_INITIALISATIONS, TINY_FETAL_PHANTOM
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,14 +200,7 @@ def test_plane_classification_and_organ_localisation_run_end_to_end_on_their_pha
         fractions=[1.0],
         downstream_tasks=["fetal_plane_classification", "abdominal_organ_localisation"],
         datasets={
-            "fetal": {
-                "type": "fetal_planes_phantom",
-                "n_patients": 6,
-                "images_per_patient": 4,
-                "height": 48,
-                "image_size": 32,
-                "test_fraction": 0.34,
-            },
+            "fetal": TINY_FETAL_PHANTOM,
             "ct": {
                 "type": "abdominal_ct_phantom",
                 "n_subjects": 4,

@@ -23,6 +23,7 @@ from ssl_medbench.downstream.fetal_plane_classification import FetalPlaneClassif
 from ssl_medbench.networks.classifier import LinearProbe, pooled_features
 from ssl_medbench.networks.encoder import EncoderConfig, create_encoder
 from ssl_medbench.networks.knn import KNNClassifier, knn_votes
+from tests.conftest import TINY_FETAL_PHANTOM
 
 ENCODER = EncoderConfig(name="chen_vgg", kwargs={"channels": [8, 16, 32]})
 
@@ -141,16 +142,7 @@ def _fetal_grid(write_grid, **changes) -> Path:
         label_subjects=[1],
         downstream_tasks=["fetal_plane_classification"],
         protocols=["finetune", "frozen", "knn"],
-        datasets={
-            "fetal": {
-                "type": "fetal_planes_phantom",
-                "n_patients": 6,
-                "images_per_patient": 4,
-                "height": 48,
-                "image_size": 32,
-                "test_fraction": 0.34,
-            }
-        },
+        datasets={"fetal": TINY_FETAL_PHANTOM},
         downstream={"fetal_plane_classification": {"dataset": "fetal"}},
         knn={"neighbours": 4},
         **changes,
