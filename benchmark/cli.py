@@ -12,7 +12,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -78,7 +78,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="deterministic kernels only, so CUDA runs reproduce bit for bit (slower; CPU runs always do)",
     )
-    run.add_argument("--dry-run", action="store_true", help="print the plan and exit without running")
+    run.add_argument("--dry-run", action="store_true", help="print the plan and its estimated cost, and exit")
+    run.add_argument(
+        "--yes",
+        action="store_true",
+        help="run a grid estimated to take more than 2 hours on a CPU without asking (only a terminal is asked)",
+    )
     engines = run.add_argument_group("executors", "where the jobs run (README: 'Running on a cluster')")
     engines.add_argument(
         "--executor",
@@ -129,6 +134,14 @@ def _parser() -> argparse.ArgumentParser:
         "--ray-address", help="ray: address of a running cluster, e.g. ray://head:10001 (default: start a local one)"
     )
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument(
+        "--claim-timeout",
+        type=_int_in(10, 7 * 24 * 3600),
+        default=600,
+        metavar="SECONDS",
+        help="another driver's job whose heartbeat is older than this is taken over (default 600; README: "
+        "'Several drivers on one grid')",
+    )
 
     commands.add_parser("list", help="list registered pretext tasks, downstream tasks, datasets and grid presets")
 
@@ -347,6 +360,7 @@ def _run(args: argparse.Namespace) -> int:
     from benchmark.grid import load_grid
     from benchmark.planner import check_label_budgets, plan_grid
     from benchmark.preflight import check_native_views, check_networks
+    from benchmark.tracking import default_tracking_uri
     from ssl_medbench.core.progress import enable_progress
     from ssl_medbench.datasets import DATASETS
 
@@ -359,20 +373,22 @@ def _run(args: argparse.Namespace) -> int:
     out = args.out.resolve()
     datasets = {name: DATASETS.get(grid.dataset_type(name))(grid.dataset_config(name), out) for name in grid.datasets}
     check_networks(grid, datasets)
+    tracking_uri = args.tracking_uri or default_tracking_uri(out)
     if args.dry_run:
         plan = plan_grid(grid, {name: f"{name}: not prepared (dry run)" for name in datasets})
         print(plan.describe(grid, str(device)))
+        _estimate_cost(plan, grid, datasets, device, args, tracking_uri)
         return 0
 
+    from benchmark.claims import ClaimPolicy
     from benchmark.executors import ExecutorOptions, get_executor
     from benchmark.status import write_plan_file
     from benchmark.store import check_store
-    from benchmark.tracking import Tracker, default_tracking_uri, experiment_name
+    from benchmark.tracking import Tracker, experiment_name
     from benchmark.worker import WorkerSetup
     from ssl_medbench.reports.build import build_report
 
     execute = get_executor(args.executor)
-    tracking_uri = args.tracking_uri or default_tracking_uri(out)
     check_store(tracking_uri)
 
     used = {grid.downstream_config(task).dataset for task in grid.downstream_tasks}
@@ -383,6 +399,7 @@ def _run(args: argparse.Namespace) -> int:
     versions = {name: f"{datasets[name].content_hash()}/{datasets[name].split().test_hash()}" for name in used}
     plan = plan_grid(grid, versions)
     print(plan.describe(grid, str(device)))
+    _estimate_cost(plan, grid, datasets, device, args, tracking_uri)
     if args.executor != "local" and tracking_uri.startswith("sqlite"):
         print(
             f"note: --executor {args.executor} with the SQLite store {tracking_uri}: every job must reach this file, and SQLite "
@@ -390,7 +407,10 @@ def _run(args: argparse.Namespace) -> int:
         )
     out.mkdir(parents=True, exist_ok=True)
     write_plan_file(out, experiment_name(grid.name), plan, args.command_line)
-    tracker = Tracker(tracking_uri, experiment_name(grid.name), artifact_root=out / "mlartifacts")
+    claim_policy = ClaimPolicy(timeout_s=float(args.claim_timeout))
+    tracker = Tracker(
+        tracking_uri, experiment_name(grid.name), artifact_root=out / "mlartifacts", claim_policy=claim_policy
+    )
     print(
         f"MLflow store: {tracking_uri} (experiment {experiment_name(grid.name)!r}); view with: mlflow ui --backend-store-uri {tracking_uri}"
     )
@@ -404,6 +424,7 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
         deterministic=args.deterministic,
         progress=not args.no_progress,
+        claim_policy=claim_policy,
     )
     options = ExecutorOptions(
         workers=args.workers,
@@ -424,3 +445,65 @@ def _run(args: argparse.Namespace) -> int:
     print(f"report: {report}")
     print(f"wall time: {time.perf_counter() - started:.1f} s")
     return 1 if summary.failed else 0
+
+
+def _estimate_cost(plan, grid, datasets, device: torch.device, args: argparse.Namespace, tracking_uri: str) -> None:
+    """Print the plan's estimated cost (:mod:`benchmark.estimate`); above 2 hours on a CPU, say so, and on a
+    terminal ask to go on unless ``--yes`` (a batch job or CI, without a terminal, never waits for an answer)."""
+    from benchmark.estimate import LONG_RUN_HOURS, estimate
+
+    slots = {"local": args.workers or max(1, _local_gpus(device)), "slurm": args.slurm_max_concurrent}
+    cost = estimate(
+        plan,
+        grid,
+        datasets,
+        device,
+        _stored_runs(tracking_uri, grid.name),
+        args.out.resolve() / "calibration",
+        slots.get(args.executor),
+    )
+    print(cost.describe(device))
+    if not cost.too_long(device):
+        return
+    hours = cost.wall_hours() or cost.compute_hours()
+    print(
+        f"warning: about {hours:,.1f} h on {device}, more than {LONG_RUN_HOURS:g} h: run it on a cluster "
+        "(--executor slurm or ray, README: 'Running on a cluster') or a GPU (--device cuda)"
+    )
+    if args.dry_run or args.yes or not sys.stdin.isatty():
+        return
+    if input("run it here anyway? [y/N] ").strip().lower() not in ("y", "yes"):
+        raise UserError("not started; pass --yes to run a long grid here without being asked")
+
+
+def _local_gpus(device: torch.device) -> int:
+    """GPUs the local executor would use one worker each on (none on a CPU run)."""
+    from benchmark.executors.local import visible_gpus
+
+    return len(visible_gpus()) if device.type == "cuda" else 0
+
+
+def _stored_runs(tracking_uri: str, grid_name: str):
+    """The runs of the grid's experiment, for the estimate; none where the store or the experiment does not exist yet."""
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    from benchmark.claims import lock_file_of
+    from benchmark.store import check_store
+    from benchmark.tracking import experiment_name
+    from ssl_medbench.core.file_lock import file_lock
+    from ssl_medbench.core.store_uri import sqlite_path
+    from ssl_medbench.reports.runs import load_runs
+
+    database = sqlite_path(tracking_uri)
+    if database is not None and not (database.is_file() and database.stat().st_size > 0):
+        return pd.DataFrame()
+    check_store(tracking_uri)
+    lock = lock_file_of(tracking_uri)
+    with _store_reachable(tracking_uri):
+        with file_lock(lock) if lock is not None else nullcontext():  # a store being created: see Tracker
+            MlflowClient(tracking_uri)
+        try:
+            return load_runs(tracking_uri, experiment_name(grid_name))
+        except UserError:  # no experiment of this grid yet
+            return pd.DataFrame()

@@ -37,7 +37,7 @@ def check_networks(grid: GridConfig, datasets: dict[str, Dataset]) -> None:
     pretext network on the view of every downstream task it pretrains for, and every downstream network. Views whose
     size the data decide (native images) are checked by :func:`check_native_views` once the data are prepared."""
     with torch.no_grad():
-        _check_pretext_views(grid, datasets, lambda downstream: _downstream_side(grid, downstream))
+        _check_pretext_views(grid, datasets, lambda downstream: downstream_side(grid, downstream))
         for name in grid.downstream_tasks:
             _check_downstream(grid, name, datasets[grid.downstream_config(name).dataset])
 
@@ -47,7 +47,7 @@ def check_native_views(grid: GridConfig, datasets: dict[str, Dataset]) -> None:
     images, e.g. MedMNIST at its native size), measured on one training image of the dataset."""
 
     def measured(downstream: str) -> tuple[str, int | None]:
-        key, side = _downstream_side(grid, downstream)
+        key, side = downstream_side(grid, downstream)
         if side is not None:
             return key, None  # checked before any data was read
         data = datasets[grid.downstream_config(downstream).dataset]
@@ -138,7 +138,7 @@ def _check_pretext(grid: GridConfig, name: str, task: PretextTask, channels: int
 
 
 def _check_downstream(grid: GridConfig, name: str, dataset: Dataset) -> None:
-    key, side = _downstream_side(grid, name)
+    key, side = downstream_side(grid, name)
     if side is None:
         return
     channels = len(dataset.channels)
@@ -178,7 +178,7 @@ def _check_freezable(name: str, task: str, model: nn.Module) -> None:
         )
 
 
-def _downstream_side(grid: GridConfig, name: str) -> tuple[str, int | None]:
+def downstream_side(grid: GridConfig, name: str) -> tuple[str, int | None]:
     """The grid key that sets the side of the square 2D inputs of downstream task ``name``, and its value: the task's
     ``patch_size`` or ``slice_size``, else its dataset's ``image_size``; None where the data decide (e.g. MedMNIST's 0)."""
     config = grid.downstream_config(name)

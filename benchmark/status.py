@@ -3,7 +3,9 @@
 Every ``run`` writes its plan (each job's key, name, kind and task, and the command that ran it) to
 ``<out>/plans/<experiment>.json``. ``status`` reads the experiment's runs in one query of the store and matches them
 to the plan by job key: a job is *finished* if a run of its key finished, else *running* or *failed* after its newest
-run, else *not started*. Without the plan file (a store read through ``--tracking-uri`` from elsewhere) it shows the
+run, else *not started*. A running job shows how long ago its claim's heartbeat came (:mod:`benchmark.claims`): one
+older than the claim timeout (``run --claim-timeout``, 10 minutes by default) belongs to a dead driver, and the next
+driver takes the job over. Without the plan file (a store read through ``--tracking-uri`` from elsewhere) it shows the
 jobs the store has seen, and says that it cannot count the ones not started. The time left is the mean duration of
 the finished jobs of each kind times the jobs of that kind still to run, divided by the jobs running now (at least
 one): a rough figure that assumes the running parallelism holds.
@@ -93,7 +95,7 @@ def grid_status(runs: pd.DataFrame, plan: dict | None) -> GridStatus:
 
 def _latest_run_per_key(runs: pd.DataFrame) -> pd.DataFrame:
     """Per job key: its state (finished if any run finished, else after the newest run), times, error and names."""
-    columns = ["name", "kind", "task", "state", "started", "ended", "error"]
+    columns = ["name", "kind", "task", "state", "started", "ended", "error", "heartbeat", "driver"]
     if runs.empty or Tag.JOB_KEY not in runs:
         return pd.DataFrame(columns=columns, index=pd.Index([], name="key"))
     table = pd.DataFrame(
@@ -106,6 +108,12 @@ def _latest_run_per_key(runs: pd.DataFrame) -> pd.DataFrame:
             "started": pd.to_datetime(runs["start_time"], utc=True),
             "ended": pd.to_datetime(runs["end_time"], utc=True),
             "error": runs.get(Tag.ERROR, pd.Series("", index=runs.index)).fillna(""),
+            "heartbeat": pd.to_datetime(
+                pd.to_numeric(runs.get(Tag.HEARTBEAT, pd.Series(None, index=runs.index)), errors="coerce"),
+                unit="s",
+                utc=True,
+            ),
+            "driver": runs.get(Tag.DRIVER, pd.Series("", index=runs.index)).fillna(""),
         }
     ).dropna(subset=["key"])
     table["finished"] = table["status"] == "FINISHED"
@@ -154,7 +162,9 @@ def format_status(status: GridStatus, experiment: str, now: datetime | None = No
     running = jobs[jobs["state"] == "running"].sort_values("started")
     if len(running):
         lines += ["", "running:"]
-        lines += [f"  {row['name']}  for {_minutes(now - row['started'])}" for _, row in running.iterrows()]
+        lines += [
+            f"  {row['name']}  for {_minutes(now - row['started'])}{_claim(row, now)}" for _, row in running.iterrows()
+        ]
     failed = jobs[jobs["state"] == "failed"]
     if len(failed):
         lines += ["", "failed:"]
@@ -169,6 +179,14 @@ def format_status(status: GridStatus, experiment: str, now: datetime | None = No
     else:
         lines += ["", f"time left: about {_minutes(left)} (ends around {now + left:%Y-%m-%d %H:%M} UTC)"]
     return "\n".join(lines)
+
+
+def _claim(row: pd.Series, now: datetime) -> str:
+    """``, heartbeat 12 s ago (driver host:pid:id)`` of a running job's claim; a run without one says so."""
+    if pd.isna(row["heartbeat"]):
+        return ", no heartbeat (a run of a suite without claims)"
+    seconds = max(0.0, (now - row["heartbeat"]).total_seconds())
+    return f", heartbeat {seconds:.0f} s ago (driver {row['driver'] or 'unknown'})"
 
 
 def _minutes(delta: pd.Timedelta) -> str:

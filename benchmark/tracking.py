@@ -1,9 +1,10 @@
 """MLflow bookkeeping: one experiment per grid, one run per job, resume by job key.
 
 A run is FINISHED only after all its artifacts and metrics are written; a job whose FINISHED run
-exists, with its artifacts intact, is skipped. Runs of the same key left RUNNING by a killed process
-are marked KILLED before the job runs again; a FINISHED run whose artifacts were lost is tagged
-``superseded`` and its job rerun, so the store never holds two reusable FINISHED runs of one key.
+exists, with its artifacts intact, is skipped. A job's run is created as its claim (:mod:`benchmark.claims`), so
+drivers sharing the store never run a job twice; runs of the same key left RUNNING by a dead process are marked
+KILLED when the job is taken over; a FINISHED run whose artifacts were lost is tagged ``superseded`` and its job
+rerun, so the store never holds two reusable FINISHED runs of one key.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from ssl_medbench.core.errors import TrackingUnavailable
+from ssl_medbench.core.file_lock import file_lock
 from ssl_medbench.core.run_tags import Artifact, Kind, Tag
 
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
@@ -34,8 +36,10 @@ logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creatin
 import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow.entities import Run, RunStatus  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from benchmark.claims import BUSY, ClaimPolicy, Claims, JobTaken, lock_file_of  # noqa: E402
 from benchmark.store import follow_moved_folder  # noqa: E402
 
 #: Artifacts without which a FINISHED run of each kind is not reused (pretrain weights are also checked against their manifest).
@@ -95,23 +99,42 @@ def is_tracking_outage(error: BaseException) -> bool:
 class Tracker:
     """The grid's MLflow experiment, with helpers to find, start and close job runs."""
 
-    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None = None):
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        artifact_root: Path | None = None,
+        claim_policy: ClaimPolicy | None = None,
+    ):
         self.tracking_uri = tracking_uri
         mlflow.set_tracking_uri(tracking_uri)
-        self.client = MlflowClient(tracking_uri)
+        lock = lock_file_of(tracking_uri)
+        with file_lock(lock) if lock is not None else nullcontext():  # two drivers creating one store would race
+            try:
+                self.client = MlflowClient(tracking_uri)
+                existing = self.client.get_experiment_by_name(experiment)
+            except Exception as error:
+                raise TrackingUnavailable(
+                    f"cannot reach the MLflow tracking store {tracking_uri}: {describe_error(error)}"
+                ) from None
+            if existing is None:
+                self.experiment_id = self._create_experiment(experiment, artifact_root)
+            else:
+                self.experiment_id = existing.experiment_id
+                if artifact_root is not None and (note := follow_moved_folder(tracking_uri, experiment, artifact_root)):
+                    print(note, file=sys.stderr)
+        self.claims = Claims(self.client, self.experiment_id, tracking_uri, claim_policy or ClaimPolicy())
+
+    def _create_experiment(self, experiment: str, artifact_root: Path | None) -> str:
+        """Create ``experiment``; if another driver created it first (a server store: no lock), use theirs."""
+        location = (artifact_root / experiment).resolve().as_uri() if artifact_root is not None else None
         try:
+            return self.client.create_experiment(experiment, artifact_location=location)
+        except MlflowException as error:
             existing = self.client.get_experiment_by_name(experiment)
-        except Exception as error:
-            raise TrackingUnavailable(
-                f"cannot reach the MLflow tracking store {tracking_uri}: {describe_error(error)}"
-            ) from None
-        if existing is None:
-            location = (artifact_root / experiment).resolve().as_uri() if artifact_root is not None else None
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
-        else:
-            self.experiment_id = existing.experiment_id
-            if artifact_root is not None and (note := follow_moved_folder(tracking_uri, experiment, artifact_root)):
-                print(note, file=sys.stderr)
+            if error.error_code != "RESOURCE_ALREADY_EXISTS" or existing is None:
+                raise
+            return existing.experiment_id
 
     def runs_with_key(self, key: str, status: str | None = None) -> list[Run]:
         query = f"tags.{Tag.JOB_KEY} = '{key}'" + (f" and attributes.status = '{status}'" if status else "")
@@ -180,30 +203,36 @@ class Tracker:
         if run.data.tags.get(Tag.PLAN_DIGEST) != digest:
             self.client.set_tag(run.info.run_id, Tag.PLAN_DIGEST, digest)
 
-    def close_interrupted(self, key: str) -> int:
-        """Mark runs of ``key`` still RUNNING (their process was killed) as KILLED; returns how many."""
-        stale = self.runs_with_key(key, "RUNNING")
-        for run in stale:
-            self.client.set_tag(run.info.run_id, Tag.INTERRUPTED, "true")
-            self.client.set_terminated(run.info.run_id, "KILLED")
-        return len(stale)
-
     @contextmanager
     def job_run(self, name: str, tags: dict[str, str]) -> Iterator[JobRun]:
-        """Start a run (tagged with the current plan); end it FINISHED on success, FAILED (traceback logged) on
-        error, KILLED on Ctrl-C."""
+        """Claim the job (its run, tagged with the current plan; :class:`benchmark.claims.JobTaken` if another
+        driver has it) and hold the claim while the block runs; end the run FINISHED on success, FAILED (traceback
+        logged) on error, KILLED on Ctrl-C."""
         plan = self.current_plan()
         tags = tags | ({Tag.PLAN_DIGEST: plan} if plan else {})
-        run = JobRun(mlflow.start_run(experiment_id=self.experiment_id, run_name=name, tags=tags).info.run_id)
+        run_id = self.claims.claim(tags[Tag.JOB_KEY], name, tags)
         try:
-            yield run
+            run = JobRun(mlflow.start_run(run_id=run_id).info.run_id)
+        except BaseException:
+            self.client.set_terminated(run_id, "FAILED")
+            raise
+        try:
+            with self.claims.heartbeat(run_id):
+                yield run
+            if self.claims.lost(run_id):  # cut off past the timeout, and taken over: the job is the other driver's
+                raise JobTaken(BUSY, self.client.get_run(run_id))
         except KeyboardInterrupt:
             mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
             raise
+        except JobTaken:
+            mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+            raise
         except BaseException as error:
-            run.log_files({Artifact.TRACEBACK: lambda path: path.write_text(traceback.format_exc())})
-            mlflow.set_tag(Tag.ERROR, f"{type(error).__name__}: {error}"[:5000])
-            mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+            try:
+                run.log_files({Artifact.TRACEBACK: lambda path: path.write_text(traceback.format_exc())})
+                mlflow.set_tag(Tag.ERROR, f"{type(error).__name__}: {error}"[:5000])
+            finally:
+                mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
             raise
         else:
             mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))

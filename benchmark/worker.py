@@ -3,7 +3,8 @@
 A worker gets a :class:`WorkerSetup` (the grid, the run folder, the tracking URI: all it needs to
 rebuild the run context) and a job; it returns a :class:`JobOutcome` and never raises, so that each
 executor reports failures the same way. A full disk or a lost tracking store is a *fatal* outcome:
-the driver ends the grid, since every later job would fail the same way.
+the driver ends the grid, since every later job would fail the same way. A job whose claim another
+driver holds comes back *busy* (:mod:`benchmark.claims`): the driver tries it again later.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
+from benchmark.claims import BUSY, FINISHED, ClaimPolicy, JobTaken
 from benchmark.grid import GridConfig
 from benchmark.jobs import RunContext, run_finetune, run_pretrain
 from benchmark.planner import FinetuneCell, PretrainJob
@@ -36,17 +37,22 @@ class WorkerSetup:
     #: torch intra-op threads per job (None: torch's default, all cores). CPU results can differ in the last bits
     #: between thread counts (reductions are split differently), so executors that must agree use the same count.
     threads: int | None = None
+    #: The driver's claim identity and timeout, shared by all its workers (None: a driver of its own).
+    claim_policy: ClaimPolicy | None = None
 
 
 @dataclass(frozen=True)
 class JobOutcome:
     name: str
     key: str
-    status: str  # "finished", "failed" or "fatal"
+    #: "finished", "failed", "fatal", or "busy": another driver holds the job's claim; try it again later
+    status: str
     run_id: str | None = None
     message: str = ""
     #: for a fatal outcome: the error that ends the grid
     fatal_error: UserError | None = None
+    #: the other driver that finished or failed the job ("": this one)
+    by: str = ""
 
 
 def _storage_error(error: BaseException | None) -> StorageError | None:
@@ -61,8 +67,6 @@ def _storage_error(error: BaseException | None) -> StorageError | None:
 def run_job(ctx: RunContext, job: Job, pretrain_run_id: str | None = None) -> JobOutcome:
     """Run one pretrain job or finetune cell; a cell without ``pretrain_run_id`` looks its pretrain run up by key."""
     try:
-        if ctx.tracker.close_interrupted(job.key):
-            tqdm.write(f"{job.name}: closed an interrupted earlier attempt as KILLED")
         if isinstance(job, PretrainJob):
             run_id = run_pretrain(job, ctx)
         else:
@@ -70,6 +74,8 @@ def run_job(ctx: RunContext, job: Job, pretrain_run_id: str | None = None) -> Jo
                 found = ctx.tracker.finished_run(job.pretrain_key)
                 pretrain_run_id = found.info.run_id if found is not None else None
             run_id = run_finetune(job, ctx, pretrain_run_id)
+    except JobTaken as taken:
+        return _taken_outcome(job, taken, ctx.tracker.claims.policy.driver)
     except Exception as error:
         storage = _storage_error(error)
         if storage is not None:
@@ -82,6 +88,18 @@ def run_job(ctx: RunContext, job: Job, pretrain_run_id: str | None = None) -> Jo
             return JobOutcome(job.name, job.key, "fatal", message=message, fatal_error=TrackingUnavailable(message))
         return JobOutcome(job.name, job.key, "failed", message=f"{type(error).__name__}: {error}")
     return JobOutcome(job.name, job.key, "finished", run_id=run_id)
+
+
+def _taken_outcome(job: Job, taken: JobTaken, driver: str) -> JobOutcome:
+    """The outcome of a job another driver holds (busy), or has finished or failed since this driver started; one
+    this ``driver`` ended itself (a retried task whose first attempt ended the run) counts as its own."""
+    if taken.state == BUSY:
+        return JobOutcome(job.name, job.key, BUSY, message=str(taken))
+    by = "" if taken.driver == driver else taken.driver
+    if taken.state == FINISHED:
+        return JobOutcome(job.name, job.key, "finished", run_id=taken.run_id, by=by)
+    message = f"failed in driver {taken.driver}: {taken.error or '(no error recorded)'}"
+    return JobOutcome(job.name, job.key, "failed", message=message, by=by)
 
 
 _context: tuple[WorkerSetup, RunContext] | None = None
@@ -106,7 +124,12 @@ def worker_context(setup: WorkerSetup) -> RunContext:
     }
     for name in sorted({grid.downstream_config(task).dataset for task in grid.downstream_tasks}):
         datasets[name].prepare()
-    tracker = Tracker(setup.tracking_uri, experiment_name(grid.name), artifact_root=setup.out / "mlartifacts")
+    tracker = Tracker(
+        setup.tracking_uri,
+        experiment_name(grid.name),
+        artifact_root=setup.out / "mlartifacts",
+        claim_policy=setup.claim_policy,
+    )
     ctx = RunContext(
         grid=grid,
         device=choose_device(setup.device),

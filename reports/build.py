@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ssl_medbench.core.file_lock import file_lock
 from ssl_medbench.core.run_tags import PROTOCOLS, Artifact, Kind, Param, Protocol, Tag
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.reports.agreement import protocol_agreement
@@ -700,7 +701,15 @@ def _header(document: Document, plan: str | None, apart: pd.DataFrame) -> None:
 
 
 def build_report(tracking_uri: str, experiment: str, out_dir: Path) -> Path:
-    """Write the report of ``experiment`` into ``out_dir`` (a folder of the run folder); returns the path of ``report.md``."""
+    """Write the report of ``experiment`` into ``out_dir`` (a folder of the run folder); returns the path of ``report.md``.
+
+    Two drivers of one grid may end together: the second waits for the first's report (a lock file beside
+    ``out_dir``), then writes its own from the store as it is then."""
+    with file_lock(out_dir.with_name(f".{out_dir.name}.lock")):
+        return _write_report(tracking_uri, experiment, out_dir)
+
+
+def _write_report(tracking_uri: str, experiment: str, out_dir: Path) -> Path:
     plan = current_plan(tracking_uri, experiment)
     runs, apart = select_runs(load_runs(tracking_uri, experiment), plan)
     out_dir.mkdir(parents=True, exist_ok=True)

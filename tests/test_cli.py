@@ -49,11 +49,12 @@ def test_list_prints_every_registry(capsys):
     assert "random_augmentation      RD+AG  no pretraining; transfers nothing\n" in printed
 
 
-def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
+def test_dry_run_prints_the_plan_and_writes_only_its_calibration(tmp_path, capsys):
     assert main(["run", "--grid", "smoke", "--dry-run", "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     assert "27 pretrain jobs + 108 finetune cells on cpu" in printed
-    assert not (tmp_path / "out").exists()
+    out = tmp_path / "out"  # nothing but the calibration of the cost estimate, kept for the next plan
+    assert [path.relative_to(out).parent for path in out.rglob("*") if path.is_file()] == [Path("calibration")]
 
 
 def test_tiny_grid_records_everything_in_mlflow_and_resumes(write_grid, tmp_path, capsys):

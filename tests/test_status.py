@@ -32,9 +32,20 @@ PLAN = {
 }
 
 
-def _run(client: MlflowClient, experiment: str, key: str, status: str, start: int, end: int | None, error: str = ""):
+def _run(
+    client: MlflowClient,
+    experiment: str,
+    key: str,
+    status: str,
+    start: int,
+    end: int | None,
+    error: str = "",
+    heartbeat: float | None = None,
+):
     name, kind, task = PLAN[key]
     tags = {"job_key": key, "kind": kind, "mlflow.runName": name} | ({"downstream_task": task} if task else {})
+    if heartbeat is not None:  # minutes after noon
+        tags |= {"heartbeat": f"{(NOON + heartbeat * MINUTE) / 1000:.3f}", "driver": f"node{key}:7:ab"}
     if error:
         tags["error"] = error
     run = client.create_run(experiment, start_time=NOON + start * MINUTE, tags=tags)
@@ -44,7 +55,7 @@ def _run(client: MlflowClient, experiment: str, key: str, status: str, start: in
 
 def _store(folder: Path, with_plan: bool = True) -> str:
     """p1 finished in 10 min; p2 failed once, then finished in 20; f1 finished in 4 min, f2 in 6; f3 failed
-    (FloatingPointError); f4 running since minute 40; f5 not started (no run)."""
+    (FloatingPointError); f4 running since minute 40, its last heartbeat at minute 49.5; f5 not started (no run)."""
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     client = MlflowClient(uri)
     experiment = client.create_experiment(EXPERIMENT, artifact_location=str(folder / "artifacts"))
@@ -54,7 +65,7 @@ def _store(folder: Path, with_plan: bool = True) -> str:
     _run(client, experiment, "f1", "FINISHED", 22, 26)
     _run(client, experiment, "f2", "FINISHED", 26, 32)
     _run(client, experiment, "f3", "FAILED", 32, 33, "FloatingPointError: loss became nan at epoch 0")
-    _run(client, experiment, "f4", "RUNNING", 40, None)
+    _run(client, experiment, "f4", "RUNNING", 40, None, heartbeat=49.5)
     if with_plan:
         path = plan_path(folder, EXPERIMENT)
         path.parent.mkdir(parents=True)
@@ -86,11 +97,28 @@ def test_status_counts_each_kind_and_task_and_names_the_running_and_failed_jobs(
         ["finetune", "seg", "2", "0", "1", "0"],
         ["pretrain", "all", "2", "0", "0", "0"],
     ]
-    assert "  finetune/RD/cls/1/seed0  for 10 min" in text
+    assert "  finetune/RD/cls/1/seed0  for 10 min, heartbeat 30 s ago (driver nodef4:7:ab)" in text
     assert "  finetune/CR/seg/1/seed0: FloatingPointError: loss became nan at epoch 0" in text
     assert f"rerun them (finished jobs are kept): {COMMAND}" in text
     # finetune jobs took 4 and 6 min: 2 still to run (one running, one not started) x 5 min, over 1 running job
     assert "time left: about 10 min (ends around 2026-01-01 13:00 UTC)" in text
+
+
+def test_a_running_job_whose_driver_died_shows_its_old_heartbeat_and_one_without_claims_says_so(tmp_path):
+    uri = _store(tmp_path)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    _run(client, experiment, "f5", "RUNNING", 20, None, heartbeat=25)  # its driver stopped beating at minute 25
+    _run(client, experiment, "f3", "RUNNING", 45, None)  # started by a suite without claims: no heartbeat
+    now = datetime.fromtimestamp((NOON + 50 * MINUTE) / 1000, timezone.utc)
+    text = format_status(grid_status(load_runs(uri, EXPERIMENT), read_plan_file(tmp_path, EXPERIMENT)), EXPERIMENT, now)
+    assert text.splitlines()[0] == "grid-hand: 7 jobs: 4 finished, 3 running, 0 failed, 0 not started"
+    running = text.split("running:\n")[1].split("\n\n")[0].splitlines()
+    assert running == [
+        "  finetune/AE/cls/1/seed0  for 30 min, heartbeat 1500 s ago (driver nodef5:7:ab)",
+        "  finetune/RD/cls/1/seed0  for 10 min, heartbeat 30 s ago (driver nodef4:7:ab)",
+        "  finetune/CR/seg/1/seed0  for 5 min, no heartbeat (a run of a suite without claims)",
+    ]
 
 
 def test_without_a_plan_file_status_shows_the_jobs_the_store_has_seen_and_says_so(tmp_path):

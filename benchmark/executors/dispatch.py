@@ -4,18 +4,22 @@ Jobs whose run is FINISHED in MLflow, with its artifacts present (and pretrained
 manifest), are skipped and tagged as part of this plan; a FINISHED run that fails that check is marked
 superseded and its job rerun, with a one-line note on stderr. Pretrain jobs go first; a finetune cell is ready
 when it needs no pretraining or its pretrain job has come back (finished or failed: a cell whose
-pretrain job failed runs and fails with that reason, so the report shows it).
+pretrain job failed runs and fails with that reason, so the report shows it). A job that another driver holds
+(:mod:`benchmark.claims`) is set aside and handed out again every ``retry_s`` seconds until that driver has
+finished or failed it, or its claim has gone stale and this driver takes it over.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
+from benchmark.claims import BUSY
 from benchmark.planner import FinetuneCell, Plan, PretrainJob
 from benchmark.tracking import Tracker
 from benchmark.worker import Job, JobOutcome
@@ -30,10 +34,14 @@ class Summary:
     finished: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    #: jobs another driver sharing the store finished while this one ran
+    elsewhere: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         lines = [
-            f"{len(self.finished)} jobs finished, {len(self.skipped)} skipped (finished earlier), {len(self.failed)} failed"
+            f"{len(self.finished)} jobs finished, {len(self.skipped)} skipped (finished earlier), "
+            + (f"{len(self.elsewhere)} finished by another driver, " if self.elsewhere else "")
+            + f"{len(self.failed)} failed"
         ]
         lines += [f"  FAILED {name}: {reason}" for name, reason in self.failed]
         return lines
@@ -67,7 +75,7 @@ def reusable_runs(jobs: Sequence[Job], tracker: Tracker, digest: str) -> dict[st
 
 def lost_job(job: Job, tracker: Tracker, message: str) -> JobOutcome:
     """The failed outcome of a job whose process died without answering; its run, left RUNNING, is closed as KILLED."""
-    if tracker.close_interrupted(job.key):
+    if tracker.claims.close_own(job.key):
         tqdm.write(f"{job.name}: its run was left RUNNING by the dead process; closed as KILLED")
     return JobOutcome(job.name, job.key, "failed", message=message)
 
@@ -83,6 +91,10 @@ class Dispatch:
         if finished:
             print(f"resuming: {len(finished)} of {len(jobs)} jobs already FINISHED will be skipped")
         self.summary = Summary()
+        self.jobs = {job.key: job for job in jobs}
+        self.retry_s = tracker.claims.policy.retry_s
+        #: jobs another driver holds, with the time (monotonic) to hand them out again
+        self.deferred: list[tuple[float, Job]] = []
         self.bar = progress_bar(total=len(jobs), desc=f"grid {grid_name}", unit="job", position=0)
         self.pretrain_jobs: list[PretrainJob] = [job for job in plan.pretrain_jobs if job.key not in finished]
         pending = {job.key for job in self.pretrain_jobs}
@@ -116,11 +128,34 @@ class Dispatch:
         if outcome.status == "fatal":
             assert outcome.fatal_error is not None
             raise outcome.fatal_error
+        if outcome.status == BUSY:
+            self.deferred.append((time.monotonic() + self.retry_s, self.jobs[outcome.key]))
+            return []
         if outcome.status == "finished":
-            self.summary.finished.append(outcome.name)
+            (self.summary.elsewhere if outcome.by else self.summary.finished).append(outcome.name)
         else:
             self.summary.failed.append((outcome.name, outcome.message))
             tqdm.write(f"FAILED {outcome.name}: {outcome.message}")
         self.remaining -= 1
         self.bar.update(1)
         return [(cell, outcome.run_id) for cell in self.waiting.pop(outcome.key, [])]
+
+    def seconds_to_due(self) -> float | None:
+        """Seconds until the next set-aside job is due again (0 if one is); None if none is set aside."""
+        if not self.deferred:
+            return None
+        return max(0.0, min(due for due, _ in self.deferred) - time.monotonic())
+
+    def due(self) -> list[Dispatchable]:
+        """The set-aside jobs due to be handed out again (their pretrain run is looked up by key)."""
+        now = time.monotonic()
+        ready = [(job, None) for due, job in self.deferred if due <= now]
+        self.deferred = [(due, job) for due, job in self.deferred if due > now]
+        return ready
+
+    def wait_for_due(self) -> list[Dispatchable]:
+        """Sleep until a set-aside job is due, and return the due ones (none if none is set aside)."""
+        wait = self.seconds_to_due()
+        if wait:
+            time.sleep(wait)
+        return self.due()

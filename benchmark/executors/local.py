@@ -57,9 +57,13 @@ def _run_here(dispatch: Dispatch, setup: WorkerSetup) -> None:
     if setup.threads is not None:
         torch.set_num_threads(setup.threads)
     try:
-        while queue:
+        while queue or dispatch.deferred:
+            if not queue:
+                queue.extend(dispatch.wait_for_due())
+                continue
             job, pretrain_run_id = queue.popleft()
             queue.extend(dispatch.record(run_job(ctx, job, pretrain_run_id)))
+            queue.extend(dispatch.due())
     finally:
         torch.set_num_threads(threads)  # this process goes on (tests, notebooks) with its own setting
 
@@ -135,7 +139,10 @@ def _run_in_pool(dispatch: Dispatch, setup: WorkerSetup, workers: int, gpus: lis
             busy = {w.connection: w for w in pool if w.job is not None} | {
                 w.process.sentinel: w for w in pool if w.job is not None
             }
-            for ready in wait(list(busy)):
+            if not busy:  # every job left is held by another driver
+                queue.extend(dispatch.wait_for_due())
+                continue
+            for ready in wait(list(busy), timeout=dispatch.seconds_to_due()):
                 worker = busy[ready]
                 if worker.job is None:
                     continue  # its message and its exit came back together
@@ -148,6 +155,7 @@ def _run_in_pool(dispatch: Dispatch, setup: WorkerSetup, workers: int, gpus: lis
                     pool[slot] = start(slot)
                 worker.job = None
                 queue.extend(dispatch.record(outcome))
+            queue.extend(dispatch.due())
     finally:
         for worker in pool:
             interrupted = worker.job
@@ -159,7 +167,7 @@ def _run_in_pool(dispatch: Dispatch, setup: WorkerSetup, workers: int, gpus: lis
 def _close_quietly(tracker: Tracker, key: str) -> None:
     """Mark the killed job's run KILLED; if the store is what failed, the next run of the grid does it instead."""
     try:
-        tracker.close_interrupted(key)
+        tracker.claims.close_own(key)
     except Exception:
         pass
 

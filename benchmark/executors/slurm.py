@@ -1,7 +1,8 @@
 """``--executor slurm``: each job a task of a SLURM job array, submitted through submitit.
 
 Two waves: the pretrain jobs together with the cells that need no pretraining, then the cells of
-the pretrain jobs as they come back (one array per wave, ``--slurm-max-concurrent`` tasks at once).
+the pretrain jobs as they come back (one array per wave, ``--slurm-max-concurrent`` tasks at once); jobs another
+driver held come back in a later wave.
 The driver waits for the arrays, so run it where it may stay up (a login-node tmux, or a small CPU
 job); stopped and started again, it skips what has FINISHED. A task pre-empted or out of time is
 requeued by submitit and resumes from its job's last per-epoch checkpoint.
@@ -52,8 +53,9 @@ def execute(plan: Plan, setup: WorkerSetup, tracker: Tracker, options: ExecutorO
     executor.update_parameters(**parameters)
     with Dispatch(plan, tracker, setup.grid.name) as dispatch:
         wave = dispatch.first_wave()
-        while wave:
-            wave = _run_wave(executor, wave, setup, dispatch, tracker, folder)
+        while wave or dispatch.deferred:
+            ready = _run_wave(executor, wave, setup, dispatch, tracker, folder) if wave else []
+            wave = ready + dispatch.due() or dispatch.wait_for_due()
         return dispatch.summary
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +21,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     A full disk or a write without permission becomes a StorageError naming ``path`` (one line on the
     command line); the temporary file is removed and ``path`` keeps its previous content, if any.
     """
-    temporary = path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
+    # pid and a random part: two processes of the same pid on two machines may write one shared folder
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMPORARY_SUFFIX}")
     try:
         yield temporary
         os.replace(temporary, path)
@@ -35,6 +37,6 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def remove_temporaries(path: Path) -> None:
-    """Delete what killed writers of ``path`` left behind (``.<name>.<pid>.tmp``); call it when no writer can be active."""
+    """Delete what killed writers of ``path`` left behind (``.<name>.<pid>-<random>.tmp``); call it when no writer can be active."""
     for temporary in path.parent.glob(f".{path.name}.*{TEMPORARY_SUFFIX}"):
         temporary.unlink(missing_ok=True)

@@ -61,6 +61,13 @@ class Tag:
     # experiment tag: the newest plan run on the experiment); why a FINISHED run was not reused and its job rerun.
     PLAN_DIGEST: Final = "plan_digest"
     SUPERSEDED: Final = "superseded"
+    # The claim on a job (:mod:`benchmark.claims`): the driver that runs it, the process that holds it
+    # (``host:pid``) and the holder's last sign of life (Unix seconds), refreshed while the job runs.
+    DRIVER: Final = "driver"
+    CLAIM_HOLDER: Final = "claim_holder"
+    HEARTBEAT: Final = "heartbeat"
+    #: The holder's claim timeout (seconds): another driver waits at least this long before taking the job over.
+    CLAIM_TIMEOUT: Final = "claim_timeout"
 
 
 #: Every tag name of :class:`Tag`.
