@@ -6,17 +6,17 @@ Each job's cost comes from one of two sources, and the estimate names which:
   task, protocol, dataset, device type) in the grid's experiment, superseded runs apart. Complete: data loading,
   training, evaluation and logging; but runs of an earlier schedule of the same grid name count too, and a job
   resumed from a checkpoint counts only its last part.
-- **calibration**: for a signature the store has not seen, its network is trained for :data:`CALIBRATION_STEPS`
-  steps (after as many warm-up steps) through the runner's own training loop and runtime options, on random inputs
-  of its view's shape and batch size, a pretext task corrupting each batch as it does in a job; a downstream
-  network trains on a squared-output surrogate loss (its targets need data). A job costs its steps times the
-  measured seconds per step; a knn cell one forward pass of a bank batch and one of a test batch. Evaluation, data
-  loading and logging are not counted. Seconds per step are cached per device and network in
-  ``<out>/calibration/<device>.json``, so a second plan times nothing.
+- **calibration**: for a signature the store has not seen, its network trains a warm-up step, then is timed for
+  :data:`CALIBRATION_SECONDS` (1 to 10 steps), through the runner's own training loop and runtime options, on
+  random inputs of the shapes its task declares for its view and batch size (``batch_spec``: as in the preflight,
+  no task code with side effects runs); a downstream network trains on a squared-output surrogate loss (its targets
+  need data). A job costs its steps times the measured seconds per step; a knn cell one forward pass of a bank batch
+  and one of a test batch. Evaluation, data loading and the corruption of pretext batches are not counted. Seconds
+  per step are cached per device and network in ``<out>/calibration/<device>.json``, so a second plan times nothing.
 
 Jobs already FINISHED in the store cost nothing (a run skips them); a dry run reads no data, so it cannot match
-its jobs to finished runs and counts them all. Wall time is compute time over the parallel
-slots (local ``--workers``, slurm ``--slurm-max-concurrent``), at best; a Ray cluster's size is not known here.
+its jobs to finished runs and counts them all. Wall time is compute time over the parallel slots (local
+``--workers``, slurm ``--slurm-max-concurrent``), at best; a Ray cluster's size is not known here.
 Above :data:`LONG_RUN_HOURS` on a CPU, ``run`` says so and points at a cluster or a GPU.
 """
 
@@ -49,8 +49,10 @@ from ssl_medbench.networks.encoder import create_encoder
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 from ssl_medbench.pretext_tasks.base import PretextNetwork, PretextTask
 
-#: Timed steps per network (as many again warm up first): paper-scale networks take seconds a step on a CPU.
-CALIBRATION_STEPS = 1
+#: Each network trains one warm-up step, then timed steps until they take this many seconds (paper-scale networks
+#: take seconds a step on a CPU: one is timed), or MAX_TIMED_STEPS.
+CALIBRATION_SECONDS = 0.5
+MAX_TIMED_STEPS = 10
 #: Images per knn bank batch (as :data:`benchmark.jobs.KNN_BATCH`).
 KNN_IMAGES = 64
 #: Compute hours on a CPU above which ``run`` warns and, on a terminal, asks to go on.
@@ -284,9 +286,10 @@ class Calibration:
             )
             assert isinstance(task, PretextTask)
             model = PretextNetwork.for_task(task, encoder, network.channels).to(device)
-            generator = torch.Generator(device=device).manual_seed(0)
-            corrupted = lambda: task.make_batch(torch.rand(shape, device=device), generator)  # noqa: E731
-            return _seconds_per_step(model, corrupted, task.loss, network, grid, device)
+            spec = task.batch_spec(shape)  # its shapes, not make_batch: no task code with side effects runs here
+            inputs = torch.rand(spec.inputs.shape, device=device).to(spec.inputs.dtype)
+            targets = torch.zeros(spec.targets.shape, dtype=spec.targets.dtype, device=device)
+            return _seconds_per_step(model, lambda: (inputs, targets), task.loss, network, grid, device)
         if isinstance(job, FinetuneCell) and job.protocol == KNN:
             return _seconds_per_forward(encoder.to(device), shape, device)
         name = str(job.downstream_task)
@@ -315,6 +318,10 @@ def _surrogate_loss(outputs: torch.Tensor, _: object) -> dict[str, torch.Tensor]
     return {"loss": outputs.float().square().mean()}
 
 
+class _Timed(Exception):
+    """Ends a calibration once its timed steps add up to CALIBRATION_SECONDS."""
+
+
 def _seconds_per_step(
     model: nn.Module,
     make_batch: Callable[[], tuple],
@@ -324,21 +331,29 @@ def _seconds_per_step(
     device: torch.device,
     frozen: nn.Module | None = None,
 ) -> float:
-    """Seconds per step of the second of two epochs of CALIBRATION_STEPS steps (the first warms up)."""
+    """Mean seconds of the steps after a warm-up step: as many as take CALIBRATION_SECONDS, at least one and at most
+    MAX_TIMED_STEPS (one-step epochs of the runner's own loop, timed at each epoch's end)."""
     marks: list[float] = []
 
     def on_epoch(epoch: int, means: dict[str, float]) -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         marks.append(time.perf_counter())
+        if marks[-1] - marks[0] >= CALIBRATION_SECONDS:
+            raise _Timed
 
     def batches(start: int) -> Iterator[tuple]:
         for _ in itertools.count(start):
             yield make_batch()
 
-    schedule = TrainConfig(epochs=2, steps_per_epoch=CALIBRATION_STEPS, batch_size=network.batch, learning_rate=1e-6)
-    train(model, batches, loss, schedule, on_epoch, f"calibrating {network.role}", grid.runtime, device, frozen=frozen)
-    return (marks[1] - marks[0]) / CALIBRATION_STEPS
+    schedule = TrainConfig(epochs=1 + MAX_TIMED_STEPS, steps_per_epoch=1, batch_size=network.batch, learning_rate=1e-6)
+    try:
+        train(
+            model, batches, loss, schedule, on_epoch, f"calibrating {network.role}", grid.runtime, device, frozen=frozen
+        )
+    except _Timed:
+        pass
+    return (marks[-1] - marks[0]) / (len(marks) - 1)
 
 
 def _seconds_per_forward(encoder: nn.Module, shape: tuple[int, ...], device: torch.device) -> float:

@@ -75,7 +75,7 @@ def run_job(ctx: RunContext, job: Job, pretrain_run_id: str | None = None) -> Jo
                 pretrain_run_id = found.info.run_id if found is not None else None
             run_id = run_finetune(job, ctx, pretrain_run_id)
     except JobTaken as taken:
-        return _taken_outcome(job, taken, ctx.tracker.claims.policy.driver)
+        return taken_outcome(job, taken, ctx.tracker.claims.policy.driver)
     except Exception as error:
         storage = _storage_error(error)
         if storage is not None:
@@ -90,7 +90,7 @@ def run_job(ctx: RunContext, job: Job, pretrain_run_id: str | None = None) -> Jo
     return JobOutcome(job.name, job.key, "finished", run_id=run_id)
 
 
-def _taken_outcome(job: Job, taken: JobTaken, driver: str) -> JobOutcome:
+def taken_outcome(job: Job, taken: JobTaken, driver: str) -> JobOutcome:
     """The outcome of a job another driver holds (busy), or has finished or failed since this driver started; one
     this ``driver`` ended itself (a retried task whose first attempt ended the run) counts as its own."""
     if taken.state == BUSY:

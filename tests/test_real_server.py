@@ -121,3 +121,32 @@ def test_a_real_server_stopped_mid_grid_loses_nothing_and_runs_no_job_twice(writ
     finally:
         if server.poll() is None:
             _stop(server)
+
+
+@pytest.mark.slow
+def test_two_drivers_on_a_real_server_run_every_job_once(write_grid, tmp_path):
+    """No lock on a server: the claims settle (:mod:`benchmark.claims`); a claim that lost is deleted, so the active
+    runs hold one FINISHED run per job."""
+    port, folder = _free_port(), tmp_path / "server"
+    uri = f"http://127.0.0.1:{port}"
+    grid = write_grid(initialisations=["random", "autoencoder", "context_restoration"], fractions=[1.0, 0.5])
+    command = ["run", "--grid", str(grid), "--out", str(tmp_path / "out"), "--no-progress", "--tracking-uri", uri]
+    server = _start_server(folder, port)
+    try:
+        logs = [tmp_path / "a.log", tmp_path / "b.log"]
+        drivers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "benchmark", *command],
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+                stdout=log.open("w"),
+                stderr=subprocess.STDOUT,
+            )
+            for log in logs
+        ]
+        assert [driver.wait(timeout=600) for driver in drivers] == [0, 0], [log.read_text()[-3000:] for log in logs]
+        runs = _runs(uri)
+        assert Counter(r.info.status for r in runs) == {"FINISHED": 2 + 3 * 2}  # 2 pretrain jobs, 6 cells
+        assert len({r.data.tags["job_key"] for r in runs}) == 8
+    finally:
+        _stop(server)

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from benchmark.claims import BUSY
+from benchmark.claims import BUSY, JobTaken, examine
 from benchmark.planner import FinetuneCell, Plan, PretrainJob
-from benchmark.tracking import Tracker
-from benchmark.worker import Job, JobOutcome
+from benchmark.tracking import Tracker, describe_error, is_tracking_outage
+from benchmark.worker import Job, JobOutcome, taken_outcome
+from ssl_medbench.core.errors import TrackingUnavailable
 from ssl_medbench.core.progress import progress_bar
 
 #: A job and the run id of the pretrain job it starts from (None: none, or let the worker look it up).
@@ -92,6 +93,7 @@ class Dispatch:
             print(f"resuming: {len(finished)} of {len(jobs)} jobs already FINISHED will be skipped")
         self.summary = Summary()
         self.jobs = {job.key: job for job in jobs}
+        self.claims = tracker.claims
         self.retry_s = tracker.claims.policy.retry_s
         #: jobs another driver holds, with the time (monotonic) to hand them out again
         self.deferred: list[tuple[float, Job]] = []
@@ -147,11 +149,33 @@ class Dispatch:
         return max(0.0, min(due for due, _ in self.deferred) - time.monotonic())
 
     def due(self) -> list[Dispatchable]:
-        """The set-aside jobs due to be handed out again (their pretrain run is looked up by key)."""
+        """The set-aside jobs due to be handed out again (their pretrain run is looked up by key), and the cells of
+        those another driver has ended since. Each is looked at in the store here first, so that a job still held
+        elsewhere costs no worker (nor, on SLURM, a queued task)."""
         now = time.monotonic()
-        ready = [(job, None) for due, job in self.deferred if due <= now]
-        self.deferred = [(due, job) for due, job in self.deferred if due > now]
+        due = [job for when, job in self.deferred if when <= now]
+        self.deferred = [(when, job) for when, job in self.deferred if when > now]
+        ready: list[Dispatchable] = []
+        for job in due:
+            taken = self._taken_elsewhere(job)
+            if taken is None:
+                ready.append((job, None))
+            else:
+                ready += self.record(taken_outcome(job, taken, self.claims.policy.driver))
         return ready
+
+    def _taken_elsewhere(self, job: Job) -> JobTaken | None:
+        """Why another driver still has ``job`` (busy), or has ended it; None if this driver may claim it."""
+        try:
+            taken, _ = examine(self.claims.runs(job.key), self.claims.policy, time.time())
+        except Exception as error:
+            if is_tracking_outage(error):
+                raise TrackingUnavailable(
+                    f"lost the MLflow tracking store while looking at {job.name}: {describe_error(error)}; "
+                    "finished jobs are kept, run the same command again when the store is back"
+                ) from None
+            raise
+        return taken
 
     def wait_for_due(self) -> list[Dispatchable]:
         """Sleep until a set-aside job is due, and return the due ones (none if none is set aside)."""
