@@ -453,15 +453,16 @@ def _estimate_cost(plan, grid, datasets, device: torch.device, args: argparse.Na
     from benchmark.estimate import LONG_RUN_HOURS, estimate
 
     slots = {"local": args.workers or max(1, _local_gpus(device)), "slurm": args.slurm_max_concurrent}
-    cost = estimate(
-        plan,
-        grid,
-        datasets,
-        device,
-        _stored_runs(tracking_uri, grid.name),
-        args.out.resolve() / "calibration",
-        slots.get(args.executor),
-    )
+    runs = _stored_runs(tracking_uri, grid.name)
+    try:
+        cost = estimate(
+            plan, grid, datasets, device, runs, args.out.resolve() / "calibration", slots.get(args.executor)
+        )
+    except UserError:
+        raise
+    except Exception as error:  # a defect of the estimate: it advises, so the grid goes on, and says so
+        print(f"warning: no cost estimate ({type(error).__name__}: {error}); please report it. The grid goes on")
+        return
     print(cost.describe(device))
     if not cost.too_long(device):
         return

@@ -200,7 +200,10 @@ def _store_durations(runs: pd.DataFrame) -> dict[tuple[str, ...], float]:
     finished = runs[runs["status"] == "FINISHED"]
     if Tag.SUPERSEDED in finished:
         finished = finished[finished[Tag.SUPERSEDED].isna()]
-    seconds = (pd.to_datetime(finished["end_time"]) - pd.to_datetime(finished["start_time"])).dt.total_seconds()
+    # utc=True: an end-time column without a time (only unfinished runs) reads back tz-naive
+    seconds = (
+        pd.to_datetime(finished["end_time"], utc=True) - pd.to_datetime(finished["start_time"], utc=True)
+    ).dt.total_seconds()
 
     def column(tag: str, default: str = "") -> pd.Series:
         return finished.get(tag, pd.Series(default, index=finished.index)).fillna(default)

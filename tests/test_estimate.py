@@ -99,3 +99,56 @@ def test_on_a_terminal_a_long_grid_waits_for_a_yes(long_grid, tmp_path, capsys, 
 
     monkeypatch.setattr(builtins, "input", lambda prompt="": pytest.fail("asked despite --yes"))
     assert main(["run", "--grid", str(long_grid), "--out", str(out), "--no-progress", "--yes"]) == 0
+
+
+def test_store_durations_are_medians_per_signature_and_ignore_unfinished_and_superseded_runs(tmp_path):
+    from ssl_medbench.reports.runs import load_runs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("grid-hand", artifact_location=(tmp_path / "a").as_uri())
+    signature = {
+        "kind": "finetune",
+        "initialisation": "random",
+        "downstream_task": "seg",
+        "dataset": "d",
+        "device": "cpu",
+    }
+    for seconds, status, extra in [
+        (10, "FINISHED", {}),
+        (20, "FINISHED", {"protocol": "finetune"}),
+        (60, "FINISHED", {}),
+        (999, "FINISHED", {"superseded": "lacks weights"}),
+        (None, "RUNNING", {}),  # no end time: the column mixes times and None
+        (500, "FINISHED", {"device": "cuda:0"}),  # another device type
+    ]:
+        run = client.create_run(experiment, start_time=1_000_000, tags=signature | extra)
+        if seconds is not None:
+            client.set_terminated(run.info.run_id, status, end_time=1_000_000 + seconds * 1000)
+    durations = estimate_module._store_durations(load_runs(uri, "grid-hand"))
+    assert durations == {
+        ("finetune", "random", "seg", "finetune", "d", "cpu"): 20.0,
+        ("finetune", "random", "seg", "finetune", "d", "cuda"): 500.0,
+    }
+
+
+def test_a_store_whose_only_run_is_unfinished_has_no_durations(tmp_path):
+    from ssl_medbench.reports.runs import load_runs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("grid-hand", artifact_location=(tmp_path / "a").as_uri())
+    client.create_run(experiment, tags={"kind": "pretrain", "initialisation": "autoencoder"})  # a SIGKILLed job's
+    assert estimate_module._store_durations(load_runs(uri, "grid-hand")) == {}
+
+
+def test_a_defect_of_the_estimate_is_one_warning_and_the_grid_goes_on(write_grid, tmp_path, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(estimate_module, "estimate", broken)
+    grid = write_grid(initialisations=["random"], fractions=[1.0])
+    assert main(["run", "--grid", str(grid), "--out", str(tmp_path / "out"), "--dry-run", "--no-progress"]) == 0
+    assert (
+        "warning: no cost estimate (ZeroDivisionError: division by zero); please report it" in capsys.readouterr().out
+    )
