@@ -97,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
         help="local: worker processes (default: one per visible GPU, else 1 = in this process)",
     )
     engines.add_argument(
+        "--jobs-per-gpu",
+        type=_int_in(1, 64),
+        metavar="N",
+        help="local: N worker processes per visible GPU, for small jobs that leave a large GPU idle (default 1)",
+    )
+    engines.add_argument(
         "--gpus-per-job",
         type=_int_in(0, 64),
         help="slurm, ray: GPUs per job (default: 1 if the device is CUDA, else 0)",
@@ -293,6 +299,7 @@ def _report(args: argparse.Namespace) -> int:
 #: executor options and the executors that read them (the others would silently ignore them)
 _EXECUTOR_OPTIONS = {
     "workers": ("local",),
+    "jobs_per_gpu": ("local",),
     "gpus_per_job": ("slurm", "ray"),
     "slurm_partition": ("slurm",),
     "slurm_folder": ("slurm",),
@@ -302,6 +309,8 @@ _EXECUTOR_OPTIONS = {
 
 
 def _check_executor_options(args: argparse.Namespace) -> None:
+    if args.workers is not None and args.jobs_per_gpu is not None:
+        raise UserError("--workers and --jobs-per-gpu both set the local pool's size; give one of them")
     for name, executors in _EXECUTOR_OPTIONS.items():
         if getattr(args, name) is not None and args.executor not in executors:
             flag = "--" + name.replace("_", "-")
@@ -369,6 +378,8 @@ def _run(args: argparse.Namespace) -> int:
     _check_run_options(args)
     grid = load_grid(args.grid, args.overrides)
     device = _check_device(args.device)
+    if args.executor == "local":
+        _check_pool(args, device)
     set_deterministic(args.deterministic)
     out = args.out.resolve()
     datasets = {name: DATASETS.get(grid.dataset_type(name))(grid.dataset_config(name), out) for name in grid.datasets}
@@ -428,6 +439,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     options = ExecutorOptions(
         workers=args.workers,
+        jobs_per_gpu=args.jobs_per_gpu,
         gpus_per_job=args.gpus_per_job,
         cpus_per_job=args.cpus_per_job,
         mem_gb=args.mem_gb,
@@ -452,7 +464,8 @@ def _estimate_cost(plan, grid, datasets, device: torch.device, args: argparse.Na
     terminal ask to go on unless ``--yes`` (a batch job or CI, without a terminal, never waits for an answer)."""
     from benchmark.estimate import LONG_RUN_HOURS, estimate
 
-    slots = {"local": args.workers or max(1, _local_gpus(device)), "slurm": args.slurm_max_concurrent}
+    local = args.workers or max(1, _local_gpus(device) * (args.jobs_per_gpu or 1))
+    slots = {"local": local, "slurm": args.slurm_max_concurrent}
     runs = _stored_runs(tracking_uri, grid.name)
     try:
         cost = estimate(
@@ -475,6 +488,17 @@ def _estimate_cost(plan, grid, datasets, device: torch.device, args: argparse.Na
         return
     if input("run it here anyway? [y/N] ").strip().lower() not in ("y", "yes"):
         raise UserError("not started; pass --yes to run a long grid here without being asked")
+
+
+def _check_pool(args: argparse.Namespace, device: torch.device) -> None:
+    """The local pool's options against the GPUs this run sees, before any data is prepared."""
+    from benchmark.executors import ExecutorOptions
+    from benchmark.executors.local import pool_size, visible_gpus
+
+    pool_size(
+        ExecutorOptions(workers=args.workers, jobs_per_gpu=args.jobs_per_gpu),
+        visible_gpus() if device.type == "cuda" else [],
+    )
 
 
 def _local_gpus(device: torch.device) -> int:

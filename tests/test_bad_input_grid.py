@@ -268,6 +268,23 @@ CATALOGUE: dict[str, tuple[Break, str]] = {
         _args("--executor", "slurm", "--workers", "2"),
         "--workers applies to --executor local, not to --executor slurm",
     ),
+    "--jobs-per-gpu 0": (_args("--jobs-per-gpu", "0"), "argument --jobs-per-gpu: expected an integer from 1 to 64"),
+    "--jobs-per-gpu with --workers": (
+        _args("--jobs-per-gpu", "2", "--workers", "2"),
+        "--workers and --jobs-per-gpu both set the local pool's size; give one of them",
+    ),
+    "--jobs-per-gpu with slurm": (
+        _args("--executor", "slurm", "--jobs-per-gpu", "2"),
+        "--jobs-per-gpu applies to --executor local, not to --executor slurm",
+    ),
+    "--jobs-per-gpu without a GPU": (
+        _args("--device", "cpu", "--jobs-per-gpu", "2"),
+        "--jobs-per-gpu 2: this run sees no GPU (--device cpu, or no CUDA device)",
+    ),
+    "--claim-timeout too short": (
+        _args("--claim-timeout", "1"),
+        "argument --claim-timeout: expected an integer from 10 to 604800, got '1'",
+    ),
     "--out is a file": (_path_arg("--out", _file), "a-file: exists and is not a folder"),
     "--out under a file": (_path_arg("--out", lambda f: _file(f) / "out"), "a-file is not a folder"),
     "--slurm-folder is a file": (

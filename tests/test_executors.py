@@ -192,16 +192,10 @@ def test_a_dead_worker_fails_only_its_job_and_is_replaced(faulty_plugins, write_
     }
 
 
-def test_pool_workers_are_pinned_to_one_gpu_each_through_cuda_visible_devices(write_grid, monkeypatch):
-    from benchmark.executors.local import _Worker
-    from benchmark.grid import load_grid
-    from benchmark.worker import WorkerSetup
-
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    setup = WorkerSetup(grid=load_grid(str(write_grid(**GRID))), out=Path("unused"), tracking_uri="sqlite:///unused.db")
-    workers = [_Worker(slot, setup, gpu) for slot, gpu in enumerate(["3", "7"])]
+def _environments_of(workers: list) -> list[dict[str, str]]:
+    """The environment each pool worker process started with; the workers are stopped."""
     try:
-        environments = [
+        return [
             dict(
                 line.split("=", 1)
                 for line in Path(f"/proc/{w.process.pid}/environ").read_text().split("\0")
@@ -212,8 +206,35 @@ def test_pool_workers_are_pinned_to_one_gpu_each_through_cuda_visible_devices(wr
     finally:
         for worker in workers:
             worker.stop()
+
+
+def test_pool_workers_are_pinned_to_one_gpu_each_through_cuda_visible_devices(write_grid, monkeypatch):
+    from benchmark.executors.local import _Worker
+    from benchmark.grid import load_grid
+    from benchmark.worker import WorkerSetup
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    setup = WorkerSetup(grid=load_grid(str(write_grid(**GRID))), out=Path("unused"), tracking_uri="sqlite:///unused.db")
+    workers = [_Worker(slot, setup, gpu) for slot, gpu in enumerate(["3", "7"])]
+    environments = _environments_of(workers)
     assert [env.get("CUDA_VISIBLE_DEVICES") for env in environments] == ["3", "7"]
     assert "CUDA_VISIBLE_DEVICES" not in os.environ and all(not w.process.is_alive() for w in workers)
+
+
+def test_jobs_per_gpu_puts_that_many_workers_on_each_gpu(write_grid, monkeypatch):
+    from benchmark.executors import ExecutorOptions
+    from benchmark.executors.local import _Worker, pool_size, slot_gpu
+    from benchmark.grid import load_grid
+    from benchmark.worker import WorkerSetup
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    gpus = ["3", "7"]
+    size = pool_size(ExecutorOptions(jobs_per_gpu=2), gpus)
+    assert size == 4 and pool_size(ExecutorOptions(), gpus) == 2 and pool_size(ExecutorOptions(workers=3), gpus) == 3
+    setup = WorkerSetup(grid=load_grid(str(write_grid(**GRID))), out=Path("unused"), tracking_uri="sqlite:///unused.db")
+    workers = [_Worker(slot, setup, slot_gpu(slot, gpus)) for slot in range(size)]
+    environments = _environments_of(workers)
+    assert sorted(env.get("CUDA_VISIBLE_DEVICES") for env in environments) == ["3", "3", "7", "7"]
 
 
 def test_dataloader_workers_give_the_in_process_metrics(in_process, tmp_path):

@@ -29,6 +29,7 @@ class ExecutorOptions:
     """Command-line settings of the executors; each executor reads its own."""
 
     workers: int | None = None  # local: worker processes (default: one per visible GPU, else 1)
+    jobs_per_gpu: int | None = None  # local: worker processes per visible GPU (default 1; not with workers)
     gpus_per_job: int | None = None  # slurm, ray (default: 1 if the driver sees CUDA or --device asks for it, else 0)
     cpus_per_job: int | None = (
         None  # CPUs and torch threads per job: slurm (default 4), ray (default 1), local (default cores / workers)

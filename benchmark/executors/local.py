@@ -2,7 +2,7 @@
 
 Each pool worker is a spawned process that builds the run context once and then takes one job at a
 time; with GPUs, worker ``i`` sees only GPU ``i`` (mod the GPU count) through ``CUDA_VISIBLE_DEVICES``,
-so one job runs per GPU. A finetune cell is handed out as soon as its pretrain job is back. A worker
+so one job runs per GPU, or ``--jobs-per-gpu N`` (N workers per GPU) for small jobs that leave a large GPU idle. A finetune cell is handed out as soon as its pretrain job is back. A worker
 that dies (killed, out of memory) fails only the job it was running and is replaced.
 """
 
@@ -23,14 +23,12 @@ from benchmark.executors.dispatch import Dispatch, Dispatchable, Summary, lost_j
 from benchmark.planner import Plan
 from benchmark.tracking import Tracker
 from benchmark.worker import JobOutcome, WorkerSetup, run_job, run_job_in_worker, worker_context
-from ssl_medbench.core.errors import ConfigError
+from ssl_medbench.core.errors import ConfigError, UserError
 
 
 def execute(plan: Plan, setup: WorkerSetup, tracker: Tracker, options: ExecutorOptions) -> Summary:
     gpus = visible_gpus() if setup.device != "cpu" else []
-    workers = options.workers if options.workers is not None else max(1, len(gpus))
-    if workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    workers = pool_size(options, gpus)
     with Dispatch(plan, tracker, setup.grid.name) as dispatch:
         if workers == 1:
             _run_here(dispatch, dataclasses.replace(setup, threads=options.cpus_per_job))
@@ -38,6 +36,25 @@ def execute(plan: Plan, setup: WorkerSetup, tracker: Tracker, options: ExecutorO
             threads = options.cpus_per_job or (None if gpus else max(1, (os.cpu_count() or 1) // workers))
             _run_in_pool(dispatch, dataclasses.replace(setup, threads=threads), workers, gpus, tracker)
         return dispatch.summary
+
+
+def pool_size(options: ExecutorOptions, gpus: list[str]) -> int:
+    """Worker processes: ``--workers``, else ``--jobs-per-gpu`` (default 1) per visible GPU, else 1 (in this process)."""
+    if options.workers is not None:
+        if options.workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {options.workers}")
+        return options.workers
+    if options.jobs_per_gpu is not None and not gpus:
+        raise UserError(
+            f"--jobs-per-gpu {options.jobs_per_gpu}: this run sees no GPU (--device cpu, or no CUDA device); leave it "
+            "out, or give --workers for worker processes on the CPU"
+        )
+    return max(1, len(gpus) * (options.jobs_per_gpu or 1))
+
+
+def slot_gpu(slot: int, gpus: list[str]) -> str | None:
+    """The GPU of pool worker ``slot``: slots go round the GPUs, so N jobs per GPU put N workers on each."""
+    return gpus[slot % len(gpus)] if gpus else None
 
 
 def visible_gpus() -> list[str]:
@@ -127,7 +144,7 @@ def _run_in_pool(dispatch: Dispatch, setup: WorkerSetup, workers: int, gpus: lis
     )  # the driver shows the grid's bar; step bars of parallel jobs would interleave
 
     def start(slot: int) -> _Worker:
-        return _Worker(slot, setup, gpus[slot % len(gpus)] if gpus else None)
+        return _Worker(slot, setup, slot_gpu(slot, gpus))
 
     pool = [start(slot) for slot in range(workers)]
     queue: deque[Dispatchable] = deque(dispatch.first_wave())
