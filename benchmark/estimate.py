@@ -229,7 +229,7 @@ class Calibration:
 
     def __init__(self, path: Path, grid: GridConfig, device: torch.device):
         self.path, self.grid, self.device = path, grid, device
-        self.seconds: dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
+        self.seconds: dict[str, float] = _read_cache(path)
         #: networks whose calibration raised, and why (not cached: a fixed plugin is timed next time)
         self.failed: dict[str, str] = {}
         self.used = False
@@ -304,6 +304,21 @@ class Calibration:
         return _seconds_per_step(
             model, plain, _surrogate_loss, network, grid, device, model.encoder if frozen else None
         )
+
+
+def _read_cache(path: Path) -> dict[str, float]:
+    """The cached seconds per step in ``path``; none if it is missing, or unreadable (then it is timed again and
+    rewritten, with a note)."""
+    if not path.is_file():
+        return {}
+    try:
+        cached = json.loads(path.read_text())
+        if isinstance(cached, dict) and all(isinstance(value, (int, float)) for value in cached.values()):
+            return cached
+    except (OSError, ValueError):
+        pass
+    print(f"note: {path} is not a calibration this suite wrote; timing the networks again and rewriting it")
+    return {}
 
 
 def _pretrain_side(grid: GridConfig, job: PretrainJob) -> int | None:

@@ -152,3 +152,15 @@ def test_a_defect_of_the_estimate_is_one_warning_and_the_grid_goes_on(write_grid
     assert (
         "warning: no cost estimate (ZeroDivisionError: division by zero); please report it" in capsys.readouterr().out
     )
+
+
+def test_an_unreadable_calibration_cache_is_timed_again_and_rewritten(write_grid, tmp_path, capsys):
+    grid, out = write_grid(initialisations=["random"], fractions=[1.0]), tmp_path / "out"
+    cache = out / "calibration" / f"{estimate_module.device_label(torch.device('cpu'))}.json"
+    cache.parent.mkdir(parents=True)
+    cache.write_text("{not json")
+    assert main(["run", "--grid", str(grid), "--out", str(out), "--dry-run", "--no-progress"]) == 0
+    assert (
+        "is not a calibration this suite wrote; timing the networks again and rewriting it" in capsys.readouterr().out
+    )
+    assert len(json.loads(cache.read_text())) == 1  # the segmentation network, timed again
