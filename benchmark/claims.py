@@ -31,7 +31,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,9 +114,14 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
+def finished_runs(runs: list[Run]) -> list[Run]:
+    """The FINISHED runs that were not superseded: a job's results."""
+    return [run for run in runs if run.info.status == "FINISHED" and Tag.SUPERSEDED not in run.data.tags]
+
+
 def examine(runs: list[Run], policy: ClaimPolicy, now_s: float) -> tuple[JobTaken | None, list[Run]]:
     """What the runs of one job key say: why this driver must not run it (None: it may), and the stale runs to close."""
-    finished = [run for run in runs if run.info.status == "FINISHED" and Tag.SUPERSEDED not in run.data.tags]
+    finished = finished_runs(runs)
     if finished:
         return JobTaken(FINISHED, finished[0]), []
     running = [run for run in runs if run.info.status == "RUNNING"]
@@ -139,6 +144,13 @@ def lock_file_of(tracking_uri: str) -> Path | None:
     """The claim lock file of a SQLite store (None for other stores)."""
     database = sqlite_path(tracking_uri)
     return database.with_name(database.name + ".claims.lock") if database is not None else None
+
+
+def store_lock(tracking_uri: str) -> AbstractContextManager[None]:
+    """The lock file of a SQLite store, held for the block (claims, and creating the store's tables); nothing to
+    hold for other stores."""
+    lock = lock_file_of(tracking_uri)
+    return file_lock(lock) if lock is not None else nullcontext()
 
 
 class Claims:
@@ -185,15 +197,14 @@ class Claims:
             raise JobTaken(BUSY, run)
         time.sleep(SETTLE_SECONDS)
         now = time.time()
-        others = [run for run in self.runs(key) if run.info.run_id != run_id]
-        finished = [run for run in others if run.info.status == "FINISHED" and Tag.SUPERSEDED not in run.data.tags]
-        own = self.client.get_run(run_id)
+        others = [other for other in self.runs(key) if other.info.run_id != run_id]
+        finished = finished_runs(others)
         older = [
-            run
-            for run in others
-            if run.info.status == "RUNNING"
-            and holder_alive(run, self.policy, now)
-            and (run.info.start_time, run.info.run_id) < (own.info.start_time, run_id)
+            other
+            for other in others
+            if other.info.status == "RUNNING"
+            and holder_alive(other, self.policy, now)
+            and (other.info.start_time, other.info.run_id) < (run.info.start_time, run_id)
         ]
         if finished or older:
             self.client.delete_run(run_id)

@@ -12,7 +12,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -378,8 +378,8 @@ def _run(args: argparse.Namespace) -> int:
     _check_run_options(args)
     grid = load_grid(args.grid, args.overrides)
     device = _check_device(args.device)
-    if args.executor == "local":
-        _check_pool(args, device)
+    # jobs at once, for the estimate (a Ray cluster's size is not known here); the pool checked before any data work
+    slots = {"local": _local_pool_size(args, device), "slurm": args.slurm_max_concurrent}.get(args.executor)
     set_deterministic(args.deterministic)
     out = args.out.resolve()
     datasets = {name: DATASETS.get(grid.dataset_type(name))(grid.dataset_config(name), out) for name in grid.datasets}
@@ -388,7 +388,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         plan = plan_grid(grid, {name: f"{name}: not prepared (dry run)" for name in datasets})
         print(plan.describe(grid, str(device)))
-        _estimate_cost(plan, grid, datasets, device, args, tracking_uri)
+        _estimate_cost(plan, grid, datasets, device, args, tracking_uri, slots)
         return 0
 
     from benchmark.claims import ClaimPolicy
@@ -410,7 +410,7 @@ def _run(args: argparse.Namespace) -> int:
     versions = {name: f"{datasets[name].content_hash()}/{datasets[name].split().test_hash()}" for name in used}
     plan = plan_grid(grid, versions)
     print(plan.describe(grid, str(device)))
-    _estimate_cost(plan, grid, datasets, device, args, tracking_uri)
+    _estimate_cost(plan, grid, datasets, device, args, tracking_uri, slots)
     if args.executor != "local" and tracking_uri.startswith("sqlite"):
         print(
             f"note: --executor {args.executor} with the SQLite store {tracking_uri}: every job must reach this file, and SQLite "
@@ -459,18 +459,16 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
-def _estimate_cost(plan, grid, datasets, device: torch.device, args: argparse.Namespace, tracking_uri: str) -> None:
-    """Print the plan's estimated cost (:mod:`benchmark.estimate`); above 2 hours on a CPU, say so, and on a
-    terminal ask to go on unless ``--yes`` (a batch job or CI, without a terminal, never waits for an answer)."""
+def _estimate_cost(
+    plan, grid, datasets, device: torch.device, args: argparse.Namespace, tracking_uri: str, slots: int | None
+) -> None:
+    """Print the plan's estimated cost (:mod:`benchmark.estimate`) on ``slots`` jobs at once; above 2 hours on a CPU,
+    say so, and on a terminal ask to go on unless ``--yes`` (a batch job or CI, without a terminal, never waits)."""
     from benchmark.estimate import LONG_RUN_HOURS, estimate
 
-    local = args.workers or max(1, _local_gpus(device) * (args.jobs_per_gpu or 1))
-    slots = {"local": local, "slurm": args.slurm_max_concurrent}
     runs = _stored_runs(tracking_uri, grid.name)
     try:
-        cost = estimate(
-            plan, grid, datasets, device, runs, args.out.resolve() / "calibration", slots.get(args.executor)
-        )
+        cost = estimate(plan, grid, datasets, device, runs, args.out.resolve() / "calibration", slots)
     except UserError:
         raise
     except Exception as error:  # a defect of the estimate: it advises, so the grid goes on, and says so
@@ -490,22 +488,15 @@ def _estimate_cost(plan, grid, datasets, device: torch.device, args: argparse.Na
         raise UserError("not started; pass --yes to run a long grid here without being asked")
 
 
-def _check_pool(args: argparse.Namespace, device: torch.device) -> None:
-    """The local pool's options against the GPUs this run sees, before any data is prepared."""
+def _local_pool_size(args: argparse.Namespace, device: torch.device) -> int:
+    """The local executor's worker processes on the GPUs this run sees; UserError for options they cannot serve."""
     from benchmark.executors import ExecutorOptions
     from benchmark.executors.local import pool_size, visible_gpus
 
-    pool_size(
+    return pool_size(
         ExecutorOptions(workers=args.workers, jobs_per_gpu=args.jobs_per_gpu),
         visible_gpus() if device.type == "cuda" else [],
     )
-
-
-def _local_gpus(device: torch.device) -> int:
-    """GPUs the local executor would use one worker each on (none on a CPU run)."""
-    from benchmark.executors.local import visible_gpus
-
-    return len(visible_gpus()) if device.type == "cuda" else 0
 
 
 def _stored_runs(tracking_uri: str, grid_name: str):
@@ -513,10 +504,9 @@ def _stored_runs(tracking_uri: str, grid_name: str):
     import pandas as pd
     from mlflow.tracking import MlflowClient
 
-    from benchmark.claims import lock_file_of
+    from benchmark.claims import store_lock
     from benchmark.store import check_store
     from benchmark.tracking import experiment_name
-    from ssl_medbench.core.file_lock import file_lock
     from ssl_medbench.core.store_uri import sqlite_path
     from ssl_medbench.reports.runs import load_runs
 
@@ -524,9 +514,8 @@ def _stored_runs(tracking_uri: str, grid_name: str):
     if database is not None and not (database.is_file() and database.stat().st_size > 0):
         return pd.DataFrame()
     check_store(tracking_uri)
-    lock = lock_file_of(tracking_uri)
     with _store_reachable(tracking_uri):
-        with file_lock(lock) if lock is not None else nullcontext():  # a store being created: see Tracker
+        with store_lock(tracking_uri):  # a store being created: see Tracker
             MlflowClient(tracking_uri)
         try:
             return load_runs(tracking_uri, experiment_name(grid_name))

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from benchmark.grid import FROZEN, KNN, GridConfig, TrainConfig
+from benchmark.jobs import KNN_BATCH
 from benchmark.planner import FinetuneCell, Plan, PretrainJob
 from benchmark.preflight import PLACEHOLDER_CLASSES, downstream_side
 from benchmark.training import train
@@ -53,8 +54,6 @@ from ssl_medbench.pretext_tasks.base import PretextNetwork, PretextTask
 #: take seconds a step on a CPU: one is timed), or MAX_TIMED_STEPS.
 CALIBRATION_SECONDS = 0.5
 MAX_TIMED_STEPS = 10
-#: Images per knn bank batch (as :data:`benchmark.jobs.KNN_BATCH`).
-KNN_IMAGES = 64
 #: Compute hours on a CPU above which ``run`` warns and, on a terminal, asks to go on.
 LONG_RUN_HOURS = 2.0
 
@@ -183,13 +182,16 @@ def _signature(job: PretrainJob | FinetuneCell) -> tuple[str, str, str, str]:
     return Kind.FINETUNE, job.initialisation, job.downstream_task, job.protocol
 
 
+def _results(runs: pd.DataFrame) -> pd.DataFrame:
+    """The FINISHED runs that were not superseded (as :func:`benchmark.claims.finished_runs`, on a table)."""
+    finished = runs[runs["status"] == "FINISHED"]
+    return finished[finished[Tag.SUPERSEDED].isna()] if Tag.SUPERSEDED in finished else finished
+
+
 def _finished_keys(runs: pd.DataFrame) -> set[str]:
     if runs.empty or Tag.JOB_KEY not in runs:
         return set()
-    finished = runs["status"] == "FINISHED"
-    if Tag.SUPERSEDED in runs:
-        finished &= runs[Tag.SUPERSEDED].isna()
-    return set(runs.loc[finished, Tag.JOB_KEY].dropna())
+    return set(_results(runs)[Tag.JOB_KEY].dropna())
 
 
 def _store_durations(runs: pd.DataFrame) -> dict[tuple[str, ...], float]:
@@ -197,9 +199,7 @@ def _store_durations(runs: pd.DataFrame) -> dict[tuple[str, ...], float]:
     device type)."""
     if runs.empty or Tag.KIND not in runs:
         return {}
-    finished = runs[runs["status"] == "FINISHED"]
-    if Tag.SUPERSEDED in finished:
-        finished = finished[finished[Tag.SUPERSEDED].isna()]
+    finished = _results(runs)
     # utc=True: an end-time column without a time (only unfinished runs) reads back tz-naive
     seconds = (
         pd.to_datetime(finished["end_time"], utc=True) - pd.to_datetime(finished["start_time"], utc=True)
@@ -254,7 +254,7 @@ class Calibration:
             role, config = f"{job.protocol}:{job.downstream_task}", grid.downstream_config(job.downstream_task)
         if side is None:
             return None, "their images' size is read from the data"
-        batch = KNN_IMAGES if role.startswith(KNN) else schedule.batch_size
+        batch = KNN_BATCH if role.startswith(KNN) else schedule.batch_size
         blob = json.dumps([asdict(grid.encoder), asdict(config), asdict(grid.runtime)], sort_keys=True, default=str)
         network = Network(role, channels, side, batch, blob)
         key = network.cache_key()

@@ -15,12 +15,11 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ssl_medbench.core.errors import TrackingUnavailable
-from ssl_medbench.core.file_lock import file_lock
 from ssl_medbench.core.run_tags import Artifact, Kind, Tag
 
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
@@ -39,7 +38,7 @@ from mlflow.entities import Run, RunStatus  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from benchmark.claims import BUSY, ClaimPolicy, Claims, JobTaken, lock_file_of  # noqa: E402
+from benchmark.claims import BUSY, ClaimPolicy, Claims, JobTaken, finished_runs, store_lock  # noqa: E402
 from benchmark.store import follow_moved_folder  # noqa: E402
 
 #: Artifacts without which a FINISHED run of each kind is not reused (pretrain weights are also checked against their manifest).
@@ -65,6 +64,14 @@ def experiment_name(grid_name: str) -> str:
 def describe_error(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
+
+
+def store_lost(tracking_uri: str, during: str, error: BaseException) -> TrackingUnavailable:
+    """The grid-ending error of a tracking store lost ``during`` something (a job, a look at one)."""
+    return TrackingUnavailable(
+        f"lost the MLflow tracking store {tracking_uri} during {during}: {describe_error(error)}; "
+        "finished jobs are kept, run the same command again when the store is back"
+    )
 
 
 #: Exception type names (anywhere in the cause chain) that mean the tracking store itself failed, not the job.
@@ -108,8 +115,7 @@ class Tracker:
     ):
         self.tracking_uri = tracking_uri
         mlflow.set_tracking_uri(tracking_uri)
-        lock = lock_file_of(tracking_uri)
-        with file_lock(lock) if lock is not None else nullcontext():  # two drivers creating one store would race
+        with store_lock(tracking_uri):  # two drivers creating one store would race in its table creation
             try:
                 self.client = MlflowClient(tracking_uri)
                 existing = self.client.get_experiment_by_name(experiment)
@@ -136,13 +142,9 @@ class Tracker:
                 raise
             return existing.experiment_id
 
-    def runs_with_key(self, key: str, status: str | None = None) -> list[Run]:
-        query = f"tags.{Tag.JOB_KEY} = '{key}'" + (f" and attributes.status = '{status}'" if status else "")
-        return list(self.client.search_runs([self.experiment_id], filter_string=query, max_results=1000))
-
     def finished_run(self, key: str) -> Run | None:
         """The newest FINISHED run of ``key`` that was not superseded."""
-        runs = [run for run in self.runs_with_key(key, "FINISHED") if Tag.SUPERSEDED not in run.data.tags]
+        runs = finished_runs(self.claims.runs(key))
         return runs[0] if runs else None
 
     def reuse_problem(self, run: Run) -> str | None:

@@ -18,8 +18,8 @@ from benchmark.claims import BUSY, FINISHED, ClaimPolicy, JobTaken
 from benchmark.grid import GridConfig
 from benchmark.jobs import RunContext, run_finetune, run_pretrain
 from benchmark.planner import FinetuneCell, PretrainJob
-from benchmark.tracking import describe_error, is_tracking_outage
-from ssl_medbench.core.errors import StorageError, TrackingUnavailable, UserError
+from benchmark.tracking import is_tracking_outage, store_lost
+from ssl_medbench.core.errors import StorageError, UserError
 
 Job = PretrainJob | FinetuneCell
 
@@ -81,11 +81,8 @@ def run_job(ctx: RunContext, job: Job, pretrain_run_id: str | None = None) -> Jo
         if storage is not None:
             return JobOutcome(job.name, job.key, "fatal", message=str(storage), fatal_error=StorageError(str(storage)))
         if is_tracking_outage(error):
-            message = (
-                f"lost the MLflow tracking store {ctx.tracker.tracking_uri} during {job.name}: {describe_error(error)}; "
-                "finished jobs are kept, run the same command again when the store is back"
-            )
-            return JobOutcome(job.name, job.key, "fatal", message=message, fatal_error=TrackingUnavailable(message))
+            lost = store_lost(ctx.tracker.tracking_uri, job.name, error)
+            return JobOutcome(job.name, job.key, "fatal", message=str(lost), fatal_error=lost)
         return JobOutcome(job.name, job.key, "failed", message=f"{type(error).__name__}: {error}")
     return JobOutcome(job.name, job.key, "finished", run_id=run_id)
 

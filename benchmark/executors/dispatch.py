@@ -21,9 +21,8 @@ from tqdm.auto import tqdm
 
 from benchmark.claims import BUSY, JobTaken, examine
 from benchmark.planner import FinetuneCell, Plan, PretrainJob
-from benchmark.tracking import Tracker, describe_error, is_tracking_outage
+from benchmark.tracking import Tracker, is_tracking_outage, store_lost
 from benchmark.worker import Job, JobOutcome, taken_outcome
-from ssl_medbench.core.errors import TrackingUnavailable
 from ssl_medbench.core.progress import progress_bar
 
 #: A job and the run id of the pretrain job it starts from (None: none, or let the worker look it up).
@@ -94,6 +93,7 @@ class Dispatch:
         self.summary = Summary()
         self.jobs = {job.key: job for job in jobs}
         self.claims = tracker.claims
+        self.tracking_uri = tracker.tracking_uri
         self.retry_s = tracker.claims.policy.retry_s
         #: jobs another driver holds, with the time (monotonic) to hand them out again
         self.deferred: list[tuple[float, Job]] = []
@@ -170,10 +170,7 @@ class Dispatch:
             taken, _ = examine(self.claims.runs(job.key), self.claims.policy, time.time())
         except Exception as error:
             if is_tracking_outage(error):
-                raise TrackingUnavailable(
-                    f"lost the MLflow tracking store while looking at {job.name}: {describe_error(error)}; "
-                    "finished jobs are kept, run the same command again when the store is back"
-                ) from None
+                raise store_lost(self.tracking_uri, f"a look at {job.name}", error) from None
             raise
         return taken
 

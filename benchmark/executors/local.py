@@ -2,8 +2,9 @@
 
 Each pool worker is a spawned process that builds the run context once and then takes one job at a
 time; with GPUs, worker ``i`` sees only GPU ``i`` (mod the GPU count) through ``CUDA_VISIBLE_DEVICES``,
-so one job runs per GPU, or ``--jobs-per-gpu N`` (N workers per GPU) for small jobs that leave a large GPU idle. A finetune cell is handed out as soon as its pretrain job is back. A worker
-that dies (killed, out of memory) fails only the job it was running and is replaced.
+so one job runs per GPU, or ``--jobs-per-gpu N`` (N workers per GPU) for small jobs that leave a large GPU
+idle. A finetune cell is handed out as soon as its pretrain job is back. A worker that dies (killed, out of
+memory) fails only the job it was running and is replaced.
 """
 
 from __future__ import annotations
