@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -193,16 +194,18 @@ def test_a_dead_worker_fails_only_its_job_and_is_replaced(faulty_plugins, write_
 
 
 def _environments_of(workers: list) -> list[dict[str, str]]:
-    """The environment each pool worker process started with; the workers are stopped."""
+    """The environment each pool worker process started with; the workers are stopped. Read once the process runs
+    the spawned interpreter: between fork and exec, /proc shows the parent's original environment instead."""
     try:
-        return [
-            dict(
-                line.split("=", 1)
-                for line in Path(f"/proc/{w.process.pid}/environ").read_text().split("\0")
-                if "=" in line
-            )
-            for w in workers
-        ]
+        environments = []
+        for worker in workers:
+            proc = Path(f"/proc/{worker.process.pid}")
+            deadline = time.monotonic() + 60
+            while b"spawn_main" not in (proc / "cmdline").read_bytes() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            lines = (proc / "environ").read_text().split("\0")
+            environments.append(dict(line.split("=", 1) for line in lines if "=" in line))
+        return environments
     finally:
         for worker in workers:
             worker.stop()
