@@ -80,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--dry-run", action="store_true", help="print the plan and its estimated cost, and exit")
     run.add_argument(
+        "--prep-workers",
+        type=_int_in(1, 1024),
+        metavar="N",
+        help="processes that generate phantoms and decode data into the cache (default: the cores available)",
+    )
+    run.add_argument(
         "--yes",
         action="store_true",
         help="run a grid estimated to take more than 2 hours on a CPU without asking (only a terminal is asked)",
@@ -370,11 +376,13 @@ def _run(args: argparse.Namespace) -> int:
     from benchmark.planner import check_label_budgets, plan_grid
     from benchmark.preflight import check_native_views, check_networks
     from benchmark.tracking import default_tracking_uri
+    from ssl_medbench.core.parallel import available_cores, set_preparation_workers
     from ssl_medbench.core.progress import enable_progress
     from ssl_medbench.datasets import DATASETS
 
     started = time.perf_counter()
     enable_progress(not args.no_progress)
+    set_preparation_workers(args.prep_workers or available_cores())
     _check_run_options(args)
     grid = load_grid(args.grid, args.overrides)
     device = _check_device(args.device)

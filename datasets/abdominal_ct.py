@@ -19,21 +19,22 @@ one file reached from two cases and two cases with identical images.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from abc import abstractmethod
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from ssl_medbench.core.config_fields import folder_path, user_path
 from ssl_medbench.core.errors import DataError
+from ssl_medbench.core.parallel import map_in_processes
 from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.base import Volume
-from ssl_medbench.datasets.cached import CachedDataset, CachedVolume
+from ssl_medbench.datasets.cached import CachedDataset, CachedVolume, cache_key
 from ssl_medbench.datasets.file_hashes import DuplicateGuard, FileHashes
 from ssl_medbench.datasets.nifti import check_same_grid, read_array
 from ssl_medbench.datasets.preprocessing import checked_image, checked_labels
@@ -136,7 +137,7 @@ class AbdominalCT(CachedDataset["_CachedCase"]):
         settings = json.dumps({"ids": ids, "window": [self.config.window_min, self.config.window_max]})
         hashes = FileHashes(self.workdir / "cache" / "file_hashes.json")
         duplicates = DuplicateGuard(self.root)
-        cached, lines = {}, [settings]
+        cached, lines, stale = {}, [settings], []
         try:
             with progress_bar(total=len(cases), desc=f"checking {self.root.name}", unit="subject") as bar:
                 for case in cases:
@@ -145,16 +146,19 @@ class AbdominalCT(CachedDataset["_CachedCase"]):
                     duplicates.add(case.subject_id, case.image, digests[0])
                     duplicates.add(case.subject_id, case.label)
                     lines.append(f"{case.subject_id}:{':'.join(digests)}")
-                    key = hashlib.sha256(json.dumps([settings, digests]).encode()).hexdigest()[:16]
+                    key = cache_key(settings, digests)
                     entry = _CachedCase(
                         self.workdir / "cache" / "preprocessed" / self.layout / f"{case.subject_id}-{key}", spacing
                     )
                     if not entry.intact():
-                        entry.write(case, ids, known, self.config.window_min, self.config.window_max)
+                        stale.append((entry, case))
                     cached[case.subject_id] = entry
                     bar.update(1)
         finally:
             hashes.save()
+        window = (self.config.window_min, self.config.window_max)
+        with progress_bar(total=len(stale), desc=f"decoding {self.root.name}", unit="subject") as bar:
+            map_in_processes(partial(_write_entry, ids, known, window), stale, bar)
         self._prepared(cached, lines)
         self._check_organs_present()
 
@@ -173,6 +177,13 @@ class AbdominalCT(CachedDataset["_CachedCase"]):
 
     def load(self, subject_id: str) -> Volume:
         return self._require_prepared()[subject_id].volume(subject_id)
+
+
+def _write_entry(
+    organ_ids: list[int], known_ids: set[int], window: tuple[float, float], stale: tuple[_CachedCase, CasePaths]
+) -> None:
+    entry, case = stale
+    entry.write(case, organ_ids, known_ids, *window)
 
 
 def _is_junk(path: Path) -> bool:
@@ -292,4 +303,4 @@ class _CachedCase(CachedVolume):
         labels = np.zeros(stored.shape, np.uint8)
         for canonical, stored_id in enumerate(organ_ids, start=1):
             labels[stored == stored_id] = canonical
-        self.save(images=image[None].astype(np.float32), labels=labels)
+        self.save_volume(image[None].astype(np.float32), labels)

@@ -18,6 +18,9 @@ class Volume:
 
     ``images``: float32 (channels, x, y, z), normalised per subject; ``labels``: uint8 (x, y, z) in
     the dataset's canonical classes (0 = background); ``spacing``: mm per voxel along x, y, z.
+    Both are arrays or, read from the preprocessing cache, array-likes
+    (:class:`~ssl_medbench.datasets.compact_layout.StoredArray`) with ``shape``, ``dtype``, integer and slice
+    indexing (reading only that region) and ``np.asarray`` (the whole array).
     2D image datasets stack one subject's images along z and give each image's class in
     ``slice_classes`` (z,), with all-zero ``labels``.
     """

@@ -11,14 +11,12 @@ In memory, labels are canonical classes: 0 background, 1 necrotic core, 2 edema,
 Regions (BraTS convention): whole tumour = {1, 2, 3}, tumour core = {1, 3}, enhancing = {3}.
 Arrays are reoriented to the closest canonical (RAS+) axes, so slices along the last axis are axial.
 Each modality is z-score normalised inside the brain mask (voxels where any modality is non-zero)
-and set to 0 outside it. Decoded, normalised subjects are cached as ``.npy`` under the run folder
-and read back memory-mapped.
+and set to 0 outside it. Decoded, normalised subjects are cached under the run folder in the compact layout (cropped to the brain,
+slice-major, lossless 16-bit codes: :mod:`.compact_layout`) and read back memory-mapped.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +25,11 @@ import numpy as np
 
 from ssl_medbench.core.config_fields import folder_path, user_path
 from ssl_medbench.core.errors import DataError
+from ssl_medbench.core.parallel import map_in_processes
 from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.base import Volume
-from ssl_medbench.datasets.cached import CachedDataset, CachedVolume
+from ssl_medbench.datasets.cached import CachedDataset, CachedVolume, cache_key
 from ssl_medbench.datasets.file_hashes import DuplicateGuard, FileHashes
 from ssl_medbench.datasets.nifti import check_same_grid, read_array
 from ssl_medbench.datasets.phantom_generators.brats import PhantomSpec
@@ -161,8 +160,9 @@ class BratsFolder(CachedDataset["_CachedSubject"]):
 
         Hidden entries are ignored; a subject folder reached twice (a symlink), a file shared by two subjects or
         an image identical to another subject's (a copy) is a DataError naming both subjects. A subject is decoded
-        once: that catches truncated files and labels outside the convention, and writes
-        ``<subject>-<digest>_{images,labels}.npy``. The digest covers its five files, so a changed file re-caches
+        once, in the preparation workers (:mod:`ssl_medbench.core.parallel`) after every subject was checked: that
+        catches truncated files and labels outside the convention, and writes
+        ``<subject>-<digest>_{images,palette,labels}.npy``. The digest covers its five files, so a changed file re-caches
         that subject alone; a cache entry that no longer matches its record is decoded again.
         """
         root = self.root
@@ -176,7 +176,7 @@ class BratsFolder(CachedDataset["_CachedSubject"]):
             duplicates.add(folder.name, folder)
         subjects = [find_subject_files(folder) for folder in folders]
         hashes = FileHashes(self.workdir / "cache" / "file_hashes.json")
-        cached, lines = {}, []
+        cached, lines, stale = {}, [], []
         try:
             with progress_bar(total=len(subjects), desc=f"checking {root.name}", unit="subject") as bar:
                 for subject in subjects:
@@ -187,14 +187,16 @@ class BratsFolder(CachedDataset["_CachedSubject"]):
                     lines += [
                         f"{subject.subject_id}/{subject.files[kind].name}:{digest}" for kind, digest in digests.items()
                     ]
-                    key = hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()[:16]
+                    key = cache_key(digests)
                     entry = _CachedSubject(self.cache_folder / f"{subject.subject_id}-{key}", spacing)
                     if not entry.intact():
-                        entry.write(subject)
+                        stale.append((entry, subject))
                     cached[subject.subject_id] = entry
                     bar.update(1)
         finally:
             hashes.save()
+        with progress_bar(total=len(stale), desc=f"decoding {root.name}", unit="subject") as bar:
+            map_in_processes(_write_entry, stale, bar)
         self._prepared(cached, lines)
 
     def split(self) -> Split:
@@ -202,6 +204,11 @@ class BratsFolder(CachedDataset["_CachedSubject"]):
 
     def load(self, subject_id: str) -> Volume:
         return self._require_prepared()[subject_id].volume(subject_id)
+
+
+def _write_entry(stale: tuple[_CachedSubject, SubjectFiles]) -> None:
+    entry, subject = stale
+    entry.write(subject)
 
 
 def _check_geometry(subject: SubjectFiles) -> tuple[float, float, float]:
@@ -216,7 +223,7 @@ class _CachedSubject(CachedVolume):
     def write(self, subject: SubjectFiles) -> None:
         """Decode, normalise and save; each file written atomically."""
         images, labels = decode_subject(subject)
-        self.save(images=images, labels=labels)
+        self.save_volume(images, labels)
 
 
 def decode_subject(subject: SubjectFiles) -> tuple[np.ndarray, np.ndarray]:

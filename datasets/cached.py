@@ -23,10 +23,25 @@ from tqdm.auto import tqdm
 
 from ssl_medbench.core.atomic import atomic_path
 from ssl_medbench.datasets.base import Dataset, Volume
+from ssl_medbench.datasets.compact_layout import (
+    LAYOUT_VERSION,
+    Crop,
+    StoredArray,
+    encode_images,
+    encode_labels,
+    foreground_crop,
+    map_npy,
+)
 from ssl_medbench.datasets.file_hashes import file_sha256
 from ssl_medbench.datasets.preprocessing import save_npy
 
 Entry = TypeVar("Entry")
+
+
+def cache_key(*parts: object) -> str:
+    """The 16 hex digits naming a subject's cache entry: a digest of ``parts`` (its files' digests and the settings
+    that shape its arrays) and of :data:`LAYOUT_VERSION`, so an entry of an earlier layout is rebuilt, not misread."""
+    return hashlib.sha256(json.dumps([LAYOUT_VERSION, *parts], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def npy_path(stem: Path, kind: str) -> Path:
@@ -90,10 +105,10 @@ class CacheEntry:
     def record(self) -> Path:
         return self.stem.with_name(f"{self.stem.name}.json")
 
-    def save(self, **arrays: np.ndarray) -> None:
-        """Write each array atomically, then the record of their sizes and digests."""
+    def save(self, layout: dict | None = None, **arrays: np.ndarray) -> None:
+        """Write each array atomically, then the record of their sizes and digests (and ``layout``, if given)."""
         self.stem.parent.mkdir(parents=True, exist_ok=True)
-        record = {}
+        record = {} if layout is None else {"layout": layout}
         for kind in self.kinds:
             path = self.path(kind)
             save_npy(path, arrays[kind])
@@ -142,8 +157,11 @@ class CacheEntry:
 
 @dataclass(frozen=True)
 class CachedVolume(CacheEntry):
-    """A subject's images (C, x, y, z) and labels (x, y, z) as ``<stem>_images.npy`` and ``<stem>_labels.npy``."""
+    """A subject's images (C, x, y, z) and labels (x, y, z) in the compact layout (:mod:`.compact_layout`):
+    ``<stem>_images.npy`` (z, C, x', y') codes, ``<stem>_palette.npy`` their values, ``<stem>_labels.npy`` (z, x', y'),
+    cropped to the foreground; the record holds the crop."""
 
+    kinds: ClassVar[tuple[str, ...]] = ("images", "palette", "labels")
     spacing: tuple[float, float, float]
 
     @property
@@ -154,8 +172,31 @@ class CachedVolume(CacheEntry):
     def labels(self) -> Path:
         return self.path("labels")
 
+    def intact(self) -> bool:
+        """As :meth:`CacheEntry.intact`, and the record is of this layout (:data:`LAYOUT_VERSION`)."""
+        if not super().intact():
+            return False
+        layout = json.loads(self.record.read_text()).get("layout")
+        if isinstance(layout, dict) and layout.get("version") == LAYOUT_VERSION:
+            return True
+        _note(self.record, f"cache record not of layout version {LAYOUT_VERSION}")
+        return False
+
+    def save_volume(self, images: np.ndarray, labels: np.ndarray) -> None:
+        """Crop ``images`` (C, x, y, z) float32 and ``labels`` (x, y, z) uint8 to their foreground, encode and write them."""
+        crop, box = foreground_crop(images, labels)
+        codes, palette = encode_images(images[(slice(None), *box)])
+        layout = {"version": LAYOUT_VERSION, **crop.to_record(), "encoding": "palette" if palette.size else "float32"}
+        self.save(layout, images=codes, palette=palette, labels=encode_labels(labels[box]))
+
     def volume(self, subject_id: str) -> Volume:
-        """The cached arrays, memory-mapped."""
+        """The cached arrays, memory-mapped, in the original geometry."""
+        crop = Crop.from_record(json.loads(self.record.read_text())["layout"])
+        images, image_file = map_npy(self.images)
+        labels, label_file = map_npy(self.labels)
         return Volume(
-            subject_id, np.load(self.images, mmap_mode="r"), np.load(self.labels, mmap_mode="r"), self.spacing
+            subject_id,
+            StoredArray(images, crop, np.load(self.path("palette")), image_file),
+            StoredArray(labels, crop, mapping=label_file),
+            self.spacing,
         )

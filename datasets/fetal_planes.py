@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -30,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ssl_medbench.core.config_fields import folder_path, user_path
 from ssl_medbench.core.errors import DataError
+from ssl_medbench.core.parallel import map_in_processes
 from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.base import Volume
@@ -149,7 +151,7 @@ class FetalPlanesFolder(CachedDataset["_CachedPatient"]):
         hashes = FileHashes(self.workdir / "cache" / "file_hashes.json")
         duplicates = DuplicateGuard(root)
         lines = [f"{CSV_NAME}:{hashes.sha256(csv_path)}"]
-        patients = {}
+        patients, stale = {}, []
         settings = json.dumps({"image_size": self.config.image_size, "refine": self.config.refine_brain_planes})
         try:
             groups = list(table.groupby("Patient_num", sort=True))
@@ -172,11 +174,13 @@ class FetalPlanesFolder(CachedDataset["_CachedPatient"]):
                         rows["Train"].iloc[0] == "1",
                     )
                     if not entry.intact():
-                        entry.write(paths, rows["class"].to_numpy(), self.config.image_size)
+                        stale.append((entry, paths, rows["class"].to_numpy()))
                     patients[subject] = entry
                     bar.update(1)
         finally:
             hashes.save()
+        with progress_bar(total=len(stale), desc=f"decoding {root.name}", unit="patient") as bar:
+            map_in_processes(partial(_write_entry, self.config.image_size), stale, bar)
         self._prepared(patients, [settings, *lines])
 
     def split(self) -> Split:
@@ -198,6 +202,11 @@ class FetalPlanesFolder(CachedDataset["_CachedPatient"]):
         entry = self._require_prepared()[subject_id]
         images = np.load(entry.images, mmap_mode="r")
         return Volume(subject_id, images, np.zeros(images.shape[1:], np.uint8), (1.0, 1.0, 1.0), np.load(entry.classes))
+
+
+def _write_entry(size: int, stale: tuple[_CachedPatient, list[Path], np.ndarray]) -> None:
+    entry, paths, classes = stale
+    entry.write(paths, classes, size)
 
 
 @dataclass(frozen=True)

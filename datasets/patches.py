@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ssl_medbench.datasets.base import Volume
+from ssl_medbench.datasets.compact_layout import StoredArray, read_axial_patch
 
 _MAX_FOREGROUND_POINTS = 50_000
 
@@ -75,26 +76,44 @@ class PatchSampler:
             int(indexed.brain_slices[index]),
         )
 
-    def _extract(self, indexed: _IndexedVolume, centre: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def _extract(
+        self, indexed: _IndexedVolume, centre: tuple[int, int, int], images_out: np.ndarray, labels_out: np.ndarray
+    ) -> None:
+        """Write the patch around ``centre`` into ``images_out`` (C, P, P) and ``labels_out`` (P, P), both zeros."""
         size = self.patch_size
         images, labels = indexed.volume.images, indexed.volume.labels
         x, y, z = centre
-        patch_images = np.zeros((self.channels, size, size), np.float32)
-        patch_labels = np.zeros((size, size), np.int64)
         corners = []
         for position, extent in ((x, images.shape[1]), (y, images.shape[2])):
             start = min(max(position - size // 2, 0), max(extent - size, 0))
-            corners.append((start, min(start + size, extent)))
-        (x0, x1), (y0, y1) = corners
-        patch_images[:, : x1 - x0, : y1 - y0] = images[:, x0:x1, y0:y1, z]
-        patch_labels[: x1 - x0, : y1 - y0] = labels[x0:x1, y0:y1, z]
-        return patch_images, patch_labels
+            corners.append(slice(start, min(start + size, extent)))
+        rows, columns = corners
+        if isinstance(images, StoredArray):
+            read_axial_patch(images, labels, z, rows, columns, (images_out, labels_out))
+            return
+        images_out[:, : rows.stop - rows.start, : columns.stop - columns.start] = images[:, rows, columns, z]
+        labels_out[: rows.stop - rows.start, : columns.stop - columns.start] = labels[rows, columns, z]
 
-    def sample(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = [], []
+    def draw(self, batch_size: int, generator: torch.Generator) -> list[tuple[_IndexedVolume, tuple[int, int, int]]]:
+        """The volume and the centre of each patch of a batch: every random number a batch takes."""
+        picks = []
         for _ in range(batch_size):
             indexed = self.volumes[self._randint(len(self.volumes), generator)]
-            patch_images, patch_labels = self._extract(indexed, self._centre(indexed, generator))
-            images.append(patch_images)
-            labels.append(patch_labels)
-        return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(labels))
+            picks.append((indexed, self._centre(indexed, generator)))
+        return picks
+
+    def read(self, picks: list[tuple[_IndexedVolume, tuple[int, int, int]]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The patches at ``picks`` (:meth:`draw`): images (B, C, P, P) float32 and labels (B, P, P) int64."""
+        size = self.patch_size
+        images = np.zeros((len(picks), self.channels, size, size), np.float32)
+        labels = np.zeros((len(picks), size, size), np.int64)
+        for indexed, (_, _, z) in picks:
+            if isinstance(indexed.volume.images, StoredArray):
+                indexed.volume.images.prefetch(z)
+                indexed.volume.labels.prefetch(z)
+        for index, (indexed, centre) in enumerate(picks):
+            self._extract(indexed, centre, images[index], labels[index])
+        return torch.from_numpy(images), torch.from_numpy(labels)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.read(self.draw(batch_size, generator))

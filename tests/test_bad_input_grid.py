@@ -268,6 +268,7 @@ CATALOGUE: dict[str, tuple[Break, str]] = {
         _args("--executor", "slurm", "--workers", "2"),
         "--workers applies to --executor local, not to --executor slurm",
     ),
+    "--prep-workers 0": (_args("--prep-workers", "0"), "argument --prep-workers: expected an integer from 1 to 1024"),
     "--jobs-per-gpu 0": (_args("--jobs-per-gpu", "0"), "argument --jobs-per-gpu: expected an integer from 1 to 64"),
     "--jobs-per-gpu with --workers": (
         _args("--jobs-per-gpu", "2", "--workers", "2"),

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import nibabel as nib
@@ -35,6 +36,7 @@ import numpy as np
 from scipy import ndimage
 
 from ssl_medbench.core.errors import ConfigError
+from ssl_medbench.core.parallel import map_in_processes
 from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.datasets.abdominal_ct import BTCV_LABELS
 from ssl_medbench.datasets.phantom_generators.folder import build_once
@@ -159,19 +161,21 @@ def write_subject(spec: CTPhantomSpec, index: int, image: Path, label: Path) -> 
     nib.save(nib.Nifti1Image(labels, affine), label)
 
 
+def _write_msd_subject(folder: Path, spec: CTPhantomSpec, numbered: tuple[int, str]) -> None:
+    index, name = numbered
+    write_subject(spec, index, folder / "imagesTr" / name, folder / "labelsTr" / name)
+
+
 def generate_ct_phantoms(root: Path, spec: CTPhantomSpec) -> Path:
     """Write ``spec.n_subjects`` phantoms under ``root`` as an MSD task folder; reuse a finished folder."""
 
     def write(folder: Path) -> None:
         (folder / "imagesTr").mkdir()
         (folder / "labelsTr").mkdir()
-        training = []
+        names = [f"abdomen_{index:03d}.nii.gz" for index in range(spec.n_subjects)]
         with progress_bar(total=spec.n_subjects, desc="generating abdominal CT phantoms", unit="subject") as bar:
-            for index in range(spec.n_subjects):
-                name = f"abdomen_{index:03d}.nii.gz"
-                write_subject(spec, index, folder / "imagesTr" / name, folder / "labelsTr" / name)
-                training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
-                bar.update(1)
+            map_in_processes(partial(_write_msd_subject, folder, spec), list(enumerate(names)), bar)
+        training = [{"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"} for name in names]
         description = {
             "name": "AbdomenPhantom",
             "description": "ssl-medbench abdominal CT phantoms (BTCV label ids)",

@@ -26,6 +26,7 @@ Per subject, deterministic from ``(seed, index)``, varying as a BraTS cohort doe
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cache, partial
 from pathlib import Path
 
 import nibabel as nib
@@ -33,6 +34,7 @@ import numpy as np
 from scipy import ndimage
 
 from ssl_medbench.core.errors import ConfigError
+from ssl_medbench.core.parallel import map_in_processes
 from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.datasets.phantom_generators.folder import build_once
 from ssl_medbench.datasets.phantom_generators.mni_template import load_tissue_maps
@@ -243,20 +245,29 @@ def generate_brats_phantoms(root: Path, spec: PhantomSpec) -> Path:
     """Write ``spec.n_subjects`` subjects under ``root`` in the BraTS 2021 layout; reuse a finished folder.
 
     The folder is built under a temporary name and renamed when complete, so an interrupted run never
-    leaves a half-written dataset that a later run would take for finished.
+    leaves a half-written dataset that a later run would take for finished. Subjects are generated in the
+    preparation workers (:mod:`ssl_medbench.core.parallel`), each from its own seed: the same bytes for any number.
     """
-    affine = np.diag([spec.voxel_size_mm] * 3 + [1.0])
 
     def write(folder: Path) -> None:
-        template = load_tissue_maps(spec.voxel_size_mm)
+        _tissue_maps(spec.voxel_size_mm)  # loaded once, before the workers fork
         with progress_bar(total=spec.n_subjects, desc="generating BraTS phantoms", unit="subject") as bar:
-            for index in range(spec.n_subjects):
-                subject = f"BraTS2021_{index:05d}"
-                (folder / subject).mkdir()
-                images, labels = make_subject(template, spec, index)
-                for modality, image in images.items():
-                    nib.save(nib.Nifti1Image(image, affine), folder / subject / f"{subject}_{modality}.nii.gz")
-                nib.save(nib.Nifti1Image(labels, affine), folder / subject / f"{subject}_seg.nii.gz")
-                bar.update(1)
+            map_in_processes(partial(_write_subject, folder, spec), range(spec.n_subjects), bar)
 
     return build_once(root, {**asdict(spec), "anatomy": ANATOMY_VERSION}, write)
+
+
+@cache
+def _tissue_maps(voxel_size_mm: float) -> dict[str, np.ndarray]:
+    return load_tissue_maps(voxel_size_mm)
+
+
+def _write_subject(folder: Path, spec: PhantomSpec, index: int) -> None:
+    """Subject ``index``'s four images and label map as ``folder/<ID>/<ID>_<kind>.nii.gz``."""
+    subject = f"BraTS2021_{index:05d}"
+    (folder / subject).mkdir()
+    affine = np.diag([spec.voxel_size_mm] * 3 + [1.0])
+    images, labels = make_subject(_tissue_maps(spec.voxel_size_mm), spec, index)
+    for modality, image in images.items():
+        nib.save(nib.Nifti1Image(image, affine), folder / subject / f"{subject}_{modality}.nii.gz")
+    nib.save(nib.Nifti1Image(labels, affine), folder / subject / f"{subject}_seg.nii.gz")

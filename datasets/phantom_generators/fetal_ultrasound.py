@@ -29,6 +29,7 @@ so loaders must resize and convert. ``Train`` marks a patient-disjoint split.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from PIL import Image
 from scipy import ndimage
 
 from ssl_medbench.core.errors import ConfigError
+from ssl_medbench.core.parallel import map_in_processes
 from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.datasets.fetal_planes import BRAIN_PLANES, COLUMNS, CSV_NAME, IMAGES_FOLDER, PLANES
 from ssl_medbench.datasets.phantom_generators.folder import build_once
@@ -270,27 +272,27 @@ def _plan(spec: FetalPhantomSpec) -> list[dict[str, str | int]]:
     return rows
 
 
+def _write_patient(folder: Path, spec: FetalPhantomSpec, images: list[tuple[int, dict]]) -> None:
+    """One patient's images (``(number, row)`` of :func:`_plan`) as PNG files, every third one saved as RGB."""
+    patient = int(images[0][1]["Patient_num"])
+    exam = examination(str(images[0][1]["US_Machine"]), np.random.default_rng([spec.seed, 2, patient]))
+    for number, row in images:
+        rng = np.random.default_rng([spec.seed, 1, number])
+        image = Image.fromarray(make_image(str(row["Plane"]), str(row["Brain_plane"]), spec, rng, exam), mode="L")
+        (image.convert("RGB") if number % 3 == 0 else image).save(folder / IMAGES_FOLDER / f"{row['Image_name']}.png")
+
+
 def generate_fetal_phantoms(root: Path, spec: FetalPhantomSpec) -> Path:
     """Write the phantom dataset under ``root`` in the FETAL_PLANES_DB layout; reuse a finished folder."""
 
     def write(folder: Path) -> None:
         (folder / IMAGES_FOLDER).mkdir()
         rows = _plan(spec)
-        exams = {
-            row["Patient_num"]: examination(
-                str(row["US_Machine"]), np.random.default_rng([spec.seed, 2, int(row["Patient_num"])])
-            )
-            for row in rows
-        }
-        with progress_bar(total=len(rows), desc="generating fetal ultrasound phantoms", unit="image") as bar:
-            for number, row in enumerate(rows):
-                rng = np.random.default_rng([spec.seed, 1, number])
-                pixels = make_image(str(row["Plane"]), str(row["Brain_plane"]), spec, rng, exams[row["Patient_num"]])
-                image = Image.fromarray(pixels, mode="L")
-                (image.convert("RGB") if number % 3 == 0 else image).save(
-                    folder / IMAGES_FOLDER / f"{row['Image_name']}.png"
-                )
-                bar.update(1)
+        patients: dict[int, list[tuple[int, dict]]] = {}
+        for number, row in enumerate(rows):
+            patients.setdefault(int(row["Patient_num"]), []).append((number, row))
+        with progress_bar(total=len(patients), desc="generating fetal ultrasound phantoms", unit="patient") as bar:
+            map_in_processes(partial(_write_patient, folder, spec), list(patients.values()), bar)
         header = ";".join(COLUMNS[:-1] + ("Train ",))
         lines = [";".join(str(row[column]) for column in COLUMNS) for row in rows]
         (folder / CSV_NAME).write_text("\n".join([header, *lines]) + "\n")

@@ -15,9 +15,15 @@ from typing import Any
 
 
 def paired_medians(
-    benchmark: Any, subject: Callable[[], Any], reference: Callable[[], Any], rounds: int
+    benchmark: Any,
+    subject: Callable[[], Any],
+    reference: Callable[[], Any],
+    rounds: int,
+    subject_setup: Callable[[], Any] = lambda: None,
+    reference_setup: Callable[[], Any] = lambda: None,
 ) -> tuple[float, float]:
-    """Median seconds of ``subject`` and of ``reference`` over ``rounds`` alternating rounds (after one warm-up of each)."""
+    """Median seconds of ``subject`` and of ``reference`` over ``rounds`` alternating rounds (after one warm-up of each);
+    each setup runs, untimed, before every call of its side."""
     subject_times: list[float] = []
     reference_times: list[float] = []
 
@@ -26,14 +32,16 @@ def paired_medians(
         function()
         times.append(time.perf_counter() - start)
 
+    def reference_round() -> None:
+        reference_setup()
+        timed(reference, reference_times)
+        subject_setup()
+
+    subject_setup()
     subject()
+    reference_setup()
     reference()
-    benchmark.pedantic(
-        lambda: timed(subject, subject_times),
-        setup=lambda: timed(reference, reference_times),
-        rounds=rounds,
-        iterations=1,
-    )
+    benchmark.pedantic(lambda: timed(subject, subject_times), setup=reference_round, rounds=rounds, iterations=1)
     subject_median, reference_median = statistics.median(subject_times), statistics.median(reference_times)
     benchmark.extra_info.update(
         subject_median_s=subject_median, reference_median_s=reference_median, ratio=subject_median / reference_median

@@ -1,0 +1,162 @@
+"""The compact cache layout: what a cached subject reads back (every region, the whole array, patches drawn from it)
+is exactly what the full-size float32 arrays gave, in the original geometry; its size; and old layouts rebuilt."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ssl_medbench.datasets.cached as cached_module
+from ssl_medbench.datasets import DATASETS
+from ssl_medbench.datasets.base import Volume
+from ssl_medbench.datasets.cached import CachedVolume
+from ssl_medbench.datasets.compact_layout import PALETTE_SIZE, encode_images, foreground_crop
+from ssl_medbench.datasets.patches import PatchSampler
+from ssl_medbench.datasets.preprocessing import normalise
+from tests.brats_files import write_subject
+
+
+def _subject(seed: int = 0, shape=(30, 26, 12), integer: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A brain-like subject: four z-scored channels inside an off-centre ellipsoid (zero outside), a tumour label."""
+    rng = np.random.default_rng(seed)
+    grid = np.indices(shape)
+    centre = np.array(shape)[:, None, None, None] * np.array([0.55, 0.45, 0.5])[:, None, None, None]
+    radius = np.array(shape)[:, None, None, None] * 0.3
+    brain = (((grid - centre) / radius) ** 2).sum(0) < 1
+    raw = rng.integers(1, 3000, (4, *shape)).astype(np.float32)
+    if not integer:
+        raw += rng.random(raw.shape).astype(np.float32)
+    images = normalise(raw * brain)
+    labels = np.zeros(shape, np.uint8)
+    labels[brain & (grid[0] > shape[0] * 0.6)] = 2
+    labels[brain & (grid[0] > shape[0] * 0.7)] = 3
+    return images, labels
+
+
+def _cached(tmp_path: Path, images: np.ndarray, labels: np.ndarray) -> Volume:
+    entry = CachedVolume(tmp_path / "cache" / "subject-key", (1.0, 1.0, 2.0))
+    entry.save_volume(images, labels)
+    assert entry.intact()
+    return entry.volume("subject")
+
+
+def test_the_crop_is_the_bounding_box_of_any_channel_or_label(tmp_path):
+    images = np.zeros((2, 10, 12, 8), np.float32)
+    images[1, 2:5, 3, 4] = 1.0
+    labels = np.zeros((10, 12, 8), np.uint8)
+    labels[6, 9, 1] = 1  # a label outside the image's foreground still lies inside the crop
+    crop, box = foreground_crop(images, labels)
+    assert crop.offset == (2, 3, 1) and crop.shape == (10, 12, 8)
+    assert box == (slice(2, 7), slice(3, 10), slice(1, 5))
+    empty, whole = foreground_crop(np.zeros_like(images), np.zeros_like(labels))
+    assert empty.offset == (0, 0, 0) and whole == (slice(None),) * 3
+
+
+@pytest.mark.parametrize("integer", [True, False], ids=["integer-source-palette", "float-source-float32"])
+def test_a_cached_subject_reads_back_exactly_in_its_original_geometry(tmp_path, integer):
+    images, labels = _subject(integer=integer, shape=(30, 26, 12) if integer else (120, 110, 60))
+    assert integer or len(np.unique(images[0])) > PALETTE_SIZE
+    volume = _cached(tmp_path, images, labels)
+    assert volume.images.shape == images.shape and volume.labels.shape == labels.shape
+    assert volume.images.dtype == np.float32 and volume.labels.dtype == np.uint8
+    whole = np.asarray(volume.images)
+    assert whole.dtype == np.float32 and np.array_equal(whole, images)  # bit for bit: no rounding
+    assert np.array_equal(np.asarray(volume.labels), labels)
+    stored = volume.images.stored
+    assert stored.dtype == (np.uint16 if integer else np.float32)
+    assert stored.shape[0] < images.shape[3] and stored.shape[2] < images.shape[1]  # cropped, axial axis first
+
+
+@pytest.fixture(scope="module")
+def cached_subject(tmp_path_factory) -> tuple[np.ndarray, np.ndarray, Volume]:
+    images, labels = _subject(seed=3)
+    return images, labels, _cached(tmp_path_factory.mktemp("region"), images, labels)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_any_region_of_a_cached_subject_equals_that_region_of_the_array(cached_subject, data):
+    images, labels, volume = cached_subject
+
+    def index_for(size: int):
+        if data.draw(st.booleans()):
+            return data.draw(st.integers(-size, size - 1))
+        return slice(
+            data.draw(st.integers(-size - 3, size + 3) | st.none()),
+            data.draw(st.integers(-size - 3, size + 3) | st.none()),
+        )
+
+    count = data.draw(st.integers(0, 4))
+    if data.draw(st.booleans()):  # the leading axes, or ... and the trailing ones
+        key = tuple(index_for(size) for size in images.shape[:count])
+    else:
+        key = (..., *(index_for(size) for size in images.shape[4 - count :]))
+    assert np.array_equal(volume.images[key], images[key])
+    label_key = tuple(index_for(size) for size in labels.shape[: data.draw(st.integers(0, 3))])
+    assert np.array_equal(volume.labels[label_key], labels[label_key])
+
+
+def test_indexing_a_cached_array_refuses_what_it_cannot_read_exactly(tmp_path):
+    volume = _cached(tmp_path, *_subject())
+    for key, message in [
+        ((slice(None, None, 2),), "step 1 only"),
+        ((np.array([0, 1]),), "integers, slices and"),
+        ((None,), "integers, slices and"),
+        ((0, 0, 0, 0, 0), "too many indices"),
+        ((..., 0, ...), "single ellipsis"),
+        ((4,), "out of bounds for axis 0 with size 4"),
+    ]:
+        with pytest.raises(IndexError, match=message):
+            volume.images[key]
+
+
+def test_a_channel_with_more_values_than_the_palette_keeps_the_subject_float32():
+    images = np.arange(2 * (PALETTE_SIZE + 1), dtype=np.float32).reshape(2, PALETTE_SIZE + 1, 1, 1) + 1
+    stored, palette = encode_images(images)
+    assert stored.dtype == np.float32 and palette.shape == (2, 0)
+    fits = images[:, : PALETTE_SIZE - 1]  # 65,535 values plus the zero every palette holds
+    stored, palette = encode_images(fits)
+    assert stored.dtype == np.uint16 and palette.shape == (2, PALETTE_SIZE) and np.all(palette[:, 0] == 0)
+
+
+@pytest.mark.parametrize("foreground_fraction", [0.0, 0.5])
+def test_patches_from_the_cache_equal_patches_from_the_full_size_arrays(tmp_path, foreground_fraction):
+    """The same generator state draws the same patches, to the bit, as the float32 (C, x, y, z) arrays the cache held
+    before; the patch size exceeds the crop, so shifted and zero-padded patches are compared too."""
+    subjects = [_subject(seed, shape=(40, 34, 9)) for seed in range(3)]
+    full = [Volume(str(i), images, labels, (1.0, 1.0, 1.0)) for i, (images, labels) in enumerate(subjects)]
+    compact = [_cached(tmp_path / str(i), images, labels) for i, (images, labels) in enumerate(subjects)]
+    for patch_size in (16, 48):
+        expected = PatchSampler(full, patch_size, foreground_fraction).sample(64, torch.Generator().manual_seed(5))
+        drawn = PatchSampler(compact, patch_size, foreground_fraction).sample(64, torch.Generator().manual_seed(5))
+        assert torch.equal(drawn[0], expected[0]) and torch.equal(drawn[1], expected[1])
+        assert (drawn[0] == 0).any() and (drawn[0] != 0).any()  # patches reach past the brain
+
+
+def test_a_cache_entry_of_another_layout_version_is_decoded_again(tmp_path, monkeypatch, capsys):
+    write_subject(tmp_path / "data", "S0")
+    brats = DATASETS.get("brats")
+    config = brats.Config(root=str(tmp_path / "data"), test_fraction=0.5)
+    brats(config, tmp_path / "out").prepare()
+    cache = tmp_path / "out" / "cache" / "preprocessed"
+    first = {path.name for path in cache.glob("*.npy")}
+    monkeypatch.setattr(cached_module, "LAYOUT_VERSION", cached_module.LAYOUT_VERSION + 1)
+    dataset = brats(config, tmp_path / "out")
+    dataset.prepare()
+    second = {path.name for path in cache.glob("*.npy")} - first
+    assert len(second) == 3  # images, palette and labels under a new key
+    record = json.loads(
+        next(path for path in cache.glob("*.json") if path.name[:-5] + "_images.npy" in second).read_text()
+    )
+    assert record["layout"]["version"] == cached_module.LAYOUT_VERSION
+    # a record claiming another version under the current key is not trusted either
+    record["layout"]["version"] = 1
+    entry = dataset._require_prepared()["S0"]
+    entry.record.write_text(json.dumps(record))
+    assert not entry.intact() and "not of layout version" in capsys.readouterr().err
