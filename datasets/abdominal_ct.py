@@ -30,7 +30,6 @@ import numpy as np
 
 from ssl_medbench.core.config_fields import folder_path, user_path
 from ssl_medbench.core.errors import DataError
-from ssl_medbench.core.parallel import map_in_processes
 from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.base import Volume
@@ -157,8 +156,7 @@ class AbdominalCT(CachedDataset["_CachedCase"]):
         finally:
             hashes.save()
         window = (self.config.window_min, self.config.window_max)
-        with progress_bar(total=len(stale), desc=f"decoding {self.root.name}", unit="subject") as bar:
-            map_in_processes(partial(_write_entry, ids, known, window), stale, bar)
+        self._decode(stale, partial(_write_entry, ids, known, window), self.root.name, "subject")
         self._prepared(cached, lines)
         self._check_organs_present()
 

@@ -25,7 +25,6 @@ import numpy as np
 
 from ssl_medbench.core.config_fields import folder_path, user_path
 from ssl_medbench.core.errors import DataError
-from ssl_medbench.core.parallel import map_in_processes
 from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.base import Volume
@@ -195,8 +194,7 @@ class BratsFolder(CachedDataset["_CachedSubject"]):
                     bar.update(1)
         finally:
             hashes.save()
-        with progress_bar(total=len(stale), desc=f"decoding {root.name}", unit="subject") as bar:
-            map_in_processes(_write_entry, stale, bar)
+        self._decode(stale, _write_entry, root.name, "subject")
         self._prepared(cached, lines)
 
     def split(self) -> Split:

@@ -14,14 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ssl_medbench.core.atomic import atomic_path
+from ssl_medbench.core.parallel import map_in_processes
+from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.datasets.base import Dataset, Volume
 from ssl_medbench.datasets.compact_layout import (
     LAYOUT_VERSION,
@@ -61,6 +64,13 @@ class CachedDataset(Dataset, Generic[Entry]):
         """Record the entries and the SHA-256 over ``hash_lines`` (one line per file with its digest, plus settings)."""
         self._entries = entries
         self._hash = hashlib.sha256("\n".join(hash_lines).encode()).hexdigest()
+
+    def _decode(self, stale: list, write: Callable[[Any], None], folder: str, unit: str) -> None:
+        """``write`` each of ``stale`` (the entries missing from the cache, or changed) in the preparation workers
+        (:mod:`ssl_medbench.core.parallel`), with one progress bar."""
+        if stale:
+            with progress_bar(total=len(stale), desc=f"decoding {folder}", unit=unit) as bar:
+                map_in_processes(write, stale, bar)
 
     def _require_prepared(self) -> dict[str, Entry]:
         if self._entries is None:

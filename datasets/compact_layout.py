@@ -21,6 +21,7 @@ returns the same values as the full-size float32 array held before (zero where t
 
 from __future__ import annotations
 
+import errno
 import mmap
 import operator
 from dataclasses import dataclass
@@ -209,7 +210,19 @@ _WILL_NEED = getattr(mmap, "MADV_WILLNEED", None) if hasattr(mmap.mmap, "madvise
 
 def map_npy(path: Path) -> tuple[np.ndarray, MappedFile | None]:
     """The array of a ``.npy`` file, memory-mapped read-only as a plain ndarray (a ``np.memmap`` costs microseconds per
-    slice), and its mapping; an empty array has no mapping (the system cannot map zero bytes)."""
+    slice), and its mapping; an empty array has no mapping (the system cannot map zero bytes).
+
+    A mapping holds a file descriptor (Python duplicates it), so a sampler over a whole cohort holds two per subject:
+    past the soft limit on open files (often 1,024, under BraTS 2021's 2,502), the limit is raised to the hard one."""
+    try:
+        return _map_npy(path)
+    except OSError as error:
+        if error.errno != errno.EMFILE or not _raise_open_file_limit():
+            raise
+        return _map_npy(path)
+
+
+def _map_npy(path: Path) -> tuple[np.ndarray, MappedFile | None]:
     with open(path, "rb") as handle:
         version = np.lib.format.read_magic(handle)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
@@ -220,6 +233,19 @@ def map_npy(path: Path) -> tuple[np.ndarray, MappedFile | None]:
         mapping = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     array = np.ndarray(shape, dtype, buffer=mapping, offset=data_offset, order="F" if fortran_order else "C")
     return array, MappedFile(mapping, data_offset)
+
+
+def _raise_open_file_limit() -> bool:
+    """Raise this process's soft limit on open files to its hard limit; whether that gave more room."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit to raise
+        return False
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft >= hard:
+        return False
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return True
 
 
 def read_axial_patch(

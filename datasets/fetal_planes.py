@@ -31,7 +31,6 @@ from PIL import Image, UnidentifiedImageError
 
 from ssl_medbench.core.config_fields import folder_path, user_path
 from ssl_medbench.core.errors import DataError
-from ssl_medbench.core.parallel import map_in_processes
 from ssl_medbench.core.progress import progress_bar
 from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.base import Volume
@@ -179,8 +178,7 @@ class FetalPlanesFolder(CachedDataset["_CachedPatient"]):
                     bar.update(1)
         finally:
             hashes.save()
-        with progress_bar(total=len(stale), desc=f"decoding {root.name}", unit="patient") as bar:
-            map_in_processes(partial(_write_entry, self.config.image_size), stale, bar)
+        self._decode(stale, partial(_write_entry, self.config.image_size), root.name, "patient")
         self._prepared(patients, [settings, *lines])
 
     def split(self) -> Split:

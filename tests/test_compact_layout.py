@@ -4,6 +4,8 @@ is exactly what the full-size float32 arrays gave, in the original geometry; its
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,8 @@ from ssl_medbench.datasets.compact_layout import PALETTE_SIZE, encode_images, fo
 from ssl_medbench.datasets.patches import PatchSampler
 from ssl_medbench.datasets.preprocessing import normalise
 from tests.brats_files import write_subject
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _subject(seed: int = 0, shape=(30, 26, 12), integer: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -160,3 +164,24 @@ def test_a_cache_entry_of_another_layout_version_is_decoded_again(tmp_path, monk
     entry = dataset._require_prepared()["S0"]
     entry.record.write_text(json.dumps(record))
     assert not entry.intact() and "not of layout version" in capsys.readouterr().err
+
+
+def test_mapping_more_files_than_the_soft_open_file_limit_raises_it_to_the_hard_one(tmp_path):
+    """A sampler over a cohort maps two files per subject; a soft limit below that (often 1,024) is raised."""
+    np.save(tmp_path / "a.npy", np.arange(10, dtype=np.uint16))
+    script = f"""
+import resource
+from pathlib import Path
+from ssl_medbench.datasets.compact_layout import map_npy
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+held = [map_npy(Path({str(tmp_path / "a.npy")!r})) for _ in range(200)]
+assert all(int(array[9]) == 9 for array, _ in held)
+print(resource.getrlimit(resource.RLIMIT_NOFILE)[0] == hard)
+"""
+    resource = pytest.importorskip("resource")
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 300:
+        pytest.skip("the hard limit on open files is below what the test maps")
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "True"

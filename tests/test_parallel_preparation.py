@@ -79,17 +79,18 @@ def test_phantoms_generated_by_two_workers_are_the_bytes_one_writes(tmp_path, wo
     assert _digests(serial) == _digests(parallel) and len(_digests(serial)) > 6
 
 
-def test_a_cache_prepared_by_two_workers_holds_the_bytes_one_writes(tmp_path, workers):
-    root = PhantomSpec.example().generate(tmp_path / "data")
-    brats = DATASETS.get("brats")
+@pytest.mark.parametrize("name", ["brats", "msd", "btcv", "fetal_planes_db"])
+def test_a_cache_prepared_by_two_workers_holds_the_bytes_one_writes(tmp_path, workers, name):
+    dataset_class = DATASETS.get(name)
+    config = dataset_class.example_config(tmp_path / "data")
     digests = {}
     for count in (1, 2):
         workers(count)
-        dataset = brats(brats.Config(root=str(root)), tmp_path / f"out{count}")
+        dataset = dataset_class(config, tmp_path / f"out{count}")
         dataset.prepare()
         arrays = _digests(tmp_path / f"out{count}" / "cache" / "preprocessed", "*.npy")  # records hold file times
         digests[count] = (arrays, dataset.content_hash())
-    assert digests[1] == digests[2] and len(digests[1][0]) == 6 * 3
+    assert digests[1] == digests[2] and len(digests[1][0]) >= 6 * 2
 
 
 def test_a_bad_file_met_by_a_worker_is_one_data_error_naming_it(tmp_path, workers):
