@@ -34,6 +34,8 @@ from ssl_medbench.datasets.compact_layout import (
     encode_labels,
     foreground_crop,
     map_npy,
+    npy_header,
+    stored_layout_problem,
 )
 from ssl_medbench.datasets.file_hashes import file_sha256
 from ssl_medbench.datasets.preprocessing import save_npy
@@ -187,13 +189,29 @@ class CachedVolume(CacheEntry):
         if not super().intact():
             return False
         layout = json.loads(self.record.read_text()).get("layout")
-        if isinstance(layout, dict) and layout.get("version") == LAYOUT_VERSION:
-            return True
-        _note(self.record, f"cache record not of layout version {LAYOUT_VERSION}")
-        return False
+        if not isinstance(layout, dict) or layout.get("version") != LAYOUT_VERSION:
+            _note(self.record, f"cache record not of layout version {LAYOUT_VERSION}")
+            return False
+        shapes = [npy_header(self.path(kind))[0] for kind in ("images", "palette", "labels")]
+        problem = stored_layout_problem(layout, *shapes)
+        if problem:
+            _note(self.record, problem)
+        return not problem
 
     def save_volume(self, images: np.ndarray, labels: np.ndarray) -> None:
         """Crop ``images`` (C, x, y, z) float32 and ``labels`` (x, y, z) uint8 to their foreground, encode and write them."""
+        if (
+            images.dtype != np.float32
+            or labels.dtype != np.uint8
+            or images.ndim != 4
+            or images.shape[1:] != labels.shape
+        ):
+            raise ValueError(
+                f"a cached volume takes float32 images (C, x, y, z), C >= 1, and uint8 labels (x, y, z) on their grid; "
+                f"got {images.dtype} {images.shape} and {labels.dtype} {labels.shape}"
+            )
+        if not len(images):
+            raise ValueError("a cached volume needs at least one image channel")
         crop, box = foreground_crop(images, labels)
         codes, palette = encode_images(images[(slice(None), *box)])
         layout = {"version": LAYOUT_VERSION, **crop.to_record(), "encoding": "palette" if palette.size else "float32"}

@@ -64,6 +64,26 @@ def foreground_crop(images: np.ndarray, labels: np.ndarray) -> tuple[Crop, tuple
     return Crop(tuple(s.start for s in box), labels.shape), tuple(box)
 
 
+def stored_layout_problem(
+    layout: dict, images: tuple[int, ...], palette: tuple[int, ...], labels: tuple[int, ...]
+) -> str:
+    """What is wrong with a cache record's ``layout`` against the stored shapes of its ``images`` (z, C, x, y),
+    ``palette`` (C, n) and ``labels`` (z, x, y), or "" when they fit: a crop inside the grid, labels on the images'
+    crop, a palette row per channel."""
+    try:
+        crop = Crop.from_record(layout)
+    except (KeyError, TypeError, ValueError):
+        return "cache record's crop unreadable"
+    extent = (*images[2:], images[0])
+    if len(images) != 4 or labels != (images[0], *images[2:]) or palette[0] != images[1]:
+        return "cache arrays' shapes do not fit together"
+    if len(crop.offset) != 3 or len(crop.shape) != 3:
+        return "cache record's crop is not 3D"
+    if any(o < 0 or o + e > n for o, e, n in zip(crop.offset, extent, crop.shape)):
+        return "cache record's crop leaves the grid"
+    return ""
+
+
 def encode_images(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``images`` (C, x, y, z) float32 as stored: (z, C, x, y) uint16 codes and a (C, n) float32 palette with
     ``palette[c][code]`` the value and code 0 the value 0 (so zero codes are zero images); float32 values and a (C, 0)
@@ -89,7 +109,7 @@ def encode_labels(labels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(labels, -1, 0), dtype=np.uint8)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class StoredArray:
     """A cached image (C, x, y, z) or label map (x, y, z) in its original geometry, read from its stored form.
 
@@ -130,8 +150,15 @@ class StoredArray:
         return self.shape[0]
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        if copy is False:
+            raise ValueError("a cached array is decoded into a new array: it cannot be read without a copy")
         whole = self[...]
         return whole if dtype is None else whole.astype(dtype, copy=False)
+
+    def _refuse(self, *_: object) -> bool:
+        raise TypeError("a cached array does not compute; np.asarray() it first (or index the region you need)")
+
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __bool__ = _refuse  # not the dataclass's, nor identity
 
     def __getitem__(self, key) -> np.ndarray:
         offsets = (0, *self.crop.offset) if self.palette is not None else self.crop.offset
@@ -222,11 +249,21 @@ def map_npy(path: Path) -> tuple[np.ndarray, MappedFile | None]:
         return _map_npy(path)
 
 
+def npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """Shape, Fortran order, dtype and data offset of a ``.npy`` file, from its header alone."""
+    with open(path, "rb") as handle:
+        return (*_read_header(handle), handle.tell())
+
+
+def _read_header(handle) -> tuple[tuple[int, ...], bool, np.dtype]:
+    version = np.lib.format.read_magic(handle)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    return read(handle)
+
+
 def _map_npy(path: Path) -> tuple[np.ndarray, MappedFile | None]:
     with open(path, "rb") as handle:
-        version = np.lib.format.read_magic(handle)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran_order, dtype = read_header(handle)
+        shape, fortran_order, dtype = _read_header(handle)
         data_offset = handle.tell()
         if int(np.prod(shape)) == 0:
             return np.zeros(shape, dtype), None
@@ -236,15 +273,20 @@ def _map_npy(path: Path) -> tuple[np.ndarray, MappedFile | None]:
 
 
 def _raise_open_file_limit() -> bool:
-    """Raise this process's soft limit on open files to its hard limit; whether that gave more room."""
+    """Raise this process's soft limit on open files to its hard limit (to 65,536 where the hard one is unlimited, as
+    on macOS, which refuses an unlimited soft limit); whether that gave more room."""
     try:
         import resource
     except ImportError:  # Windows: no such limit to raise
         return False
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft >= hard:
+    wanted = 1 << 16 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft >= wanted:
         return False
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError):
+        return False
     return True
 
 
@@ -277,7 +319,7 @@ def read_axial_patch(
 def _expand(key, ndim: int) -> tuple:
     """``key`` as one integer or slice per axis (``...`` expanded, missing trailing axes taken whole)."""
     key = key if isinstance(key, tuple) else (key,)
-    if any(item is None or isinstance(item, (np.ndarray, list)) for item in key):
+    if any(item is None or isinstance(item, (bool, np.bool_, np.ndarray, list)) for item in key):
         raise IndexError("a cached array takes integers, slices and ...; np.asarray() it for other indexing")
     if sum(item is Ellipsis for item in key) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")

@@ -88,7 +88,7 @@ class PatchSampler:
             start = min(max(position - size // 2, 0), max(extent - size, 0))
             corners.append(slice(start, min(start + size, extent)))
         rows, columns = corners
-        if isinstance(images, StoredArray):
+        if _compact(indexed.volume):
             read_axial_patch(images, labels, z, rows, columns, (images_out, labels_out))
             return
         images_out[:, : rows.stop - rows.start, : columns.stop - columns.start] = images[:, rows, columns, z]
@@ -108,7 +108,7 @@ class PatchSampler:
         images = np.zeros((len(picks), self.channels, size, size), np.float32)
         labels = np.zeros((len(picks), size, size), np.int64)
         for indexed, (_, _, z) in picks:
-            if isinstance(indexed.volume.images, StoredArray):
+            if _compact(indexed.volume):
                 indexed.volume.images.prefetch(z)
                 indexed.volume.labels.prefetch(z)
         for index, (indexed, centre) in enumerate(picks):
@@ -117,3 +117,9 @@ class PatchSampler:
 
     def sample(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         return self.read(self.draw(batch_size, generator))
+
+
+def _compact(volume: Volume) -> bool:
+    """Whether the volume's images and labels are one compact cache entry's (the sampler's fast path)."""
+    images, labels = volume.images, volume.labels
+    return isinstance(images, StoredArray) and isinstance(labels, StoredArray) and images.crop == labels.crop

@@ -70,7 +70,7 @@ def test_a_cached_subject_reads_back_exactly_in_its_original_geometry(tmp_path, 
     assert volume.images.shape == images.shape and volume.labels.shape == labels.shape
     assert volume.images.dtype == np.float32 and volume.labels.dtype == np.uint8
     whole = np.asarray(volume.images)
-    assert whole.dtype == np.float32 and np.array_equal(whole, images)  # bit for bit: no rounding
+    assert whole.dtype == np.float32 and np.array_equal(whole, images)  # value for value: no rounding
     assert np.array_equal(np.asarray(volume.labels), labels)
     stored = volume.images.stored
     assert stored.dtype == (np.uint16 if integer else np.float32)
@@ -185,3 +185,83 @@ print(resource.getrlimit(resource.RLIMIT_NOFILE)[0] == hard)
     ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip() == "True"
+
+
+def test_a_cached_array_refuses_what_would_silently_mean_something_else(tmp_path):
+    volume = _cached(tmp_path, *_subject())
+    for key in (True, np.True_, (0, False)):
+        with pytest.raises(IndexError, match="integers, slices and"):
+            volume.images[key]
+    for compare in (lambda a: a == 2, lambda a: a > 0, lambda a: a != 0, bool):
+        with pytest.raises(TypeError, match=r"np.asarray\(\) it first"):
+            compare(volume.labels)
+    with pytest.raises(ValueError, match="without a copy"):
+        np.asarray(volume.images, copy=False)
+
+
+def test_a_volume_that_is_not_float32_images_and_uint8_labels_is_refused_not_rounded(tmp_path):
+    images, labels = _subject()
+    entry = CachedVolume(tmp_path / "subject", (1.0, 1.0, 1.0))
+    for bad_images, bad_labels in [
+        (images.astype(np.float64), labels),
+        (images, labels.astype(np.int64)),
+        (images[:0], labels),
+        (images[:, :-1], labels),
+    ]:
+        with pytest.raises(ValueError, match="a cached volume"):
+            entry.save_volume(bad_images, bad_labels)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda layout, extent: layout | {"offset": [layout["shape"][0] - extent + 1, *layout["offset"][1:]]},
+        lambda layout, extent: layout | {"offset": [-2, 0, 0]},
+        lambda layout, extent: layout | {"shape": [extent - 1, *layout["shape"][1:]]},
+        lambda layout, extent: layout | {"offset": "abc"},
+        lambda layout, extent: {key: value for key, value in layout.items() if key != "offset"},
+    ],
+    ids=["past-the-grid", "negative", "grid-smaller-than-the-crop", "unreadable", "missing"],
+)
+def test_a_cache_record_whose_crop_does_not_fit_its_arrays_is_decoded_again(tmp_path, capsys, edit):
+    write_subject(tmp_path / "data", "S0", shape=(12, 10, 8))
+    brats = DATASETS.get("brats")
+    config = brats.Config(root=str(tmp_path / "data"), test_fraction=0.5)
+    dataset = brats(config, tmp_path / "out")
+    dataset.prepare()
+    expected = np.asarray(dataset.load("S0").images)
+    entry = dataset._require_prepared()["S0"]
+    record = json.loads(entry.record.read_text())
+    record["layout"] = edit(record["layout"], np.load(entry.images, mmap_mode="r").shape[2])  # extent along x
+    entry.record.write_text(json.dumps(record))
+    capsys.readouterr()
+    again = brats(config, tmp_path / "out")
+    again.prepare()
+    assert "note:" in capsys.readouterr().err
+    assert np.array_equal(np.asarray(again.load("S0").images), expected)
+
+
+def test_patches_of_a_volume_mixing_cached_and_plain_arrays_equal_the_plain_ones(tmp_path):
+    images, labels = _subject(shape=(40, 34, 9))
+    cached = _cached(tmp_path, images, labels)
+    mixed = Volume("mixed", cached.images, labels.copy(), (1.0, 1.0, 1.0))  # relabelled, as a contract check does
+    plain = Volume("plain", images, labels, (1.0, 1.0, 1.0))
+    expected = PatchSampler([plain], 32, 0.5).sample(16, torch.Generator().manual_seed(2))
+    drawn = PatchSampler([mixed], 32, 0.5).sample(16, torch.Generator().manual_seed(2))
+    assert torch.equal(drawn[0], expected[0]) and torch.equal(drawn[1], expected[1])
+
+
+def test_the_open_file_limit_is_raised_to_a_finite_number_where_the_hard_limit_is_unlimited(monkeypatch):
+    resource = pytest.importorskip("resource")
+    from ssl_medbench.datasets import compact_layout
+
+    asked = []
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (256, resource.RLIM_INFINITY))
+    monkeypatch.setattr(resource, "setrlimit", lambda _, limits: asked.append(limits))
+    assert compact_layout._raise_open_file_limit() and asked == [(1 << 16, resource.RLIM_INFINITY)]
+
+    def refuse(_, limits):
+        raise ValueError("not allowed to raise maximum limit")
+
+    monkeypatch.setattr(resource, "setrlimit", refuse)
+    assert not compact_layout._raise_open_file_limit()

@@ -107,3 +107,44 @@ def test_a_bad_file_met_by_a_worker_is_one_data_error_naming_it(tmp_path, worker
 def test_the_command_line_sets_the_preparation_workers(tmp_path, workers, capsys):
     assert main(["run", "--grid", "smoke", "--out", str(tmp_path), "--dry-run", "--prep-workers", "3"]) == 0
     assert preparation_workers() == 3
+
+
+class _UnpicklableError(Exception):
+    def __init__(self, first: str, second: str):
+        super().__init__(f"{first} and {second}")
+
+
+def _raise_unpicklable(item: int) -> None:
+    raise _UnpicklableError("one", "two")
+
+
+def test_an_exception_that_cannot_travel_back_arrives_as_a_runtime_error_naming_it(workers):
+    workers(2)
+    with tqdm(total=2, file=io.StringIO()) as bar, pytest.raises(RuntimeError, match="_UnpicklableError: one and two"):
+        map_in_processes(_raise_unpicklable, [0, 1], bar)
+
+
+def _mark_after_a_while(item: tuple[Path, int]) -> None:
+    folder, number = item
+    time.sleep(0.3)
+    (folder / str(number)).touch()
+
+
+class _InterruptedBar(tqdm):
+    def update(self, n=1):
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_workers_run_starts_no_further_item(tmp_path, workers):
+    workers(2)
+    items = [(tmp_path, number) for number in range(16)]
+    with _InterruptedBar(total=len(items), file=io.StringIO()) as bar, pytest.raises(KeyboardInterrupt):
+        map_in_processes(_mark_after_a_while, items, bar)
+    time.sleep(0.5)
+    assert len(list(tmp_path.iterdir())) <= 6  # the first two, the two running and at most the two queued
+
+
+@pytest.mark.parametrize("count", [0, 2.5, True, "2"])
+def test_preparation_workers_must_be_a_whole_number_from_1(workers, count):
+    with pytest.raises(ValueError, match="whole number >= 1"):
+        set_preparation_workers(count)

@@ -2,7 +2,8 @@
 
 Each subject's work depends on nothing but the subject (its files, or the generator's seed and index), so the
 results are the same bytes whatever the number of workers. Errors behave as in a loop over the subjects: the
-error raised is that of the first failing subject in order; subjects after it are not started.
+error raised is that of the first failing subject in order (subjects after it that have not started are cancelled;
+those already running finish). Ctrl-C cancels every subject not started.
 
 The number of workers is a setting of the process, like the progress bars: the command line sets it from
 ``--prep-workers``; a library caller gets one worker (the work runs in the calling process) unless it calls
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from typing import TypeVar
@@ -36,8 +39,8 @@ def available_cores() -> int:
 def set_preparation_workers(workers: int) -> None:
     """Use ``workers`` processes for data preparation from now on (the command line's ``--prep-workers``)."""
     global _workers
-    if workers < 1:
-        raise ValueError(f"preparation workers must be >= 1, got {workers}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"preparation workers must be a whole number >= 1, got {workers!r}")
     _workers = workers
 
 
@@ -57,11 +60,30 @@ def map_in_processes(function: Callable[[Item], Result], items: Sequence[Item], 
         return results
     threads = max(1, available_cores() // workers)
     with ProcessPoolExecutor(workers, mp_context=_context(), initializer=_share_cores, initargs=(threads,)) as pool:
-        futures = [pool.submit(function, item) for item in items]
-        first_failure = _wait(futures, bar)
+        futures = [pool.submit(_call, function, item) for item in items]
+        try:
+            first_failure = _wait(futures, bar)
+        except BaseException:  # Ctrl-C, or the pool broken: no new item starts
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     if first_failure is not None:
         raise first_failure
     return [future.result() for future in futures]
+
+
+def _call(function: Callable[[Item], Result], item: Item) -> Result:
+    """``function(item)`` in a worker; an exception that would not survive the trip back (an argument it cannot
+    pickle, an ``__init__`` that pickling cannot call) comes back as a RuntimeError with its type, message and
+    traceback, not as a broken pool."""
+    try:
+        return function(item)
+    except Exception as error:
+        try:
+            pickle.loads(pickle.dumps(error))
+        except Exception:
+            trace = "".join(traceback.format_exception(error))
+            raise RuntimeError(f"{type(error).__name__}: {error}\n(in a preparation worker)\n{trace}") from None
+        raise
 
 
 def _wait(futures: list[Future], bar: tqdm) -> BaseException | None:
