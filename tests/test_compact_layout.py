@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ssl_medbench.datasets.cached as cached_module
-from ssl_medbench.datasets import DATASETS
+from ssl_medbench.datasets import DATASETS, compact_layout
 from ssl_medbench.datasets.base import Volume
 from ssl_medbench.datasets.cached import CachedVolume
 from ssl_medbench.datasets.compact_layout import PALETTE_SIZE, encode_images, foreground_crop
@@ -129,13 +129,19 @@ def test_a_channel_with_more_values_than_the_palette_keeps_the_subject_float32()
     assert stored.dtype == np.uint16 and palette.shape == (2, PALETTE_SIZE) and np.all(palette[:, 0] == 0)
 
 
+@pytest.mark.parametrize("encoding", ["palette", "float32"])
 @pytest.mark.parametrize("foreground_fraction", [0.0, 0.5])
-def test_patches_from_the_cache_equal_patches_from_the_full_size_arrays(tmp_path, foreground_fraction):
-    """The same generator state draws the same patches, to the bit, as the float32 (C, x, y, z) arrays the cache held
-    before; the patch size exceeds the crop, so shifted and zero-padded patches are compared too."""
+def test_patches_from_the_cache_equal_patches_from_the_full_size_arrays(
+    tmp_path, monkeypatch, foreground_fraction, encoding
+):
+    """The same generator state draws the same patches, value for value, as the float32 (C, x, y, z) arrays the cache
+    held before; the patch size exceeds the crop, so shifted and zero-padded patches are compared too."""
+    if encoding == "float32":  # a palette too small for these subjects: their images are stored as float32
+        monkeypatch.setattr(compact_layout, "PALETTE_SIZE", 16)
     subjects = [_subject(seed, shape=(40, 34, 9)) for seed in range(3)]
     full = [Volume(str(i), images, labels, (1.0, 1.0, 1.0)) for i, (images, labels) in enumerate(subjects)]
     compact = [_cached(tmp_path / str(i), images, labels) for i, (images, labels) in enumerate(subjects)]
+    assert compact[0].images.stored.dtype == (np.float32 if encoding == "float32" else np.uint16)
     for patch_size in (16, 48):
         expected = PatchSampler(full, patch_size, foreground_fraction).sample(64, torch.Generator().manual_seed(5))
         drawn = PatchSampler(compact, patch_size, foreground_fraction).sample(64, torch.Generator().manual_seed(5))
@@ -253,8 +259,6 @@ def test_patches_of_a_volume_mixing_cached_and_plain_arrays_equal_the_plain_ones
 
 def test_the_open_file_limit_is_raised_to_a_finite_number_where_the_hard_limit_is_unlimited(monkeypatch):
     resource = pytest.importorskip("resource")
-    from ssl_medbench.datasets import compact_layout
-
     asked = []
     monkeypatch.setattr(resource, "getrlimit", lambda _: (256, resource.RLIM_INFINITY))
     monkeypatch.setattr(resource, "setrlimit", lambda _, limits: asked.append(limits))
@@ -265,3 +269,35 @@ def test_the_open_file_limit_is_raised_to_a_finite_number_where_the_hard_limit_i
 
     monkeypatch.setattr(resource, "setrlimit", refuse)
     assert not compact_layout._raise_open_file_limit()
+
+
+def test_a_patch_region_outside_the_crop_reads_zeros(tmp_path):
+    """The patch read's bounds checks: slices before and after the crop along z, and regions beside it along x, y."""
+    images, labels = _subject(shape=(40, 34, 9))
+    volume = _cached(tmp_path, images, labels)
+    x0, y0, z0 = volume.images.crop.offset
+    depth = volume.images.stored.shape[0]
+    assert x0 > 2 and y0 > 2 and z0 > 0 and z0 + depth < images.shape[3]
+    for z, rows, columns in [
+        (z0 - 1, slice(x0, x0 + 16), slice(y0, y0 + 16)),
+        (z0 + depth, slice(x0, x0 + 16), slice(y0, y0 + 16)),
+        (z0, slice(0, x0 - 2), slice(y0, y0 + 8)),
+        (z0, slice(x0, x0 + 8), slice(0, y0 - 2)),
+    ]:
+        shape = (rows.stop - rows.start, columns.stop - columns.start)
+        out = (np.zeros((4, *shape), np.float32), np.zeros(shape, np.int64))
+        compact_layout.read_axial_patch(volume.images, volume.labels, z, rows, columns, out)
+        assert np.array_equal(out[0], images[:, rows, columns, z]) and np.array_equal(out[1], labels[rows, columns, z])
+
+
+def test_a_prefetch_announces_the_stored_slab_of_its_slice(tmp_path, monkeypatch):
+    volume = _cached(tmp_path, *_subject(shape=(40, 34, 9)))
+    announced = []
+    monkeypatch.setattr(
+        compact_layout.MappedFile, "will_need", lambda _, start, length: announced.append((start, length))
+    )
+    first = volume.images.crop.offset[2]
+    volume.images.prefetch(first + 1)
+    volume.images.prefetch(first - 1)  # outside the crop: nothing stored to read
+    slab = volume.images.stored.strides[0]
+    assert announced == [(slab, slab)]

@@ -5,12 +5,21 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import os
 import time
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
+from PIL import Image
 from tqdm import tqdm
 
+import ssl_medbench.datasets.brats as brats_module
+import ssl_medbench.datasets.phantom_generators.abdominal_ct as ct_phantoms
+import ssl_medbench.datasets.phantom_generators.brats as brats_phantoms
+import ssl_medbench.datasets.phantom_generators.fetal_ultrasound as fetal_phantoms
 from benchmark.cli import main
 from ssl_medbench.core.errors import DataError
 from ssl_medbench.core.parallel import map_in_processes, preparation_workers, set_preparation_workers
@@ -148,3 +157,72 @@ def test_ctrl_c_while_workers_run_starts_no_further_item(tmp_path, workers):
 def test_preparation_workers_must_be_a_whole_number_from_1(workers, count):
     with pytest.raises(ValueError, match="whole number >= 1"):
         set_preparation_workers(count)
+
+
+def _fail_first_or_mark(item: tuple[int, Path]) -> int:
+    number, folder = item
+    if number == 0:
+        raise DataError("item 0 is bad")
+    time.sleep(0.2)
+    (folder / str(number)).touch()
+    return os.getpid()
+
+
+def test_items_after_a_failure_are_not_started_and_the_work_runs_in_other_processes(tmp_path, workers):
+    workers(2)
+    with tqdm(total=3, file=io.StringIO()) as bar:
+        process_ids = map_in_processes(_fail_first_or_mark, [(number, tmp_path) for number in (1, 2, 3)], bar)
+    assert os.getpid() not in process_ids
+    for marker in tmp_path.iterdir():
+        marker.unlink()
+    items = [(number, tmp_path) for number in range(12)]
+    with tqdm(total=len(items), file=io.StringIO()) as bar, pytest.raises(DataError, match="item 0 is bad"):
+        map_in_processes(_fail_first_or_mark, items, bar)
+    time.sleep(0.5)
+    assert len(list(tmp_path.iterdir())) <= 4  # the pool queues workers + 1 calls ahead; the rest are cancelled
+
+
+def test_each_phantom_written_by_a_worker_is_the_subject_of_its_own_index(tmp_path, workers):
+    """Comparing two worker counts cannot see a worker given the wrong index: compare with the generators."""
+    workers(2)
+    brats_spec, ct_spec, fetal_spec = PhantomSpec.example(), CTPhantomSpec.example(), FetalPhantomSpec.example()
+    brats_root = brats_spec.generate(tmp_path / "brats")
+    images, _ = brats_phantoms.make_subject(brats_phantoms.load_tissue_maps(brats_spec.voxel_size_mm), brats_spec, 1)
+    for modality, image in images.items():
+        written = nib.load(brats_root / "BraTS2021_00001" / f"BraTS2021_00001_{modality}.nii.gz")
+        assert np.array_equal(np.asarray(written.dataobj), image)
+    ct_root = ct_spec.generate(tmp_path / "ct")
+    hounsfield, labels = ct_phantoms.make_subject(ct_spec, 1)
+    assert np.array_equal(np.asarray(nib.load(ct_root / "labelsTr" / "abdomen_001.nii.gz").dataobj), labels)
+    training = json.loads((ct_root / "dataset.json").read_text())["training"]
+    assert [case["image"] for case in training] == [
+        f"./imagesTr/abdomen_{i:03d}.nii.gz" for i in range(ct_spec.n_subjects)
+    ]
+    fetal_root = fetal_spec.generate(tmp_path / "fetal")
+    for number, row in enumerate(fetal_phantoms._plan(fetal_spec)):
+        patient = np.random.default_rng([fetal_spec.seed, 2, int(row["Patient_num"])])
+        expected = fetal_phantoms.make_image(
+            str(row["Plane"]),
+            str(row["Brain_plane"]),
+            fetal_spec,
+            np.random.default_rng([fetal_spec.seed, 1, number]),
+            fetal_phantoms.examination(str(row["US_Machine"]), patient),
+        )
+        written = Image.open(fetal_root / fetal_phantoms.IMAGES_FOLDER / f"{row['Image_name']}.png").convert("L")
+        assert np.array_equal(np.asarray(written), expected)
+
+
+def test_each_stale_subject_is_decoded_once(tmp_path, monkeypatch, workers):
+    for index in range(2):
+        write_subject(tmp_path / "data", f"S{index}", seed=index)
+    decoded = []
+    write = brats_module._CachedSubject.write
+
+    def counted(entry, subject):
+        decoded.append(subject.subject_id)
+        write(entry, subject)
+
+    monkeypatch.setattr(brats_module._CachedSubject, "write", counted)
+    brats = DATASETS.get("brats")
+    brats(brats.Config(root=str(tmp_path / "data"), test_fraction=0.5), tmp_path / "out").prepare()
+    assert decoded == ["S0", "S1"]
