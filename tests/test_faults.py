@@ -122,7 +122,7 @@ def test_sigkill_then_rerun_completes_with_the_uninterrupted_metrics(
         + textwrap.dedent(KILL_POINTS[point])
         + textwrap.dedent(f"""
         from benchmark.cli import main
-        sys.exit(main(["run", "--grid", {str(grid)!r}, "--out", {str(out)!r}, "--no-progress"]))
+        sys.exit(main(["run", "--grid", {str(grid)!r}, "--out", {str(out)!r}, "--no-progress", "--prep-workers", "1"]))
     """)
     )
     killed = subprocess.run(

@@ -19,11 +19,14 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
 import torch
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
+
+from ssl_medbench.core.errors import UserError
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -63,9 +66,14 @@ def map_in_processes(function: Callable[[Item], Result], items: Sequence[Item], 
         futures = [pool.submit(_call, function, item) for item in items]
         try:
             first_failure = _wait(futures, bar)
-        except BaseException:  # Ctrl-C, or the pool broken: no new item starts
+        except BaseException:  # Ctrl-C: no new item starts
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+    if isinstance(first_failure, BrokenProcessPool):
+        raise UserError(
+            f"a data-preparation worker died abruptly (killed, or out of memory?) with {workers} workers at work; "
+            "rerun (what it had not finished is done again), with fewer --prep-workers if memory ran out"
+        ) from None
     if first_failure is not None:
         raise first_failure
     return [future.result() for future in futures]
