@@ -17,6 +17,7 @@ import yaml
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
+from benchmark.claims import store_lock
 from ssl_medbench.core.run_tags import Tag
 from tests.conftest import tiny_grid
 from tests.test_faults import ROOT
@@ -57,9 +58,13 @@ def _driver(grid: Path, out: Path, log: Path, *extra: str) -> subprocess.Popen:
 
 
 def _all_runs(out: Path):
-    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("grid-tiny")
-    return client, client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL, max_results=1000)
+    """The store's client and every run of the grid; opened under the suite's store lock, as `status` opens it: a
+    client touching a store that a driver is creating would run MLflow's schema migration a second time, at once."""
+    uri = f"sqlite:///{out / 'mlflow.db'}"
+    with store_lock(uri):
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name("grid-tiny")
+        return client, client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL, max_results=1000)
 
 
 @pytest.mark.slow
