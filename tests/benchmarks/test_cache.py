@@ -1,4 +1,4 @@
-"""The preprocessing cache: every voxel of a cached BraTS-size subject is read at least 10x faster than its
+"""The preprocessing cache: every voxel of a cached BraTS-size subject is read at least 5x faster than its
 ``.nii.gz`` files are decoded (medians, same run), and a segmentation job's peak memory does not grow with the dataset
 (40 phantom subjects vs 10)."""
 
@@ -22,7 +22,9 @@ from ssl_medbench.datasets.phantom_generators.brats import PhantomSpec, generate
 from tests.benchmarks.ratios import paired_medians
 
 ROOT = Path(__file__).resolve().parents[2]
-MIN_SPEEDUP = 10.0
+#: 10x before the compact layout (issue 21): a whole subject now decodes its palette codes and moves its axial axis
+#: back last (7.4-11.3x measured on 2 cores); whole subjects are read once per evaluation, patches all the time.
+MIN_SPEEDUP = 5.0
 
 
 def _prepared_brats(root: Path, workdir: Path):
@@ -31,7 +33,7 @@ def _prepared_brats(root: Path, workdir: Path):
     return dataset
 
 
-def test_cached_subject_loads_at_least_10x_faster_than_decoding_its_nifti_files(benchmark, tmp_path):
+def test_cached_subject_loads_at_least_5x_faster_than_decoding_its_nifti_files(benchmark, tmp_path):
     """Every voxel of a cached 1-mm phantom subject read into memory, against the decode the cache replaces
     (nibabel reading the four images and the label map, checks, normalisation). Plain nibabel decoding of the
     four images alone is timed too and reported in extra_info."""
