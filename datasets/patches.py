@@ -26,6 +26,8 @@ class _IndexedVolume:
 
     def __init__(self, volume: Volume, rng: np.random.Generator, with_foreground: bool):
         self.volume = volume
+        #: images and labels of one compact cache entry: patches take the fast path (decided once, not per patch)
+        self.compact = _compact(volume)
         brain = np.any(np.asarray(volume.images) != 0, axis=0)
         if not brain.any():
             brain = np.ones(brain.shape, bool)
@@ -88,7 +90,7 @@ class PatchSampler:
             start = min(max(position - size // 2, 0), max(extent - size, 0))
             corners.append(slice(start, min(start + size, extent)))
         rows, columns = corners
-        if _compact(indexed.volume):
+        if indexed.compact:
             read_axial_patch(images, labels, z, rows, columns, (images_out, labels_out))
             return
         images_out[:, : rows.stop - rows.start, : columns.stop - columns.start] = images[:, rows, columns, z]
@@ -108,7 +110,7 @@ class PatchSampler:
         images = np.zeros((len(picks), self.channels, size, size), np.float32)
         labels = np.zeros((len(picks), size, size), np.int64)
         for indexed, (_, _, z) in picks:
-            if _compact(indexed.volume):
+            if indexed.compact:
                 indexed.volume.images.prefetch(z)
                 indexed.volume.labels.prefetch(z)
         for index, (indexed, centre) in enumerate(picks):
