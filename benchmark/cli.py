@@ -221,9 +221,12 @@ def _list() -> int:
             continue
         transfers = " + ".join(initialisation.transfers) or "nothing"
         kind = "pretrains" if initialisation.requires_pretraining else "no pretraining"
-        print(f"  {name:<24} {initialisation.label or name:<6} {kind}; transfers {transfers}")
+        forms = _forms(PRETEXT_TASKS.get(name).spatial_dims_supported)
+        print(f"  {name:<24} {initialisation.label or name:<6} {kind}; transfers {transfers}; {forms}")
+    print("downstream tasks:")
+    for name in DOWNSTREAM_TASKS.names():
+        print(f"  {name:<30} {_forms(DOWNSTREAM_TASKS.get(name).spatial_dims_supported)}")
     for title, names in (
-        ("downstream tasks", DOWNSTREAM_TASKS.names()),
         ("datasets", DATASETS.names()),
         ("grid presets", preset_names()),
     ):
@@ -231,6 +234,11 @@ def _list() -> int:
         for name in names:
             print(f"  {name}")
     return 0
+
+
+def _forms(spatial_dims: tuple[int, ...]) -> str:
+    """``2D``, or ``2D and 3D``: the forms a plugin has (``spatial_dims`` of a grid)."""
+    return " and ".join(f"{dims}D" for dims in spatial_dims)
 
 
 def _existing_store(args: argparse.Namespace) -> str:

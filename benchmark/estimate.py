@@ -45,9 +45,7 @@ from benchmark.training import train
 from ssl_medbench.core.atomic import atomic_path
 from ssl_medbench.core.run_tags import Kind, Protocol, Tag
 from ssl_medbench.datasets.base import Dataset
-from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.networks.encoder import create_encoder
-from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 from ssl_medbench.pretext_tasks.base import PretextNetwork, PretextTask
 
 #: Each network trains one warm-up step, then timed steps until they take this many seconds (paper-scale networks
@@ -281,12 +279,10 @@ class Calibration:
     def _time(self, network: Network, job: PretrainJob | FinetuneCell, datasets: dict[str, Dataset]) -> float:
         grid, device = self.grid, self.device
         torch.manual_seed(0)
-        shape = (network.batch, network.channels, network.side, network.side)
+        shape = grid.input_shape(network.batch, network.channels, network.side)
         encoder = create_encoder(grid.encoder, network.channels)
         if isinstance(job, PretrainJob) and job.downstream_task is None:
-            task = PRETEXT_TASKS.get(job.initialisation)(
-                grid.pretext_config_for(job.initialisation, job.dataset, job.view)
-            )
+            task = grid.initialisation(job.initialisation, job.dataset, job.view)
             assert isinstance(task, PretextTask)
             model = PretextNetwork.for_task(task, encoder, network.channels).to(device)
             spec = task.batch_spec(shape)  # its shapes, not make_batch: no task code with side effects runs here
@@ -297,7 +293,7 @@ class Calibration:
             return _seconds_per_forward(encoder.to(device), shape, device)
         name = str(job.downstream_task)
         classes = datasets[job.dataset].class_names or PLACEHOLDER_CLASSES  # known once the data are read (MedMNIST)
-        downstream = DOWNSTREAM_TASKS.get(name)(grid.downstream_config(name), network.channels, classes)
+        downstream = grid.downstream_task(name, network.channels, classes)
         frozen = isinstance(job, FinetuneCell) and job.protocol == FROZEN
         model = (downstream.build_frozen_model if frozen else downstream.build_model)(encoder, None).to(device)
         plain = lambda: (torch.rand(shape, device=device), None)  # noqa: E731

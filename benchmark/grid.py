@@ -30,8 +30,10 @@ from ssl_medbench.datasets import DATASETS
 from ssl_medbench.datasets.splits import LabelBudget
 from ssl_medbench.datasets.views import InputView
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
-from ssl_medbench.networks.encoder import EncoderConfig
+from ssl_medbench.downstream.base import DownstreamTask
+from ssl_medbench.networks.encoder import EncoderConfig, create_encoder, spatial_dims_of
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
+from ssl_medbench.pretext_tasks.base import Initialisation
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,8 @@ class GridConfig:
     #: per downstream task name: its protocols instead of ``protocols`` (e.g. ``knn`` for a classification task only)
     protocols_by_task: dict[str, tuple[str, ...]] = field(default_factory=dict)
     knn: KnnConfig = field(default_factory=KnnConfig)
+    #: 2: networks on images (Chen et al. 2019); 3: on volumes (3D encoders, cube views, sliding-window inference).
+    spatial_dims: int = 2
 
     @property
     def label_budgets(self) -> tuple[LabelBudget, ...]:
@@ -134,6 +138,21 @@ class GridConfig:
     def pretext_config(self, name: str) -> Any:
         plugin = PRETEXT_TASKS.get(name)
         return parse_dataclass(plugin.Config, self.pretext.get(name, {}), f"pretext.{name}")
+
+    def initialisation(self, name: str, dataset: str | None = None, view: InputView | None = None) -> Initialisation:
+        """Initialisation ``name`` in the grid's ``spatial_dims`` form, with its config (as pretrained on ``dataset``
+        for the downstream tasks of ``view``, when a dataset is given: :meth:`pretext_config_for`)."""
+        config = self.pretext_config(name) if dataset is None else self.pretext_config_for(name, dataset, view)
+        return PRETEXT_TASKS.get(name).build(config, self.spatial_dims)
+
+    def downstream_task(self, name: str, channels: int, class_names: tuple[str, ...] = ()) -> DownstreamTask:
+        """Downstream task ``name`` in the grid's ``spatial_dims`` form, with its config, for a dataset of ``channels``
+        image channels and ``class_names``."""
+        return DOWNSTREAM_TASKS.get(name).build(self.downstream_config(name), channels, class_names, self.spatial_dims)
+
+    def input_shape(self, batch: int, channels: int, side: int) -> tuple[int, ...]:
+        """A batch of ``batch`` square images (cubes when ``spatial_dims`` is 3) of ``side`` with ``channels``."""
+        return (batch, channels, *(side,) * self.spatial_dims)
 
     def pretrains(self, name: str) -> bool:
         """Whether initialisation ``name`` is a pretext task, with pretrain jobs of its own (not a baseline)."""
@@ -161,7 +180,7 @@ class GridConfig:
         """What downstream task ``task``'s network takes, and so what its pretraining samples."""
         config = self.downstream_config(task)
         channels = len(DATASETS.get(self.dataset_type(config.dataset)).channels)
-        return DOWNSTREAM_TASKS.get(task)(config, channels).input_view()
+        return self.downstream_task(task, channels).input_view()
 
     def downstream_config(self, name: str) -> Any:
         plugin = DOWNSTREAM_TASKS.get(name)
@@ -362,10 +381,43 @@ def _check_datasets(config: GridConfig) -> None:
         check_plugin_config(config.dataset_config(name), f"datasets.{name}")
 
 
+def _check_spatial_dims(config: GridConfig) -> None:
+    """``spatial_dims`` is 2 or 3, every initialisation and downstream task has that form, and so has the encoder."""
+    dims = config.spatial_dims
+    if isinstance(dims, bool) or dims not in (2, 3):
+        raise ConfigError(f"spatial_dims: expected 2 (images) or 3 (volumes), got {dims!r}")
+    for key, names, registry in (
+        ("initialisations", config.initialisations, PRETEXT_TASKS),
+        ("downstream_tasks", config.downstream_tasks, DOWNSTREAM_TASKS),
+    ):
+        for name in names:
+            supported = registry.get(name).spatial_dims_supported
+            if dims not in supported:
+                forms = " and ".join(f"{d}D" for d in supported)
+                raise ConfigError(
+                    f"{key}: {name} has no {dims}D form (it works in {forms}); remove it or set spatial_dims: "
+                    f"{supported[0]}"
+                )
+    try:
+        encoder = create_encoder(config.encoder, 1)
+    except Exception:  # noqa: BLE001  (an encoder that cannot be built is reported by the preflight, with its cause)
+        return
+    try:
+        encoder_dims = spatial_dims_of(encoder)
+    except ValueError as error:
+        raise ConfigError(f"encoder.name: {error}") from None
+    if encoder_dims != dims:
+        other = "chen_vgg3d" if dims == 3 else "chen_vgg"
+        raise ConfigError(
+            f"encoder.name: {config.encoder.name} is a {encoder_dims}D network, but spatial_dims is {dims}: use a "
+            f"{dims}D encoder (e.g. {other})"
+        )
+
+
 def _check_initialisations(config: GridConfig) -> None:
     for name in config.initialisations:
         try:
-            initialisation = PRETEXT_TASKS.get(name)(config.pretext_config(name))
+            initialisation = config.initialisation(name)
         except ValueError as error:
             raise ConfigError(f"pretext.{name}: {error}") from None
         check_plugin_config(initialisation.config, f"pretext.{name}")
@@ -395,7 +447,7 @@ def _check_pretext_by_dataset(config: GridConfig) -> None:
                     f"{key}: {name} does not pretrain, so it has no per-dataset settings; set them under pretext.{name}"
                 )
             try:
-                initialisation = PRETEXT_TASKS.get(name)(config.pretext_config_for(name, dataset))
+                initialisation = config.initialisation(name, dataset)
             except ValueError as error:
                 raise ConfigError(f"{key}: {error}") from None
             check_plugin_config(initialisation.config, key)
@@ -412,7 +464,7 @@ def _check_downstream(config: GridConfig) -> None:
         check_plugin_config(downstream, f"downstream.{name}")
         channels = len(DATASETS.get(config.dataset_type(downstream.dataset)).channels)
         try:
-            DOWNSTREAM_TASKS.get(name)(downstream, channels)
+            config.downstream_task(name, channels)
         except ValueError as error:
             raise ConfigError(f"downstream.{name}: {error}") from None
     for name in config.downstream:
@@ -455,6 +507,7 @@ def validate_grid(config: GridConfig) -> None:
     check_path_name(config.name, "name")
     _check_lists(config)
     _check_datasets(config)
+    _check_spatial_dims(config)
     _check_initialisations(config)
     _check_downstream(config)
     _check_protocols(config)

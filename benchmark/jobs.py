@@ -30,7 +30,6 @@ from ssl_medbench.core.run_tags import Artifact, Kind, MetricPrefix, Param, Tag
 from ssl_medbench.core.sampling import Batch, BatchSampler
 from ssl_medbench.datasets.augmentation import BatchAugmentation
 from ssl_medbench.datasets.base import Dataset, Volume
-from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.downstream.base import DownstreamTask
 from ssl_medbench.networks.encoder import create_encoder
 from ssl_medbench.networks.knn import KNNClassifier
@@ -132,6 +131,7 @@ def _common_tags(ctx: RunContext, kind: str, key: str, initialisation: str, data
         Tag.TORCH_VERSION: torch.__version__,
         Tag.TIMM_VERSION: timm.__version__,
         Tag.PYTHON_VERSION: platform.python_version(),
+        Tag.SPATIAL_DIMS: str(ctx.grid.spatial_dims),
     }
 
 
@@ -186,7 +186,7 @@ def run_pretrain(job: PretrainJob, ctx: RunContext) -> str:
     if job.downstream_task is not None:
         return run_supervised_pretrain(job, ctx)
     grid = ctx.grid
-    task = PRETEXT_TASKS.get(job.initialisation)(grid.pretext_config_for(job.initialisation, job.dataset, job.view))
+    task = grid.initialisation(job.initialisation, job.dataset, job.view)
     assert isinstance(task, PretextTask)
     dataset = ctx.datasets[job.dataset]
     tags = _common_tags(ctx, Kind.PRETRAIN, job.key, job.initialisation, job.dataset, job.seed)
@@ -272,7 +272,7 @@ def run_supervised_pretrain(job: PretrainJob, ctx: RunContext) -> str:
 
 def _downstream_task(ctx: RunContext, name: str, dataset: str) -> DownstreamTask:
     data = ctx.datasets[dataset]
-    return DOWNSTREAM_TASKS.get(name)(ctx.grid.downstream_config(name), len(data.channels), data.class_names)
+    return ctx.grid.downstream_task(name, len(data.channels), data.class_names)
 
 
 def _log_pretext_outputs(
@@ -313,7 +313,7 @@ def run_finetune(cell: FinetuneCell, ctx: RunContext, pretrain_run_id: str | Non
     grid = ctx.grid
     dataset = ctx.datasets[cell.dataset]
     task = _downstream_task(ctx, cell.downstream_task, cell.dataset)
-    initialisation = PRETEXT_TASKS.get(cell.initialisation)(grid.pretext_config(cell.initialisation))
+    initialisation = grid.initialisation(cell.initialisation)
     augmented = initialisation.finetune_augmentation() is not None and cell.protocol != KNN  # knn trains nothing
     tags = _common_tags(ctx, Kind.FINETUNE, cell.key, cell.initialisation, cell.dataset, cell.seed)
     tags |= {key: f"{value:g}" for key, value in cell.budget.setting().items()}  # label_fraction or label_subjects

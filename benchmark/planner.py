@@ -28,7 +28,8 @@ from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 #: 3: pretraining samples the downstream task's input view (the view in the key); misses scored in localisation.
 #: 4: schedules carry their learning-rate schedule and warm-up fraction.
 #: Cells of another protocol than finetune, or of a budget in subjects, add ``protocol`` / ``label_subjects`` to the
-#: payload; a finetune cell at a label fraction keeps its version-4 payload, so its stored results stay valid.
+#: payload, and jobs of a 3D grid ``spatial_dims``; a 2D finetune cell at a label fraction keeps its version-4
+#: payload, so its stored results stay valid.
 KEY_VERSION = 4
 
 
@@ -128,7 +129,7 @@ def _protocol_line(grid: GridConfig) -> str:
 
 def _augments_only(grid: GridConfig, init: str) -> bool:
     """Whether initialisation ``init`` differs from Random only by augmenting training batches."""
-    initialisation = PRETEXT_TASKS.get(init)(grid.pretext_config(init))
+    initialisation = grid.initialisation(init)
     return initialisation.finetune_augmentation() is not None and not initialisation.requires_pretraining
 
 
@@ -156,7 +157,7 @@ def plan_grid(grid: GridConfig, dataset_versions: dict[str, str]) -> Plan:
                         "schedule": grid.pretrain,
                         "seed": seed,
                         "precision": grid.runtime.precision,
-                    }
+                    } | _dims(grid)
                     labels_of = task_name if PRETEXT_TASKS.get(init).uses_labels else None
                     if labels_of is not None:  # trained as the task is: its config and its finetune schedule
                         payload |= {"downstream_task": task_name, "downstream_config": task_config}
@@ -178,7 +179,7 @@ def plan_grid(grid: GridConfig, dataset_versions: dict[str, str]) -> Plan:
                             "encoder": grid.encoder,
                             "seed": seed,
                             "precision": grid.runtime.precision,
-                        }
+                        } | _dims(grid)
                         payload |= _budget_and_protocol(budget, protocol)
                         # what the protocol uses: a schedule to train by, or the neighbours to vote
                         payload |= {"knn": grid.knn} if protocol == KNN else {"schedule": grid.finetune_for(task_name)}
@@ -186,6 +187,11 @@ def plan_grid(grid: GridConfig, dataset_versions: dict[str, str]) -> Plan:
                         cells.append(FinetuneCell(key, init, task_name, dataset, budget, seed, pretrain_key, protocol))
     _check_every_task_has_cells(grid, cells)
     return Plan(tuple(pretrain.values()), tuple(cells))
+
+
+def _dims(grid: GridConfig) -> dict[str, Any]:
+    """The key field of a 3D grid's jobs (``spatial_dims``); none for 2D, so 2D keys stay as they were."""
+    return {} if grid.spatial_dims == 2 else {"spatial_dims": grid.spatial_dims}
 
 
 def _budget_and_protocol(budget: LabelBudget, protocol: str) -> dict[str, Any]:

@@ -20,9 +20,7 @@ from torch import nn
 from benchmark.grid import FROZEN, GridConfig
 from ssl_medbench.core.errors import ConfigError, UserError
 from ssl_medbench.datasets.base import Dataset
-from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.networks.encoder import create_encoder
-from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 from ssl_medbench.pretext_tasks.base import ENCODER, PretextNetwork, PretextTask
 
 #: Examples per checked batch (two: a batch dimension that a squeeze drops by mistake shows up).
@@ -73,7 +71,7 @@ def _check_pretext_views(
             continue
         view = grid.input_view(downstream)
         for name in grid.initialisations:
-            task = PRETEXT_TASKS.get(name)(grid.pretext_config_for(name, dataset, view))
+            task = grid.initialisation(name, dataset, view)
             if isinstance(task, PretextTask) and (name, task.config, channels, side) not in checked:
                 checked.add((name, task.config, channels, side))
                 _check_pretext(grid, name, task, channels, (key, side))
@@ -130,7 +128,7 @@ def _check_pretext(grid: GridConfig, name: str, task: PretextTask, channels: int
     )
 
     def forward_and_loss() -> None:
-        spec = task.batch_spec((BATCH, channels, side, side))
+        spec = task.batch_spec(grid.input_shape(BATCH, channels, side))
         inputs = torch.zeros(spec.inputs.shape, dtype=spec.inputs.dtype)
         task.loss(network(inputs), torch.zeros(spec.targets.shape, dtype=spec.targets.dtype))
 
@@ -143,8 +141,8 @@ def _check_downstream(grid: GridConfig, name: str, dataset: Dataset) -> None:
         return
     channels = len(dataset.channels)
     encoder = _encoder(grid, channels)
-    config, classes = grid.downstream_config(name), dataset.class_names or PLACEHOLDER_CLASSES
-    task = DOWNSTREAM_TASKS.get(name)(config, channels, classes)
+    classes = dataset.class_names or PLACEHOLDER_CLASSES
+    task = grid.downstream_task(name, channels, classes)
     builders = {"build_model": task.build_model}
     if FROZEN in grid.protocols_for(name):
         builders["build_frozen_model"] = task.build_frozen_model
@@ -156,7 +154,7 @@ def _check_downstream(grid: GridConfig, name: str, dataset: Dataset) -> None:
         if builder_name == "build_frozen_model":
             _check_freezable(name, type(task).__name__, model)
         outputs = _attempt(
-            lambda model=model: model(torch.zeros(BATCH, channels, side, side)),
+            lambda model=model: model(torch.zeros(grid.input_shape(BATCH, channels, side))),
             lambda error: _does_not_fit(key, side, name, grid, encoder, error),
         )
         if outputs.shape[0] != BATCH:
@@ -179,7 +177,7 @@ def _check_freezable(name: str, task: str, model: nn.Module) -> None:
 
 
 def downstream_side(grid: GridConfig, name: str) -> tuple[str, int | None]:
-    """The grid key that sets the side of the square 2D inputs of downstream task ``name``, and its value: the task's
+    """The grid key that sets the side of the square (cubic) inputs of downstream task ``name``, and its value: the task's
     ``patch_size`` or ``slice_size``, else its dataset's ``image_size``; None where the data decide (e.g. MedMNIST's 0)."""
     config = grid.downstream_config(name)
     for field in ("patch_size", "slice_size"):

@@ -6,7 +6,7 @@ ignored on the CPU, where they would slow training down or change nothing:
 - ``precision: bf16`` trains under ``torch.autocast(dtype=torch.bfloat16)`` (forward pass and loss;
   weights, optimiser state and evaluation stay float32). It changes the numbers, so it is part of
   every job key; the other options do not change what is computed and are not.
-- ``channels_last`` stores 4D activations NHWC, the layout tensor cores read fastest.
+- ``channels_last`` stores 4D activations NHWC (5D ones NDHWC), the layout tensor cores read fastest.
 - ``compile`` wraps the training model in ``torch.compile`` (first steps are slower while it compiles).
 - ``loader_workers`` DataLoader worker processes sample patches ahead of the model; batches are
   pinned in page-locked memory and copied without blocking when the device is CUDA.
@@ -62,19 +62,25 @@ class RuntimeConfig:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def memory_format(self, device: torch.device) -> torch.memory_format:
-        return torch.channels_last if self.channels_last and device.type == "cuda" else torch.contiguous_format
+    def memory_format(self, device: torch.device, spatial_dims: int = 2) -> torch.memory_format:
+        """The layout of activations with ``spatial_dims`` spatial axes on ``device``."""
+        if not (self.channels_last and device.type == "cuda"):
+            return torch.contiguous_format
+        return torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
 
     def training_model(self, model: nn.Module, device: torch.device) -> nn.Module:
-        """``model`` in the configured memory layout, compiled if asked for; the returned module shares its parameters."""
-        model = model.to(memory_format=self.memory_format(device))
+        """``model`` in the configured memory layout (3D where it has 5D weights), compiled if asked for; the returned
+        module shares its parameters."""
+        spatial_dims = 3 if any(parameter.dim() == 5 for parameter in model.parameters()) else 2
+        model = model.to(memory_format=self.memory_format(device, spatial_dims))
         if self.compile and device.type == "cuda":
             return torch.compile(model)
         return model
 
     def to_device(self, tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-        """Copy a batch tensor to ``device`` (asynchronously from pinned memory), 4D images in the configured layout."""
+        """Copy a batch tensor to ``device`` (asynchronously from pinned memory), 4D images and 5D volumes in the
+        configured layout."""
         tensor = tensor.to(device, non_blocking=device.type == "cuda")
-        if tensor.dim() == 4 and tensor.is_floating_point():
-            tensor = tensor.contiguous(memory_format=self.memory_format(device))
+        if tensor.dim() in (4, 5) and tensor.is_floating_point():
+            tensor = tensor.contiguous(memory_format=self.memory_format(device, tensor.dim() - 2))
         return tensor

@@ -6,6 +6,10 @@ or on a random point of the brain's bounding box (brain: any channel non-zero) o
 that contains brain; with ``foreground_fraction`` 0 (pretraining) the labels are never read, so the patches drawn
 do not depend on them; patches that would leave the volume are shifted inside it (zero-padded if the
 slice is smaller than the patch).
+
+:class:`CubeSampler` is the 3D form (the 3D U-Net's training patches, Cicek et al. 2016): cubes of ``patch_size``
+voxels centred on a foreground voxel with the same probability, or else on a random point of the brain's 3D bounding
+box. From the compact cache it reads only the axial slabs a cube spans, never the whole volume.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class _IndexedVolume:
         self.brain_slices = np.flatnonzero(rows.any(axis=0))
         #: per brain slice: the brain's bounding box (x0, x1, y0, y1), inclusive
         self.boxes = [(*_extent(rows[:, z]), *_extent(cols[:, z])) for z in self.brain_slices]
+        #: the brain's 3D bounding box (x0, x1, y0, y1, z0, z1), inclusive
+        self.box = (*_extent(rows.any(axis=1)), *_extent(cols.any(axis=1)), *_extent(rows.any(axis=0)))
         foreground = np.argwhere(np.asarray(volume.labels) > 0) if with_foreground else np.zeros((0, 3), np.int64)
         if len(foreground) > _MAX_FOREGROUND_POINTS:
             foreground = foreground[rng.choice(len(foreground), _MAX_FOREGROUND_POINTS, replace=False)]
@@ -70,6 +76,10 @@ class PatchSampler:
         if use_foreground:
             x, y, z = indexed.foreground[self._randint(len(indexed.foreground), generator)]
             return int(x), int(y), int(z)
+        return self._brain_centre(indexed, generator)
+
+    def _brain_centre(self, indexed: _IndexedVolume, generator: torch.Generator) -> tuple[int, int, int]:
+        """A random point of the brain's bounding box on a random slice that contains brain."""
         index = self._randint(len(indexed.brain_slices), generator)
         x0, x1, y0, y1 = indexed.boxes[index]
         return (
@@ -78,18 +88,18 @@ class PatchSampler:
             int(indexed.brain_slices[index]),
         )
 
+    def _window(self, position: int, extent: int) -> slice:
+        """The patch's span along an axis of ``extent`` voxels around ``position``, shifted inside the volume."""
+        start = min(max(position - self.patch_size // 2, 0), max(extent - self.patch_size, 0))
+        return slice(start, min(start + self.patch_size, extent))
+
     def _extract(
         self, indexed: _IndexedVolume, centre: tuple[int, int, int], images_out: np.ndarray, labels_out: np.ndarray
     ) -> None:
         """Write the patch around ``centre`` into ``images_out`` (C, P, P) and ``labels_out`` (P, P), both zeros."""
-        size = self.patch_size
         images, labels = indexed.volume.images, indexed.volume.labels
         x, y, z = centre
-        corners = []
-        for position, extent in ((x, images.shape[1]), (y, images.shape[2])):
-            start = min(max(position - size // 2, 0), max(extent - size, 0))
-            corners.append(slice(start, min(start + size, extent)))
-        rows, columns = corners
+        rows, columns = self._window(x, images.shape[1]), self._window(y, images.shape[2])
         if indexed.compact:
             read_axial_patch(images, labels, z, rows, columns, (images_out, labels_out))
             return
@@ -119,6 +129,34 @@ class PatchSampler:
 
     def sample(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         return self.read(self.draw(batch_size, generator))
+
+
+class CubeSampler(PatchSampler):
+    """Draws batches of (images (B, C, P, P, P) float32, labels (B, P, P, P) int64) cubes, axes as the volumes'
+    (x, y, z)."""
+
+    def _brain_centre(self, indexed: _IndexedVolume, generator: torch.Generator) -> tuple[int, int, int]:
+        """A random point of the brain's 3D bounding box."""
+        x0, x1, y0, y1, z0, z1 = indexed.box
+        return (
+            x0 + self._randint(x1 - x0 + 1, generator),
+            y0 + self._randint(y1 - y0 + 1, generator),
+            z0 + self._randint(z1 - z0 + 1, generator),
+        )
+
+    def read(self, picks: list[tuple[_IndexedVolume, tuple[int, int, int]]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cubes at ``picks`` (:meth:`draw`), each read as the slabs it spans: images (B, C, P, P, P) float32 and
+        labels (B, P, P, P) int64, zeros where a volume is smaller than a cube."""
+        size = self.patch_size
+        images = np.zeros((len(picks), self.channels, size, size, size), np.float32)
+        labels = np.zeros((len(picks), size, size, size), np.int64)
+        for index, (indexed, centre) in enumerate(picks):
+            volume = indexed.volume
+            region = tuple(self._window(p, extent) for p, extent in zip(centre, volume.images.shape[1:]))
+            filled = tuple(slice(0, window.stop - window.start) for window in region)
+            images[(index, slice(None), *filled)] = volume.images[(slice(None), *region)]
+            labels[(index, *filled)] = volume.labels[region]
+        return torch.from_numpy(images), torch.from_numpy(labels)
 
 
 def _compact(volume: Volume) -> bool:

@@ -1,11 +1,12 @@
-"""What a network sees of a dataset: the 2D inputs a downstream task trains on, drawn the same way for pretraining.
+"""What a network sees of a dataset: the 2D (or 3D) inputs a downstream task trains on, drawn the same way for
+pretraining.
 
 Chen et al. (2019) pretrain on the inputs of the network they initialise: whole 2D images for the fetal ultrasound
 and abdominal CT tasks, 64x64 patches of axial slices for brain MR (their Fig. 4). A downstream task declares its view
 (``DownstreamTask.input_view``); a pretrain job draws unlabelled batches of that view through the same sampler class
 the task trains with, every label-guided choice switched off (pretraining never looks at labels). The view is part
 of the pretrain job's key: two downstream tasks with one view on one dataset share their pretraining, two views
-pretrain twice.
+pretrain twice. A 3D downstream task's view is :class:`Cubes` of its volumes, so its pretraining sees cubes too.
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ from typing import ClassVar
 
 from ssl_medbench.core.sampling import BatchSampler
 from ssl_medbench.datasets.base import Volume
-from ssl_medbench.datasets.patches import PatchSampler
+from ssl_medbench.datasets.patches import CubeSampler, PatchSampler
 from ssl_medbench.datasets.slice_samplers import OrthogonalSliceSampler, SliceClassSampler
 
 
 class InputView(ABC):
-    """A kind of 2D input and its size; subclasses are frozen dataclasses (their fields go into the job key)."""
+    """A kind of input and its size; subclasses are frozen dataclasses (their fields go into the job key)."""
 
     #: Short name of the kind, in run names and the ``pretext_view`` tag.
     kind: ClassVar[str]
+    #: 2 for images, 3 for volumes.
+    spatial_dims: ClassVar[int] = 2
 
     @property
     @abstractmethod
@@ -42,9 +45,10 @@ class InputView(ABC):
         return f"{self.kind}@{self.size if self.size is not None else 'native'}"
 
     def describe(self, shape: Sequence[int]) -> str:
-        """``<kind>@<side>`` for inputs of ``shape`` (C, H, W): the ``pretext_view`` tag of a pretrain run."""
-        height, width = shape[-2:]
-        return f"{self.kind}@{height}" if height == width else f"{self.kind}@{height}x{width}"
+        """``<kind>@<side>`` for inputs of ``shape`` (C, H, W) or (C, D, H, W): the ``pretext_view`` tag of a pretrain
+        run."""
+        sides = tuple(shape[1:])
+        return f"{self.kind}@{sides[0]}" if len(set(sides)) == 1 else f"{self.kind}@{'x'.join(map(str, sides))}"
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,23 @@ class AxialPatches(InputView):
 
     def unlabelled_sampler(self, volumes: Sequence[Volume]) -> PatchSampler:
         return PatchSampler(volumes, self.side, foreground_fraction=0.0)
+
+
+@dataclass(frozen=True)
+class Cubes(InputView):
+    """Cubes of ``side`` voxels of 3D volumes (:class:`~ssl_medbench.datasets.patches.CubeSampler`); for pretraining
+    centred anywhere in the brain's bounding box, never on labels."""
+
+    kind: ClassVar[str] = "cubes"
+    spatial_dims: ClassVar[int] = 3
+    side: int
+
+    @property
+    def size(self) -> int:
+        return self.side
+
+    def unlabelled_sampler(self, volumes: Sequence[Volume]) -> CubeSampler:
+        return CubeSampler(volumes, self.side, foreground_fraction=0.0)
 
 
 @dataclass(frozen=True)

@@ -74,12 +74,32 @@ class DownstreamTask(ABC):
     #: Whether the task predicts one class per input image, its model giving one score per class (the ``knn``
     #: protocol applies; the task implements :meth:`labelled_images`).
     classifies_images: ClassVar[bool] = False
+    #: The spatial dimensions of the networks the task has a form for: 2 and, where implemented, 3 (volumes).
+    spatial_dims_supported: ClassVar[tuple[int, ...]] = (2,)
+    #: 2 or 3: the dimensions of this instance's network inputs (:meth:`build` sets it).
+    spatial_dims: int = 2
 
     def __init__(self, config: DownstreamTask.Config, image_channels: int, class_names: tuple[str, ...] = ()):
         self.config = config
         self.image_channels = image_channels
         #: The dataset's ``class_names`` (classes or organs), for tasks whose outputs depend on them.
         self.class_names = class_names
+
+    @classmethod
+    def build(
+        cls,
+        config: DownstreamTask.Config,
+        image_channels: int,
+        class_names: tuple[str, ...] = (),
+        spatial_dims: int = 2,
+    ) -> DownstreamTask:
+        """The task in its ``spatial_dims`` form; ValueError for a form it does not have."""
+        if spatial_dims not in cls.spatial_dims_supported:
+            forms = " and ".join(f"{dims}D" for dims in cls.spatial_dims_supported)
+            raise ValueError(f"{cls.__name__} has no {spatial_dims}D form (it works in {forms})")
+        task = cls(config, image_channels, class_names)
+        task.spatial_dims = spatial_dims
+        return task
 
     @classmethod
     @abstractmethod
@@ -141,8 +161,8 @@ class DownstreamTask(ABC):
 
     @abstractmethod
     def input_view(self) -> InputView:
-        """What this task's network takes (kind and size of its 2D inputs): pretraining for this task samples the same
-        view (:mod:`ssl_medbench.datasets.views`), without labels."""
+        """What this task's network takes (kind and size of its inputs, 2D or 3D): pretraining for this task samples the
+        same view (:mod:`ssl_medbench.datasets.views`), without labels."""
 
     @abstractmethod
     def make_sampler(self, volumes: Sequence[Volume]) -> BatchSampler:

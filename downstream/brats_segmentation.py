@@ -18,6 +18,11 @@ labelled training subjects (:func:`~ssl_medbench.downstream.image_blind.majority
 co-registered to one template, so their label maps share one shape, or ValueError), the same map for every test
 subject, scored as above. Where tumours lie in different places it predicts background, and Dice follows the
 empty-mask rule.
+
+3D form (``spatial_dims: 3``; the 3D U-Net of Cicek et al. 2016 that the 3D SSL suites fine-tune): training on cubes
+of ``patch_size`` voxels (:class:`~ssl_medbench.datasets.patches.CubeSampler`, the same share centred on tumour),
+inference by sliding windows of that cube over the whole volume (:mod:`~ssl_medbench.downstream.sliding_window`,
+``inference_batch`` windows per pass); the same metrics on the same label volumes.
 """
 
 from __future__ import annotations
@@ -36,8 +41,8 @@ from torch import nn
 from ssl_medbench.core.config_fields import bounded
 from ssl_medbench.datasets.base import Volume
 from ssl_medbench.datasets.brats import CHANNELS, CLASSES, REGIONS, region_masks
-from ssl_medbench.datasets.patches import PatchSampler
-from ssl_medbench.datasets.views import AxialPatches
+from ssl_medbench.datasets.patches import CubeSampler, PatchSampler
+from ssl_medbench.datasets.views import AxialPatches, Cubes
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
 from ssl_medbench.downstream.base import DownstreamTask, ExampleData, MetricSpec
 from ssl_medbench.downstream.image_blind import majority_label_map
@@ -52,7 +57,9 @@ from ssl_medbench.downstream.metrics import (
     sensitivity,
     specificity,
 )
+from ssl_medbench.downstream.sliding_window import sliding_window_logits
 from ssl_medbench.networks.unet_decoder import UNetDecoder
+from ssl_medbench.networks.vgg_encoder import layers_for
 
 #: Per metric, its spec in every region, with the empty-mask rules of :mod:`downstream.metrics`.
 SPECS = {
@@ -77,13 +84,13 @@ def nsd_name(tolerance_mm: float) -> str:
 
 
 class SegmentationUNet(nn.Module):
-    """Encoder + U-Net decoder + 1x1 conv classifier."""
+    """Encoder + U-Net decoder + 1x1 (1x1x1) conv classifier."""
 
     def __init__(self, encoder: nn.Module, decoder: UNetDecoder, num_classes: int):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
-        self.classifier = nn.Conv2d(decoder.out_channels, num_classes, kernel_size=1)
+        self.classifier = layers_for(decoder.spatial_dims)[0](decoder.out_channels, num_classes, kernel_size=1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.decoder(self.encoder(images)))
@@ -107,6 +114,7 @@ class BratsSegmentation(DownstreamTask):
     accepts = ("encoder", "decoder")
     target_geometry = "dense"
     primary_metric = "dice_mean"
+    spatial_dims_supported = (2, 3)
 
     @dataclass(frozen=True)
     class Config:
@@ -114,7 +122,7 @@ class BratsSegmentation(DownstreamTask):
         patch_size: int = 64
         #: Share of training patches centred on a tumour voxel.
         foreground_fraction: float = 0.5
-        #: Slices per forward pass at inference.
+        #: Slices (3D: sliding windows) per forward pass at inference.
         inference_batch: int = 32
         dice_loss_weight: float = 1.0
         #: HD95 definitions to log, each as ``hd95_<convention>_<region>`` (downstream.metrics.HD95_CONVENTIONS).
@@ -185,11 +193,12 @@ class BratsSegmentation(DownstreamTask):
         decoder = decoder if decoder is not None else UNetDecoder.for_encoder(encoder)
         return SegmentationUNet(encoder, decoder, self.num_classes)
 
-    def input_view(self) -> AxialPatches:
-        return AxialPatches(self.config.patch_size)
+    def input_view(self) -> AxialPatches | Cubes:
+        return AxialPatches(self.config.patch_size) if self.spatial_dims == 2 else Cubes(self.config.patch_size)
 
     def make_sampler(self, volumes: Sequence[Volume]) -> PatchSampler:
-        return PatchSampler(volumes, self.config.patch_size, self.config.foreground_fraction)
+        sampler = PatchSampler if self.spatial_dims == 2 else CubeSampler
+        return sampler(volumes, self.config.patch_size, self.config.foreground_fraction)
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         cross_entropy = F.cross_entropy(outputs, targets)
@@ -202,7 +211,10 @@ class BratsSegmentation(DownstreamTask):
 
     @torch.inference_mode()
     def predict_volume(self, model: nn.Module, images: np.ndarray, device: torch.device) -> np.ndarray:
-        """Canonical labels (x, y, z) predicted slice by slice along the last (axial) axis."""
+        """Canonical labels (x, y, z) predicted slice by slice along the last (axial) axis; in 3D, by sliding windows."""
+        if self.spatial_dims == 3:
+            logits = sliding_window_logits(model, images, self.config.patch_size, self.config.inference_batch, device)
+            return logits.argmax(dim=0).cpu().numpy().astype(np.uint8)
         multiple = model.decoder.size_multiple
         _, height, width, depth = images.shape
         pad_h, pad_w = -height % multiple, -width % multiple

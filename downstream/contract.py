@@ -13,6 +13,7 @@ decoder where the task accepts one), and everything runs on CPU in seconds. A fa
 AssertionError naming the task and the check. The image-blind reference
 (:meth:`DownstreamTask.image_blind_scores`) is fitted on the example subjects and scored on them: its table must
 have :meth:`DownstreamTask.evaluate`'s rows and columns and stay the same when the images are replaced by noise.
+A task with a 3D form passes the same checks in it with :func:`volumes_setup` (a tiny ``chen_vgg3d``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,15 @@ class ContractSetup:
     seed: int = 0
     #: Config values of the task under test, as a grid file would give them (empty: the defaults).
     task_config: dict[str, Any] = field(default_factory=dict)
+    #: 2: the task's 2D form; 3: its 3D form, with a 3D encoder.
+    spatial_dims: int = 2
+
+
+def volumes_setup(task_config: dict[str, Any] | None = None) -> ContractSetup:
+    """The setup of the checks of a task's 3D form: a tiny ``chen_vgg3d`` and the task's ``task_config`` (e.g. a
+    small ``patch_size``, so that the checks run in seconds)."""
+    encoder = EncoderConfig(name="chen_vgg3d", kwargs={"channels": [8, 16, 32]})
+    return ContractSetup(encoder=encoder, task_config=task_config or {}, spatial_dims=3)
 
 
 DownstreamCheck = Callable[[type[DownstreamTask], ContractSetup], None]
@@ -65,7 +75,7 @@ def _check(name: str) -> Callable[[DownstreamCheck], DownstreamCheck]:
 def _task(cls: type[DownstreamTask], setup: ContractSetup) -> tuple[DownstreamTask, ExampleData]:
     data = cls.example_data(np.random.default_rng(setup.seed))
     config = parse_dataclass(cls.Config, setup.task_config, cls.__name__)
-    return cls(config, data.channels, data.class_names), data
+    return cls.build(config, data.channels, data.class_names, setup.spatial_dims), data
 
 
 def _model(task: DownstreamTask, data: ExampleData, setup: ContractSetup, with_decoder: bool) -> nn.Module:
@@ -166,8 +176,8 @@ def check_builds_model(cls: type[DownstreamTask], setup: ContractSetup) -> None:
 
 @_check("sampler_batches")
 def check_sampler_batches(cls: type[DownstreamTask], setup: ContractSetup) -> None:
-    """The sampler's inputs (B, C, H, W) and targets (B, ...) are finite CPU tensors, the same for the same
-    generator seed, drawn without the global RNG."""
+    """The sampler's inputs (B, C, H, W), or (B, C, D, H, W) in 3D, and targets (B, ...) are finite CPU tensors, the
+    same for the same generator seed, drawn without the global RNG."""
     task, data = _task(cls, setup)
     sampler = task.make_sampler(list(data.volumes))
     global_state = torch.get_rng_state()
@@ -176,9 +186,10 @@ def check_sampler_batches(cls: type[DownstreamTask], setup: ContractSetup) -> No
     expect(torch.equal(torch.get_rng_state(), global_state), "the sampler draws from the global RNG")
     inputs, targets = first
     expect(isinstance(inputs, torch.Tensor) and isinstance(targets, torch.Tensor), "sample must return two tensors")
+    spatial = "H, W" if setup.spatial_dims == 2 else "D, H, W"
     expect(
-        inputs.ndim == 4 and inputs.shape[:2] == (setup.batch, data.channels),
-        f"inputs shape {tuple(inputs.shape)}, expected ({setup.batch}, {data.channels}, H, W)",
+        inputs.ndim == 2 + setup.spatial_dims and inputs.shape[:2] == (setup.batch, data.channels),
+        f"inputs shape {tuple(inputs.shape)}, expected ({setup.batch}, {data.channels}, {spatial})",
     )
     expect(targets.shape[0] == setup.batch, f"targets shape {tuple(targets.shape)} for a batch of {setup.batch}")
     expect(inputs.device == CPU and targets.device == CPU, "the sampler must return CPU tensors")

@@ -26,6 +26,16 @@ class EncoderConfig:
         return asdict(self)
 
 
+def spatial_dims_of(network: nn.Module) -> int:
+    """2 or 3: the spatial dimensions of the inputs ``network`` takes, read from its first convolution."""
+    for module in network.modules():
+        if isinstance(module, (nn.Conv3d, nn.ConvTranspose3d)):
+            return 3
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            return 2
+    raise ValueError(f"{type(network).__name__} has no 2D or 3D convolution to tell its spatial dimensions by")
+
+
 def create_encoder(config: EncoderConfig, in_chans: int) -> nn.Module:
     """A features-only timm model: ``forward(x)`` returns one feature map per stage, shallow to deep."""
     if config.name not in timm.list_models(config.name):

@@ -69,6 +69,7 @@ def export_weights(
                 "type": "unet",
                 "channels": module.channels,
                 "reductions": module.reductions,
+                "spatial_dims": module.spatial_dims,
             }
     with atomic_path(folder / MANIFEST_NAME) as temporary:
         temporary.write_text(json.dumps(manifest, indent=2, sort_keys=True))

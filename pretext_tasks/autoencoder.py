@@ -32,6 +32,7 @@ class AutoEncoder(ReconstructionTask):
 
     label = "AE"
     randomised = False
+    spatial_dims_supported = (2, 3)
     #: Whether the decoder sees the encoder's skip features while pretraining.
     keeps_skips: ClassVar[bool] = False
 

@@ -10,6 +10,10 @@ schedule.
 Two families cover the paper's tasks: :class:`ReconstructionTask` (encoder + decoder output an
 image; AE, CP, CR) and :class:`ClassificationTask` (one or more crops through the shared encoder,
 a classifier on their pooled features; RP, JS).
+
+Every initialisation works on 2D images (B, C, H, W); one whose ``spatial_dims_supported`` holds 3 has a 3D form too,
+on volumes (B, C, D, H, W), and :meth:`Initialisation.build` makes the instance of either form (its ``spatial_dims``).
+A 3D view is a cube: ``check_image_size`` is given one face of it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_medbench.networks.decoders import DECODERS, build_decoder
+from ssl_medbench.networks.vgg_encoder import layers_for
 from ssl_medbench.pretext_tasks.heads import SiameseClassifier
 
 if TYPE_CHECKING:
@@ -50,19 +55,19 @@ class BatchSpec:
     targets: TensorSpec
 
 
-def images_and_mask_spec(images_shape: tuple[int, int, int, int]) -> BatchSpec:
-    """The batch of a masked-reconstruction task: inputs shaped like the images; targets, the images with the mask as
-    one more channel (1 where the input was masked)."""
-    batch, channels, height, width = images_shape
+def images_and_mask_spec(images_shape: tuple[int, ...]) -> BatchSpec:
+    """The batch of a masked-reconstruction task: inputs shaped like the images (B, C, *spatial); targets, the images
+    with the mask as one more channel (1 where the input was masked)."""
+    batch, channels, *spatial = images_shape
     return BatchSpec(
         TensorSpec(tuple(images_shape), torch.float32),
-        TensorSpec((batch, channels + 1, height, width), torch.float32),
+        TensorSpec((batch, channels + 1, *spatial), torch.float32),
     )
 
 
 def forward_each_input(encoder: nn.Module, head: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """K inputs per example (B, K, C, h, w) through the shared encoder; the head gets their deepest features
-    (B, K, F, h', w')."""
+    """K inputs per example (B, K, C, *spatial) through the shared encoder; the head gets their deepest features
+    (B, K, F, *spatial')."""
     batch, crops = inputs.shape[:2]
     deepest = encoder(inputs.flatten(0, 1))[-1]
     return head(deepest.unflatten(0, (batch, crops)))
@@ -86,9 +91,23 @@ class Initialisation(ABC):
     #: True for the baseline every comparison is made against (Random): its cells also score the downstream task's
     #: image-blind reference on their labelled subjects, so the reference is paired with it by seed and subject.
     scores_reference: ClassVar[bool] = False
+    #: The spatial dimensions the initialisation has a form for: 2 (images) and, where implemented, 3 (volumes).
+    spatial_dims_supported: ClassVar[tuple[int, ...]] = (2,)
+    #: 2 or 3: the dimensions of the images this instance works on (:meth:`build` sets it).
+    spatial_dims: int = 2
 
     def __init__(self, config: Initialisation.Config | None = None):
         self.config = config if config is not None else self.Config()
+
+    @classmethod
+    def build(cls, config: Initialisation.Config | None = None, spatial_dims: int = 2) -> Initialisation:
+        """The initialisation with ``config`` in its ``spatial_dims`` form; ValueError for a form it does not have."""
+        if spatial_dims not in cls.spatial_dims_supported:
+            forms = " and ".join(f"{dims}D" for dims in cls.spatial_dims_supported)
+            raise ValueError(f"{cls.__name__} has no {spatial_dims}D form (it works in {forms})")
+        initialisation = cls(config)
+        initialisation.spatial_dims = spatial_dims
+        return initialisation
 
     @property
     def transfers(self) -> tuple[str, ...]:
@@ -124,10 +143,11 @@ class PretextTask(Initialisation):
 
     @abstractmethod
     def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Corrupt a whole batch ``images`` (B, C, H, W) at once, on its device, drawing only from ``generator``."""
+        """Corrupt a whole batch ``images`` (B, C, H, W), or (B, C, D, H, W) in 3D, at once, on its device, drawing only
+        from ``generator``."""
 
     @abstractmethod
-    def batch_spec(self, images_shape: tuple[int, int, int, int]) -> BatchSpec:
+    def batch_spec(self, images_shape: tuple[int, ...]) -> BatchSpec:
         """Shapes and dtypes ``make_batch`` returns for float32 images of ``images_shape`` (checked by the contract tests)."""
 
     @abstractmethod
@@ -189,11 +209,12 @@ class ReconstructionTask(PretextTask):
     def decoder(self) -> str:
         return "unet" if self.config.decoder == "auto" else self.config.decoder
 
-    def batch_spec(self, images_shape: tuple[int, int, int, int]) -> BatchSpec:
+    def batch_spec(self, images_shape: tuple[int, ...]) -> BatchSpec:
         return BatchSpec(TensorSpec(tuple(images_shape), torch.float32), TensorSpec(tuple(images_shape), torch.float32))
 
     def build_head(self, in_channels: int, image_channels: int) -> nn.Module:
-        return nn.Conv2d(in_channels, image_channels, kernel_size=1)
+        convolution = layers_for(self.spatial_dims)[0]
+        return convolution(in_channels, image_channels, kernel_size=1)
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"loss": F.mse_loss(outputs, targets)}
@@ -207,7 +228,7 @@ class ReconstructionTask(PretextTask):
 class ClassificationTask(PretextTask):
     """A pretext task that classifies K crops of an image seen through the shared (siamese) encoder.
 
-    ``make_batch`` returns inputs (B, K, C, h, w) and integer class targets (B,). Each crop goes
+    ``make_batch`` returns inputs (B, K, C, *crop) and integer class targets (B,). Each crop goes
     through the same encoder; the deepest feature maps go to a :class:`SiameseClassifier`, which
     pools them, embeds each with one shared layer, concatenates the K embeddings in input order and
     predicts one of ``num_classes`` classes (the fc6 / fc7 / fc8 layout of Doersch et al. 2015 and
@@ -226,20 +247,20 @@ class ClassificationTask(PretextTask):
         """Readable name of class ``index`` for previews."""
         return str(index)
 
-    def crop_shape(self, height: int, width: int) -> tuple[int, int]:
-        """(h, w) of each crop for images of ``height`` x ``width``."""
-        return height, width
+    def crop_shape(self, *sides: int) -> tuple[int, ...]:
+        """The sides of each crop for images of ``sides`` (height, width; depth, height, width in 3D)."""
+        return sides
 
-    def batch_spec(self, images_shape: tuple[int, int, int, int]) -> BatchSpec:
-        batch, channels, height, width = images_shape
-        crop = self.crop_shape(height, width)
+    def batch_spec(self, images_shape: tuple[int, ...]) -> BatchSpec:
+        batch, channels, *sides = images_shape
+        crop = self.crop_shape(*sides)
         return BatchSpec(
             TensorSpec((batch, self.inputs_per_example, channels, *crop), torch.float32),
             TensorSpec((batch,), torch.int64),
         )
 
     def build_head(self, in_channels: int, image_channels: int) -> nn.Module:
-        return SiameseClassifier(in_channels, self.inputs_per_example, self.num_classes)
+        return SiameseClassifier(in_channels, self.inputs_per_example, self.num_classes, spatial_dims=self.spatial_dims)
 
     def forward(
         self, encoder: nn.Module, decoder: nn.Module | None, head: nn.Module, inputs: torch.Tensor

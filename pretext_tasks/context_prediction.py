@@ -15,10 +15,14 @@ encoder and, with the default U-Net decoder, the decoder (Chen et al. Section 2)
 
 Targets are (B, C + 1, H, W): the original image and, as the last channel, the removed-region mask
 (1 = removed), so that the loss knows where to look.
+
+3D form: the removed regions are cubes (a centred cube, or ``blocks`` cubes at random places) of the same fractions
+of the volume's side; targets are (B, C + 1, D, H, W).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,25 +37,26 @@ if TYPE_CHECKING:
 MASK_SHAPES = ("random_blocks", "central")
 
 
-def central_mask(batch: int, height: int, width: int, side: int, device: torch.device) -> torch.Tensor:
-    """(B, H, W) bool: a centred ``side`` x ``side`` square in every image."""
-    mask = torch.zeros(batch, height, width, dtype=torch.bool, device=device)
-    top, left = (height - side) // 2, (width - side) // 2
-    mask[:, top : top + side, left : left + side] = True
+def central_mask(batch: int, sides: Sequence[int], side: int, device: torch.device) -> torch.Tensor:
+    """(B, *sides) bool: a centred box of side ``side`` in every image of ``sides`` (height, width; or depth, height,
+    width)."""
+    mask = torch.zeros(batch, *sides, dtype=torch.bool, device=device)
+    mask[(slice(None), *(slice((extent - side) // 2, (extent - side) // 2 + side) for extent in sides))] = True
     return mask
 
 
 def random_block_mask(
-    batch: int, height: int, width: int, side: int, blocks: int, generator: torch.Generator, device: torch.device
+    batch: int, sides: Sequence[int], side: int, blocks: int, generator: torch.Generator, device: torch.device
 ) -> torch.Tensor:
-    """(B, H, W) bool: the union of ``blocks`` ``side`` x ``side`` squares at uniformly random places per image."""
-    room = torch.tensor([height - side + 1, width - side + 1], device=device)
-    corners = (torch.rand(batch, blocks, 2, generator=generator, device=device) * room).long()
-    rows = torch.arange(height, device=device)
-    cols = torch.arange(width, device=device)
-    in_rows = (rows >= corners[..., 0, None]) & (rows < corners[..., 0, None] + side)  # (B, blocks, H)
-    in_cols = (cols >= corners[..., 1, None]) & (cols < corners[..., 1, None] + side)  # (B, blocks, W)
-    return (in_rows[..., :, None] & in_cols[..., None, :]).any(dim=1)
+    """(B, *sides) bool: the union of ``blocks`` boxes of side ``side`` at uniformly random places per image."""
+    room = torch.tensor([extent - side + 1 for extent in sides], device=device)
+    corners = (torch.rand(batch, blocks, len(sides), generator=generator, device=device) * room).long()
+    inside = torch.ones((batch, blocks) + (1,) * len(sides), dtype=torch.bool, device=device)
+    for axis, extent in enumerate(sides):
+        positions = torch.arange(extent, device=device)
+        along = (positions >= corners[..., axis, None]) & (positions < corners[..., axis, None] + side)
+        inside = inside & along.view(batch, blocks, *(extent if other == axis else 1 for other in range(len(sides))))
+    return inside.any(dim=1)
 
 
 @PRETEXT_TASKS.register("context_prediction")
@@ -59,6 +64,7 @@ class ContextPrediction(ReconstructionTask):
     """Inpaint a removed region from its context (Pathak et al. 2016), L2 loss on the removed region."""
 
     label = "CP"
+    spatial_dims_supported = (2, 3)
 
     @dataclass(frozen=True)
     class Config(ReconstructionTask.Config):
@@ -93,30 +99,35 @@ class ContextPrediction(ReconstructionTask):
         return int(fraction * min(height, width))
 
     def geometry(self, side: int) -> dict[str, int | float]:
-        """Side of each removed square in pixels, how many, and the share of the image they cover at most."""
+        """Side of each removed square (cube) in pixels, how many, and the share of the image they cover at most."""
         removed, count = self._side(side, side), 1 if self.config.mask == "central" else self.config.blocks
-        return {"removed_px": removed, "squares": count, "removed_share_max": round(count * removed**2 / side**2, 3)}
+        dims = self.spatial_dims
+        return {
+            "removed_px": removed,
+            "squares": count,
+            "removed_share_max": round(count * removed**dims / side**dims, 3),
+        }
 
     def check_image_size(self, height: int, width: int) -> None:
         if self._side(height, width) < 1:
             raise ValueError(f"the removed region would be empty on {height}x{width} images; increase its fraction")
 
     def removed_region(
-        self, batch: int, height: int, width: int, generator: torch.Generator, device: torch.device
+        self, batch: int, sides: Sequence[int], generator: torch.Generator, device: torch.device
     ) -> torch.Tensor:
-        """(B, H, W) bool mask of the pixels to remove."""
-        self.check_image_size(height, width)
-        side = self._side(height, width)
+        """(B, *sides) bool mask of the voxels to remove."""
+        shortest = min(sides)
+        self.check_image_size(shortest, shortest)
+        side = self._side(shortest, shortest)
         if self.config.mask == "central":
-            return central_mask(batch, height, width, side, device)
-        return random_block_mask(batch, height, width, side, self.config.blocks, generator, device)
+            return central_mask(batch, sides, side, device)
+        return random_block_mask(batch, sides, side, self.config.blocks, generator, device)
 
-    def batch_spec(self, images_shape: tuple[int, int, int, int]) -> BatchSpec:
+    def batch_spec(self, images_shape: tuple[int, ...]) -> BatchSpec:
         return images_and_mask_spec(images_shape)
 
     def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        batch, _, height, width = images.shape
-        mask = self.removed_region(batch, height, width, generator, images.device)[:, None]
+        mask = self.removed_region(images.shape[0], tuple(images.shape[2:]), generator, images.device)[:, None]
         inputs = images.masked_fill(mask, self.config.fill_value)
         return inputs, torch.cat([images, mask.to(images.dtype)], dim=1)
 

@@ -11,6 +11,10 @@ row, for classification downstream tasks) only the encoder transfers.
 Defaults: T = 10 swaps of 8x8 patches on 64x64 images (the paper tunes both per dataset; both are
 configurable). Every image of the batch gets its own patches; all T x B pairs are drawn at once and the
 swaps applied to an index map, so a batch costs one gather of its pixels.
+
+3D form: the same algorithm on volumes, swapping cubes of ``patch_size`` voxels (the 3D context restoration that
+Zhou et al. 2021 compare Models Genesis with, and Taleb et al. 2020's suite of 3D tasks lacks); on the 3D views'
+cubes the defaults are T = 10 swaps of 8-voxel cubes.
 """
 
 from __future__ import annotations
@@ -22,28 +26,35 @@ import torch
 
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 from ssl_medbench.pretext_tasks.base import ReconstructionTask
+from ssl_medbench.pretext_tasks.box_indices import box_voxels, gather_voxels
 
 _MAX_REJECTION_ROUNDS = 1000
 
 
-def check_patch_pairs_fit(patch: int, height: int, width: int) -> None:
-    """Raise ValueError unless two disjoint ``patch`` x ``patch`` squares fit in a ``height`` x ``width`` image."""
-    if patch < 1 or (2 * patch > height and 2 * patch > width) or patch > min(height, width):
-        raise ValueError(f"two disjoint {patch}x{patch} patches do not fit in a {height}x{width} image")
+def _shape_text(sides: Sequence[int]) -> str:
+    return "x".join(map(str, sides))
+
+
+def check_patch_pairs_fit(patch: int, *sides: int) -> None:
+    """Raise ValueError unless two disjoint boxes of side ``patch`` fit in an image of ``sides`` (height, width; or
+    depth, height, width)."""
+    if patch < 1 or all(2 * patch > side for side in sides) or patch > min(sides):
+        box = _shape_text([patch] * len(sides))
+        raise ValueError(f"two disjoint {box} patches do not fit in a {_shape_text(sides)} image")
 
 
 def sample_disjoint_patch_pairs(
-    batch: int, height: int, width: int, patch: int, generator: torch.Generator, device: torch.device
+    batch: int, sides: Sequence[int], patch: int, generator: torch.Generator, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-left corners (batch, 2) of two non-overlapping ``patch`` x ``patch`` squares per image.
+    """First corners (batch, len(sides)) of two non-overlapping boxes of side ``patch`` per image of ``sides``.
 
     Rejection sampling on the whole batch: pairs that overlap are redrawn (both corners) until none does.
     """
-    check_patch_pairs_fit(patch, height, width)
-    high = torch.tensor([height - patch + 1, width - patch + 1], device=device)
+    check_patch_pairs_fit(patch, *sides)
+    high = torch.tensor([side - patch + 1 for side in sides], device=device)
 
     def draw(count: int) -> torch.Tensor:
-        return (torch.rand(count, 2, generator=generator, device=device) * high).long()
+        return (torch.rand(count, len(sides), generator=generator, device=device) * high).long()
 
     first, second = draw(batch), draw(batch)
     for _ in range(_MAX_REJECTION_ROUNDS):
@@ -52,47 +63,35 @@ def sample_disjoint_patch_pairs(
         if count == 0:
             return first, second
         first[overlap], second[overlap] = draw(count), draw(count)
-    raise RuntimeError(f"could not place disjoint {patch}x{patch} patches in {height}x{width} images")
+    box = _shape_text([patch] * len(sides))
+    raise RuntimeError(f"could not place disjoint {box} patches in {_shape_text(sides)} images")
 
 
 def disordered_pixels(
     batch: int,
-    height: int,
-    width: int,
+    sides: Sequence[int],
     swaps: Sequence[tuple[torch.Tensor, torch.Tensor]],
     patch: int,
     device: torch.device,
 ) -> torch.Tensor:
-    """Which pixel of the original image each pixel of the disordered one shows, as flat indices (batch, H*W),
-    after the ``swaps`` (pairs of top-left corners (batch, 2)) applied in order."""
-    offsets = torch.arange(patch, device=device)
-    source = torch.arange(height * width, device=device).repeat(batch, 1)
-
-    def pixels(corner: torch.Tensor) -> torch.Tensor:
-        rows, cols = corner[:, 0, None] + offsets, corner[:, 1, None] + offsets
-        return (rows[:, :, None] * width + cols[:, None, :]).reshape(batch, -1)
-
+    """Which voxel of the original image each voxel of the disordered one shows, as flat indices (batch, voxels),
+    after the ``swaps`` (pairs of first corners (batch, len(sides))) applied in order."""
+    voxels = 1
+    for side in sides:
+        voxels *= side
+    source = torch.arange(voxels, device=device).repeat(batch, 1)
     for first, second in swaps:
-        a, b = pixels(first), pixels(second)
+        a, b = box_voxels(first, patch, sides), box_voxels(second, patch, sides)
         shown_at_a = source.gather(1, a)
         source.scatter_(1, a, source.gather(1, b))
         source.scatter_(1, b, shown_at_a)
     return source
 
 
-def gather_pixels(images: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-    """``images`` (B, C, H, W) rearranged by ``source`` (B, H*W); every channel of a pixel moves together."""
-    batch, channels, height, width = images.shape
-    flat = images.reshape(batch, channels, height * width)
-    return flat.gather(2, source[:, None, :].expand(batch, channels, height * width)).view(
-        batch, channels, height, width
-    )
-
-
 def swap_patches(images: torch.Tensor, first: torch.Tensor, second: torch.Tensor, patch: int) -> torch.Tensor:
-    """A copy of ``images`` (B, C, H, W) with the patch at ``first[b]`` swapped with the one at ``second[b]``."""
-    batch, _, height, width = images.shape
-    return gather_pixels(images, disordered_pixels(batch, height, width, [(first, second)], patch, images.device))
+    """A copy of ``images`` (B, C, *spatial) with the box at ``first[b]`` swapped with the one at ``second[b]``."""
+    sides = images.shape[2:]
+    return gather_voxels(images, disordered_pixels(images.shape[0], sides, [(first, second)], patch, images.device))
 
 
 @PRETEXT_TASKS.register("context_restoration")
@@ -100,6 +99,7 @@ class ContextRestoration(ReconstructionTask):
     """Restore images whose context was disordered by T random patch swaps (Chen et al. 2019, Algorithm 1)."""
 
     label = "CR"
+    spatial_dims_supported = (2, 3)
 
     @dataclass(frozen=True)
     class Config(ReconstructionTask.Config):
@@ -116,19 +116,19 @@ class ContextRestoration(ReconstructionTask):
             raise ValueError(f"patch_size must be >= 1, got {self.config.patch_size}")
 
     def check_image_size(self, height: int, width: int) -> None:
-        check_patch_pairs_fit(self.config.patch_size, height, width)
+        check_patch_pairs_fit(self.config.patch_size, *(height,) * (self.spatial_dims - 2), height, width)
 
     def geometry(self, side: int) -> dict[str, int | float]:
-        """Patch side in pixels, swaps (T), and the share of the image the T swaps move at most (2 T p^2 / side^2)."""
-        patch, swaps = self.config.patch_size, self.config.iterations
-        return {"patch_px": patch, "swaps": swaps, "moved_share_max": round(2 * swaps * patch**2 / side**2, 3)}
+        """Patch side in pixels, swaps (T), and the share of the image the T swaps move at most (2 T p^d / side^d)."""
+        patch, swaps, dims = self.config.patch_size, self.config.iterations, self.spatial_dims
+        return {"patch_px": patch, "swaps": swaps, "moved_share_max": round(2 * swaps * patch**dims / side**dims, 3)}
 
     def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        batch, _, height, width = images.shape
+        batch, sides = images.shape[0], tuple(images.shape[2:])
         iterations, patch = self.config.iterations, self.config.patch_size
         if iterations == 0:
             return images.clone(), images
-        # All T pairs drawn at once, applied in order to an index map, then one gather moves the pixels.
-        first, second = sample_disjoint_patch_pairs(iterations * batch, height, width, patch, generator, images.device)
-        swaps = list(zip(first.view(iterations, batch, 2), second.view(iterations, batch, 2)))
-        return gather_pixels(images, disordered_pixels(batch, height, width, swaps, patch, images.device)), images
+        # All T pairs drawn at once, applied in order to an index map, then one gather moves the voxels.
+        first, second = sample_disjoint_patch_pairs(iterations * batch, sides, patch, generator, images.device)
+        swaps = list(zip(first.view(iterations, batch, len(sides)), second.view(iterations, batch, len(sides))))
+        return gather_voxels(images, disordered_pixels(batch, sides, swaps, patch, images.device)), images

@@ -10,7 +10,10 @@ The suite's own tests run every check on every registered initialisation; a plug
 or parametrise over ``PRETEXT_CHECKS`` for one test per check. A failed check raises
 AssertionError with the reason. The checks run on CPU in seconds: a small structured batch
 (:func:`contract_images`), a tiny ``chen_vgg`` encoder, and the segmentation U-Net as the downstream
-network that receives the exported weights.
+network that receives the exported weights. A task with a 3D form passes the same checks on volumes with
+:data:`VOLUMES` (cubes of 24 voxels, a tiny ``chen_vgg3d``, the 3D segmentation U-Net)::
+
+    check_pretext_task(MyTask, VOLUMES)
 """
 
 from __future__ import annotations
@@ -48,27 +51,41 @@ class ContractSetup:
     seed: int = 0
     #: Config values of the task under test, as a grid file would give them (empty: the defaults).
     task_config: dict[str, Any] = field(default_factory=dict)
+    #: 2: images (B, C, S, S); 3: volumes (B, C, S, S, S), with a 3D encoder.
+    spatial_dims: int = 2
 
     def task(self, cls: type[Initialisation]) -> Any:
-        return cls(parse_dataclass(cls.Config, self.task_config, cls.__name__))
+        return cls.build(parse_dataclass(cls.Config, self.task_config, cls.__name__), self.spatial_dims)
 
     @property
-    def images_shape(self) -> tuple[int, int, int, int]:
-        return (self.batch, self.channels, self.image_size, self.image_size)
+    def images_shape(self) -> tuple[int, ...]:
+        return (self.batch, self.channels, *(self.image_size,) * self.spatial_dims)
+
+
+#: The setup of the checks on volumes, for tasks with a 3D form.
+VOLUMES = ContractSetup(
+    batch=4,
+    image_size=24,
+    encoder=EncoderConfig(name="chen_vgg3d", kwargs={"channels": [8, 16, 32]}),
+    spatial_dims=3,
+)
 
 
 def contract_images(setup: ContractSetup) -> torch.Tensor:
-    """(B, C, S, S) float32 images with structure: a few Gaussian blobs per channel inside a disc, zero outside."""
+    """(B, C, S, S) float32 images (or (B, C, S, S, S) volumes) with structure: a few Gaussian blobs per channel inside
+    a disc (ball), zero outside."""
     generator = torch.Generator().manual_seed(setup.seed)
-    batch, channels, size, _ = setup.images_shape
-    axis = torch.linspace(-1, 1, size)
-    rows, cols = torch.meshgrid(axis, axis, indexing="ij")
-    centres = torch.rand(batch, channels, 6, 2, generator=generator) * 1.4 - 0.7
-    widths = 0.08 + 0.25 * torch.rand(batch, channels, 6, 1, 1, generator=generator)
-    amplitudes = torch.randn(batch, channels, 6, 1, 1, generator=generator)
-    distance = (rows - centres[..., 0, None, None]) ** 2 + (cols - centres[..., 1, None, None]) ** 2
+    batch, channels = setup.batch, setup.channels
+    dims = setup.spatial_dims
+    axis = torch.linspace(-1, 1, setup.image_size)
+    coordinates = torch.meshgrid(*(axis,) * dims, indexing="ij")
+    trailing = (None,) * dims
+    centres = torch.rand(batch, channels, 6, dims, generator=generator) * 1.4 - 0.7
+    widths = 0.08 + 0.25 * torch.rand(batch, channels, 6, *(1,) * dims, generator=generator)
+    amplitudes = torch.randn(batch, channels, 6, *(1,) * dims, generator=generator)
+    distance = sum((coordinate - centres[(..., axis, *trailing)]) ** 2 for axis, coordinate in enumerate(coordinates))
     images = (amplitudes * torch.exp(-distance / (2 * widths**2))).sum(dim=2)
-    return images * (rows**2 + cols**2 < 0.9).float()
+    return images * (sum(coordinate**2 for coordinate in coordinates) < 0.9).float()
 
 
 def _build(cls: type[PretextTask], setup: ContractSetup) -> tuple[PretextTask, PretextNetwork]:
@@ -93,6 +110,10 @@ def check_builds_from_default_config(cls: type[Initialisation], setup: ContractS
         f"{cls.__name__}.transfers must name encoder/decoder, got {task.transfers}",
     )
     task.check_image_size(setup.image_size, setup.image_size)
+    expect(
+        task.spatial_dims == setup.spatial_dims and setup.spatial_dims in cls.spatial_dims_supported,
+        f"{cls.__name__}.build gave a {task.spatial_dims}D form for {setup.spatial_dims}D",
+    )
     if isinstance(task, PretextTask):
         expect(ENCODER in task.transfers, f"{cls.__name__}: a pretext task must transfer at least the encoder")
         expect(
@@ -199,9 +220,8 @@ def check_weights_transfer_exactly(cls: type[PretextTask], setup: ContractSetup 
         sorted(manifest["parts"]) == sorted(task.transfers),
         f"{cls.__name__}: exported {sorted(manifest['parts'])}, transfers {task.transfers}",
     )
-    segmentation = DOWNSTREAM_TASKS.get("brats_segmentation")(
-        DOWNSTREAM_TASKS.get("brats_segmentation").Config(), setup.channels
-    )
+    brats = DOWNSTREAM_TASKS.get("brats_segmentation")
+    segmentation = brats.build(brats.Config(), setup.channels, spatial_dims=setup.spatial_dims)
     downstream = segmentation.build_model(encoder, decoder).eval()
     network.eval()
     images = contract_images(setup)

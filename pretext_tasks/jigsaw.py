@@ -14,6 +14,9 @@ Adapted for medical images as Chen et al. (2019) did: tiles come from the 2D pre
 (64x64 axial MR slices for BraTS), all channels move together. Noroozi's 64-pixel tiles in
 75-pixel cells of a 225-pixel image become, with the default fractions, 16-pixel tiles, 5-pixel
 gaps and 0-5 pixels of jitter on 64x64 images (jitter equal to the gap, as in Noroozi's layout).
+
+3D form (Taleb et al. 2020, 3D jigsaw puzzles): 27 cubes of a 3x3x3 grid, shuffled by one of P permutations of 27
+tiles (:mod:`pretext_tasks.permutations`), each cube normalised the same way.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch
 
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 from ssl_medbench.pretext_tasks.patch_grid import PatchGridTask, crop_patches
-from ssl_medbench.pretext_tasks.permutations import TILES, maximal_hamming_permutations
+from ssl_medbench.pretext_tasks.permutations import maximal_hamming_permutations
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -36,8 +39,9 @@ _NORMALISATION_EPS = 1e-5
 
 
 def normalise_tiles(tiles: torch.Tensor) -> torch.Tensor:
-    """Zero mean and unit standard deviation per tile and channel over (h, w); constant tiles become zero."""
-    pixels = tiles.reshape(*tiles.shape[:-2], -1)
+    """Zero mean and unit standard deviation per tile and channel of ``tiles`` (B, K, C, *spatial) over its voxels;
+    constant tiles become zero."""
+    pixels = tiles.reshape(*tiles.shape[:3], -1)
     centred = pixels - pixels.mean(dim=-1, keepdim=True)
     std = (
         (centred * centred).mean(dim=-1, keepdim=True).sqrt()
@@ -50,7 +54,7 @@ class Jigsaw(PatchGridTask):
     """Recognise which of P permutations shuffled the nine tiles of a 3x3 grid (Noroozi & Favaro 2016)."""
 
     label = "JS"
-    inputs_per_example = TILES
+    spatial_dims_supported = (2, 3)
 
     @dataclass(frozen=True)
     class Config:
@@ -71,20 +75,25 @@ class Jigsaw(PatchGridTask):
             raise ValueError(f"num_permutations must lie in [2, 1000], got {self.config.num_permutations}")
 
     @property
+    def inputs_per_example(self) -> int:
+        """Tiles per example: 9, or 27 in 3D."""
+        return 3**self.spatial_dims
+
+    @property
     def permutations(self) -> np.ndarray:
-        """(P, 9) permutation set; row k is class k."""
-        return maximal_hamming_permutations(self.config.num_permutations)
+        """(P, tiles) permutation set; row k is class k."""
+        return maximal_hamming_permutations(self.config.num_permutations, self.inputs_per_example)
 
     @property
     def num_classes(self) -> int:
         return self.config.num_permutations
 
     def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        batch, _, height, width = images.shape
-        grid = self.grid(height, width)
-        tiles = crop_patches(images, grid.sample_corners(batch, height, width, generator, images.device), grid.patch)
+        batch, sides = images.shape[0], tuple(images.shape[2:])
+        grid = self.grid(*sides[-2:])
+        tiles = crop_patches(images, grid.sample_corners(batch, sides, generator, images.device), grid.patch)
         labels = torch.randint(0, self.num_classes, (batch,), generator=generator, device=images.device)
-        order = torch.tensor(self.permutations.tolist(), device=images.device)[labels]  # (B, 9)
+        order = torch.tensor(self.permutations.tolist(), device=images.device)[labels]  # (B, tiles)
         shuffled = tiles[
             torch.arange(batch, device=images.device)[:, None], order
         ]  # input position i holds cell order[i]
@@ -93,7 +102,7 @@ class Jigsaw(PatchGridTask):
         return shuffled, labels
 
     def restore(self, tiles: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Undo permutation ``labels`` (B,) on shuffled ``tiles`` (B, 9, ...): grid order again."""
+        """Undo permutation ``labels`` (B,) on shuffled ``tiles`` (B, 9 or 27, ...): grid order again."""
         order = torch.tensor(self.permutations.tolist(), device=tiles.device)[labels]
         return tiles[torch.arange(tiles.shape[0], device=tiles.device)[:, None], order.argsort(dim=1)]
 
@@ -112,6 +121,6 @@ class Jigsaw(PatchGridTask):
         return tile_grid_figure(arrangements, titles)
 
     def write_artifacts(self, folder: Path) -> None:
-        header = "class," + ",".join(f"position_{i}" for i in range(TILES))
+        header = "class," + ",".join(f"position_{i}" for i in range(self.inputs_per_example))
         rows = [f"{k}," + ",".join(map(str, row)) for k, row in enumerate(self.permutations.tolist())]
         (folder / "jigsaw_permutations.csv").write_text("\n".join([header, *rows]) + "\n")

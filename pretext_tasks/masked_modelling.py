@@ -11,11 +11,15 @@ convolutional encoder has no patch embedding, so masked pixels are set to 0 (the
 as SparK (Tian et al. 2023) does before its sparse convolutions; we use the dense encoder as it is, so the features
 transfer unchanged. Patches are ``patch_fraction`` of the view's side (8 px on the 64-pixel BraTS patches, SimMIM's
 32 px on 192-pixel images being a sixth). The encoder and the U-Net decoder transfer, as for context restoration.
+
+3D form: the volume is divided into cubes and the same share of them is masked, as the 3D masked autoencoders of
+OpenMind / nnssl (Wald et al. 2025) and SparK's 3D port do for CNNs.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,17 +38,21 @@ def patch_side(side: int, patch_fraction: float) -> int:
 
 
 def random_patch_masks(
-    batch: int, height: int, width: int, patch: int, ratio: float, generator: torch.Generator, device: torch.device
+    batch: int, sides: Sequence[int], patch: int, ratio: float, generator: torch.Generator, device: torch.device
 ) -> torch.Tensor:
-    """Per image, ``round(ratio * patches)`` of the ``patch`` x ``patch`` grid cells chosen uniformly without
-    replacement, as a pixel mask (batch, 1, H, W) of 1.0 on masked pixels (cells cut by the border count whole)."""
-    rows, cols = math.ceil(height / patch), math.ceil(width / patch)
-    masked = round(ratio * rows * cols)
-    keys = torch.rand(batch, rows * cols, generator=generator, device=device)
-    chosen = torch.zeros(batch, rows * cols, device=device)
+    """Per image of ``sides`` (height, width; or depth, height, width), ``round(ratio * cells)`` of the grid cells of
+    side ``patch`` chosen uniformly without replacement, as a voxel mask (batch, 1, *sides) of 1.0 on masked voxels
+    (cells cut by the border count whole)."""
+    cells_per_axis = [math.ceil(side / patch) for side in sides]
+    cells = math.prod(cells_per_axis)
+    masked = round(ratio * cells)
+    keys = torch.rand(batch, cells, generator=generator, device=device)
+    chosen = torch.zeros(batch, cells, device=device)
     chosen.scatter_(1, keys.argsort(dim=1)[:, :masked], 1.0)
-    grid = chosen.view(batch, 1, rows, cols)
-    return grid.repeat_interleave(patch, dim=2).repeat_interleave(patch, dim=3)[:, :, :height, :width]
+    grid = chosen.view(batch, 1, *cells_per_axis)
+    for axis in range(len(sides)):
+        grid = grid.repeat_interleave(patch, dim=2 + axis)
+    return grid[(slice(None), slice(None), *(slice(0, side) for side in sides))]
 
 
 @PRETEXT_TASKS.register("masked_modelling")
@@ -52,6 +60,7 @@ class MaskedModelling(ReconstructionTask):
     """Predict the pixels of randomly masked patches, L1 on the masked pixels only (SimMIM, Xie et al. 2022)."""
 
     label = "MIM"
+    spatial_dims_supported = (2, 3)
 
     @dataclass(frozen=True)
     class Config(ReconstructionTask.Config):
@@ -70,17 +79,17 @@ class MaskedModelling(ReconstructionTask):
     def geometry(self, side: int) -> dict[str, int | float]:
         """Patch side in pixels, patches per image and how many of them are masked."""
         patch = patch_side(side, self.config.patch_fraction)
-        patches = math.ceil(side / patch) ** 2
+        patches = math.ceil(side / patch) ** self.spatial_dims
         return {"patch_px": patch, "patches": patches, "masked": round(self.config.mask_ratio * patches)}
 
-    def batch_spec(self, images_shape: tuple[int, int, int, int]) -> BatchSpec:
+    def batch_spec(self, images_shape: tuple[int, ...]) -> BatchSpec:
         """Inputs: the masked images; targets: the images with the mask as one more channel (1 on masked pixels)."""
         return images_and_mask_spec(images_shape)
 
     def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        batch, _, height, width = images.shape
-        patch = patch_side(min(height, width), self.config.patch_fraction)
-        mask = random_patch_masks(batch, height, width, patch, self.config.mask_ratio, generator, images.device)
+        sides = tuple(images.shape[2:])
+        patch = patch_side(min(sides), self.config.patch_fraction)
+        mask = random_patch_masks(images.shape[0], sides, patch, self.config.mask_ratio, generator, images.device)
         return images * (1 - mask), torch.cat([images, mask.to(images.dtype)], dim=1)
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -21,17 +21,21 @@ tiling offset at random) and every block is shuffled, which covers the image as 
 vectorised gather. Noise is uniform over the image's own intensity range (theirs over [0, 1], their images' range).
 Their flips of input and target together are a data augmentation, not a corruption, and are left out, as for the
 other pretext tasks.
+
+3D form: Models Genesis' own, on volumes: the blocks of the local shuffle, the painted boxes and the kept boxes of
+out-painting are cuboids with the same shares of each of the three sides.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 from ssl_medbench.pretext_tasks.base import ReconstructionTask
-from ssl_medbench.pretext_tasks.context_restoration import gather_pixels
+from ssl_medbench.pretext_tasks.box_indices import gather_voxels
 
 #: Points at which each Bézier curve is evaluated before interpolation (the authors: 100 000 on a CPU array).
 CURVE_POINTS = 1024
@@ -47,19 +51,23 @@ def _uniform(shape: tuple[int, ...], generator: torch.Generator, device: torch.d
 def shuffle_within_blocks(
     images: torch.Tensor, block_sides: torch.Tensor, offsets: torch.Tensor, generator: torch.Generator
 ) -> torch.Tensor:
-    """``images`` (B, C, H, W) with the pixels of every block shuffled among themselves, all channels together.
+    """``images`` (B, C, *spatial) with the voxels of every block shuffled among themselves, all channels together.
 
-    Image b is tiled by blocks of ``block_sides[b]`` (height, width) pixels, the tiling shifted by ``offsets[b]``
-    (rows, columns); a block of one pixel is left as it is.
+    Image b is tiled by blocks of ``block_sides[b]`` voxels along each spatial axis, the tiling shifted by
+    ``offsets[b]``; a block of one voxel is left as it is.
     """
-    batch, _, height, width = images.shape
+    batch, sides = images.shape[0], images.shape[2:]
     device = images.device
-    rows = torch.arange(height, device=device)[None, :, None]
-    cols = torch.arange(width, device=device)[None, None, :]
-    tile_rows = (rows + offsets[:, 0, None, None]) // block_sides[:, 0, None, None]
-    tile_cols = (cols + offsets[:, 1, None, None]) // block_sides[:, 1, None, None]
-    tiles = (tile_rows * (width + 1) + tile_cols).reshape(batch, -1)
-    pixels = height * width
+    dims = len(sides)
+    tiles = torch.zeros((batch,) + (1,) * dims, dtype=torch.long, device=device)
+    for axis, extent in enumerate(sides):
+        shape = (1, *(extent if other == axis else 1 for other in range(dims)))
+        broadcast = (batch,) + (1,) * dims
+        positions = torch.arange(extent, device=device).view(shape)
+        tile = (positions + offsets[:, axis].view(broadcast)) // block_sides[:, axis].view(broadcast)
+        tiles = tiles * (extent + 1) + tile
+    tiles = tiles.reshape(batch, -1)
+    pixels = tiles.shape[1]
     raster = torch.arange(pixels, device=device).expand(batch, -1)
     # Positions grouped by block in raster order, and the same blocks' pixels in a random order: the k-th position of
     # a block shows the k-th pixel of that block's random order.
@@ -67,7 +75,7 @@ def shuffle_within_blocks(
     keys = torch.randint(0, pixels, (batch, pixels), generator=generator, device=device)
     sources = torch.argsort(tiles * pixels + keys, dim=1, stable=True)
     source = torch.empty_like(positions).scatter_(1, positions, sources)
-    return gather_pixels(images, source)
+    return gather_voxels(images, source)
 
 
 def bezier_curves(batch: int, generator: torch.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,30 +119,37 @@ def apply_tables(values: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
 def nonlinear_intensity(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Every channel of image b mapped through image b's curve (:func:`bezier_curves`, :func:`intensity_mapping`) after
     rescaling it to [0, 1], then put back in its own range."""
-    batch, channels, height, width = images.shape
-    low = images.amin(dim=(2, 3), keepdim=True)
-    span = (images.amax(dim=(2, 3), keepdim=True) - low).clamp_min(1e-12)
+    batch = images.shape[0]
+    spatial = tuple(range(2, images.ndim))
+    low = images.amin(dim=spatial, keepdim=True)
+    span = (images.amax(dim=spatial, keepdim=True) - low).clamp_min(1e-12)
     x, y = bezier_curves(batch, generator, images.device)
     decreasing = _uniform((batch,), generator, images.device) < 0.5
     tables = lookup_tables(*intensity_mapping(x, y, decreasing))
     unit = (images - low).div_(span).reshape(batch, -1)
-    return apply_tables(unit, tables).reshape(batch, channels, height, width).mul_(span).add_(low)
+    return apply_tables(unit, tables).reshape(images.shape).mul_(span).add_(low)
 
 
 def box_masks(
-    batch: int, height: int, width: int, sides: tuple[float, float], generator: torch.Generator, device: torch.device
+    batch: int,
+    image_sides: Sequence[int],
+    sides: tuple[float, float],
+    generator: torch.Generator,
+    device: torch.device,
 ) -> torch.Tensor:
-    """:data:`MAX_BOXES` boxes per image, each of height and width between ``sides`` (shares of the image's) at a
-    random place inside it: masks (batch, MAX_BOXES, H, W)."""
-    size = torch.tensor([height, width], device=device, dtype=torch.float32)
+    """:data:`MAX_BOXES` boxes per image of ``image_sides``, each side between ``sides`` (shares of the image's) at a
+    random place inside it: masks (batch, MAX_BOXES, *image_sides)."""
+    dims = len(image_sides)
+    size = torch.tensor(list(image_sides), device=device, dtype=torch.float32)
     low, high = sides
-    extent = ((low + (high - low) * _uniform((batch, MAX_BOXES, 2), generator, device)) * size).long().clamp_min(1)
-    start = (_uniform((batch, MAX_BOXES, 2), generator, device) * (size.long() - extent + 1)).long()
-    rows = torch.arange(height, device=device)[None, None, :, None]
-    cols = torch.arange(width, device=device)[None, None, None, :]
-    inside_rows = (rows >= start[..., 0, None, None]) & (rows < (start + extent)[..., 0, None, None])
-    inside_cols = (cols >= start[..., 1, None, None]) & (cols < (start + extent)[..., 1, None, None])
-    return inside_rows & inside_cols
+    extent = ((low + (high - low) * _uniform((batch, MAX_BOXES, dims), generator, device)) * size).long().clamp_min(1)
+    start = (_uniform((batch, MAX_BOXES, dims), generator, device) * (size.long() - extent + 1)).long()
+    inside = torch.ones((batch, MAX_BOXES) + (1,) * dims, dtype=torch.bool, device=device)
+    for axis, length in enumerate(image_sides):
+        positions = torch.arange(length, device=device)
+        along = (positions >= start[..., axis, None]) & (positions < (start + extent)[..., axis, None])
+        inside = inside & along.view(batch, MAX_BOXES, *(length if other == axis else 1 for other in range(dims)))
+    return inside
 
 
 def drawn_boxes(batch: int, generator: torch.Generator, device: torch.device, first_always: bool) -> torch.Tensor:
@@ -150,16 +165,18 @@ def painted(images: torch.Tensor, outpaint: torch.Tensor, generator: torch.Gener
     """In-painting (noise inside up to five boxes of 1/6 to 1/3 of each side) or, for images where ``outpaint``,
     out-painting (noise everywhere but inside one box of 3/7 to 4/7 of each side and up to four more). Noise is
     uniform over each image and channel's own intensity range."""
-    batch, _, height, width = images.shape
+    batch, sides = images.shape[0], tuple(images.shape[2:])
     device = images.device
-    low = images.amin(dim=(2, 3), keepdim=True)
-    high = images.amax(dim=(2, 3), keepdim=True)
+    spatial = tuple(range(2, images.ndim))
+    trailing = (None,) * len(sides)
+    low = images.amin(dim=spatial, keepdim=True)
+    high = images.amax(dim=spatial, keepdim=True)
     noise = low + (high - low) * _uniform(tuple(images.shape), generator, device)
-    inner = box_masks(batch, height, width, (1 / 6, 1 / 3), generator, device)
-    inner = (inner & drawn_boxes(batch, generator, device, first_always=False)[..., None, None]).any(dim=1)
-    kept = box_masks(batch, height, width, (3 / 7, 4 / 7), generator, device)
-    kept = (kept & drawn_boxes(batch, generator, device, first_always=True)[..., None, None]).any(dim=1)
-    noisy = torch.where(outpaint[:, None, None], ~kept, inner)
+    inner = box_masks(batch, sides, (1 / 6, 1 / 3), generator, device)
+    inner = (inner & drawn_boxes(batch, generator, device, first_always=False)[(..., *trailing)]).any(dim=1)
+    kept = box_masks(batch, sides, (3 / 7, 4 / 7), generator, device)
+    kept = (kept & drawn_boxes(batch, generator, device, first_always=True)[(..., *trailing)]).any(dim=1)
+    noisy = torch.where(outpaint[(slice(None), *trailing)], ~kept, inner)
     return torch.where(noisy[:, None], noise, images)
 
 
@@ -168,6 +185,7 @@ class ModelsGenesis(ReconstructionTask):
     """Restore images after local shuffling, a non-linear intensity curve and in- or out-painting (Zhou et al.)."""
 
     label = "MG"
+    spatial_dims_supported = (2, 3)
 
     @dataclass(frozen=True)
     class Config(ReconstructionTask.Config):
@@ -205,7 +223,7 @@ class ModelsGenesis(ReconstructionTask):
     def corrupt(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The corrupted batch and, per image, which transformations it got (``shuffled``, ``nonlinear``,
         ``painted``, ``outpainted``: boolean (B,) each)."""
-        batch, _, height, width = images.shape
+        batch, sides = images.shape[0], tuple(images.shape[2:])
         device = images.device
         config = self.config
         applied = {
@@ -214,13 +232,13 @@ class ModelsGenesis(ReconstructionTask):
             "painted": _uniform((batch,), generator, device) < config.paint_probability,
         }
         applied["outpainted"] = applied["painted"] & (_uniform((batch,), generator, device) < config.outpaint_fraction)
-        longest = torch.tensor([height, width], device=device) * config.max_block_fraction
+        longest = torch.tensor(list(sides), device=device) * config.max_block_fraction
         longest = longest.long().clamp_min(1)
-        sides = 1 + (_uniform((batch, 2), generator, device) * longest).long()
-        offsets = (_uniform((batch, 2), generator, device) * sides).long()
+        blocks = 1 + (_uniform((batch, len(sides)), generator, device) * longest).long()
+        offsets = (_uniform((batch, len(sides)), generator, device) * blocks).long()
         corrupted = images.clone()
         for name, transform in (
-            ("shuffled", lambda i: shuffle_within_blocks(corrupted[i], sides[i], offsets[i], generator)),
+            ("shuffled", lambda i: shuffle_within_blocks(corrupted[i], blocks[i], offsets[i], generator)),
             ("nonlinear", lambda i: nonlinear_intensity(corrupted[i], generator)),
             ("painted", lambda i: painted(corrupted[i], applied["outpainted"][i], generator)),
         ):

@@ -7,18 +7,31 @@ patch, so that the network cannot solve the task from continuing edges or textur
 0..``jitter`` pixels on each axis; the grid's origin is random within the image. Adjacent patches are
 therefore at least ``gap - jitter`` pixels apart (never overlapping, since ``jitter <= gap``).
 Sizes are given as fractions of the image side so that they scale with the pretraining patch size.
+
+3D form (Taleb et al. 2020, "3D self-supervised methods for medical imaging"): a 3x3x3 grid of cubes in a volume,
+with the same gap and jitter along every axis.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from ssl_medbench.pretext_tasks.base import ClassificationTask
+from ssl_medbench.pretext_tasks.box_indices import box_voxels
+
+
+def grid_cells(spatial_dims: int) -> tuple[tuple[int, ...], ...]:
+    """The cells of a 3x3 (3x3x3) grid as (row, column) ((slice, row, column)) in raster order; the middle one is the
+    centre."""
+    return tuple(itertools.product(range(3), repeat=spatial_dims))
+
 
 #: (row, column) of the nine cells in row-major order; cell 4 is the centre.
-CELLS = tuple((row, col) for row in range(3) for col in range(3))
+CELLS = grid_cells(2)
 
 
 @dataclass(frozen=True)
@@ -55,28 +68,27 @@ class PatchGrid:
             )
 
     def sample_corners(
-        self, batch: int, height: int, width: int, generator: torch.Generator, device: torch.device
+        self, batch: int, sides: Sequence[int], generator: torch.Generator, device: torch.device
     ) -> torch.Tensor:
-        """Top-left corners (batch, 9, 2) of the nine patches of each image, cells in :data:`CELLS` order."""
-        self.check_fits(height, width)
-        room = torch.tensor([height - self.extent + 1, width - self.extent + 1], device=device)
-        origin = (torch.rand(batch, 1, 2, generator=generator, device=device) * room).long()
-        cells = torch.tensor(CELLS, device=device) * (self.patch + self.gap)
-        jitter = torch.randint(0, self.jitter + 1, (batch, 9, 2), generator=generator, device=device)
+        """First corners (batch, 3**d, d) of the patches of each image of ``sides`` (d of them), cells in
+        :func:`grid_cells` order."""
+        for side in sides[:-1]:
+            self.check_fits(side, sides[-1])
+        dims = len(sides)
+        room = torch.tensor([side - self.extent + 1 for side in sides], device=device)
+        origin = (torch.rand(batch, 1, dims, generator=generator, device=device) * room).long()
+        cells = torch.tensor(grid_cells(dims), device=device) * (self.patch + self.gap)
+        jitter = torch.randint(0, self.jitter + 1, (batch, 3**dims, dims), generator=generator, device=device)
         return origin + cells + jitter
 
 
 def crop_patches(images: torch.Tensor, corners: torch.Tensor, size: int) -> torch.Tensor:
-    """Square crops (B, K, C, size, size) of ``images`` (B, C, H, W) at top-left ``corners`` (B, K, 2), gathered at once."""
-    batch, channels, height, width = images.shape
-    offsets = torch.arange(size, device=images.device)
-    rows = corners[..., 0, None] + offsets  # (B, K, size)
-    cols = corners[..., 1, None] + offsets
-    pixels = (rows[..., :, None] * width + cols[..., None, :]).reshape(
-        batch, 1, -1
-    )  # flat pixel index of every crop pixel
-    crops = images.reshape(batch, channels, height * width).gather(2, pixels.expand(batch, channels, pixels.shape[-1]))
-    return crops.view(batch, channels, corners.shape[1], size, size).transpose(1, 2)
+    """Crops (B, K, C, size, ...) of side ``size`` of ``images`` (B, C, *spatial) at first corners ``corners``
+    (B, K, len(spatial)), gathered at once."""
+    batch, channels, *sides = images.shape
+    voxels = box_voxels(corners, size, sides).reshape(batch, 1, -1)  # flat index of every crop voxel
+    crops = images.reshape(batch, channels, -1).gather(2, voxels.expand(batch, channels, voxels.shape[-1]))
+    return crops.view(batch, channels, corners.shape[1], *(size,) * len(sides)).transpose(1, 2)
 
 
 class PatchGridTask(ClassificationTask):
@@ -102,6 +114,5 @@ class PatchGridTask(ClassificationTask):
         grid = self.grid(side, side)
         return {"patch_px": grid.patch, "gap_px": grid.gap, "jitter_px": grid.jitter, "grid_px": grid.extent}
 
-    def crop_shape(self, height: int, width: int) -> tuple[int, int]:
-        patch = self.grid(height, width).patch
-        return patch, patch
+    def crop_shape(self, *sides: int) -> tuple[int, ...]:
+        return (self.grid(*sides[-2:]).patch,) * len(sides)

@@ -2,7 +2,7 @@
 
 They are for looking: does the corruption do what the paper describes, and does the trained network
 restore images or predict labels sensibly? Images show the first channel (e.g. T1 for BraTS),
-each example on the grey scale of its original.
+each example on the grey scale of its original; a volume (3D form) shows its middle slice along its first axis.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ MAX_EXAMPLES = 4
 
 
 def _show(axis, image: torch.Tensor, vmin: float, vmax: float, title: str = "") -> None:
+    if image.ndim == 3:
+        image = image[image.shape[0] // 2]
     axis.imshow(image.detach().float().cpu().numpy(), cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
     axis.set_xticks([])
     axis.set_yticks([])
@@ -65,7 +67,8 @@ def _mosaic(tiles: torch.Tensor) -> torch.Tensor:
 
 
 def tile_grid_figure(arrangements: dict[str, torch.Tensor], titles: Sequence[str]) -> Figure:
-    """Columns: examples (titled); rows: named arrangements (B, 9, h, w) of the nine tiles, each shown as a 3x3 grid."""
+    """Columns: examples (titled); rows: named arrangements (B, 9, h, w) of the nine tiles, each shown as a 3x3 grid.
+    In 3D, arrangements of 27 tiles (B, 27, d, h, w): the nine of the middle layer, each at its middle slice."""
     first = next(iter(arrangements.values()))
     count = min(MAX_EXAMPLES, first.shape[0])
     figure = Figure(figsize=(2.6 * count, 2.6 * len(arrangements)), layout="constrained")
@@ -74,5 +77,6 @@ def tile_grid_figure(arrangements: dict[str, torch.Tensor], titles: Sequence[str
         vmin, vmax = float(first[column].min()), float(first[column].max())
         for row, (name, tiles) in enumerate(arrangements.items()):
             title = f"{name}\n{titles[column]}" if row == 0 else name
-            _show(axes[row, column], _mosaic(tiles[column]), vmin, vmax, title)
+            shown = tiles[column] if tiles.shape[1] == 9 else tiles[column, 9:18, tiles.shape[2] // 2]
+            _show(axes[row, column], _mosaic(shown), vmin, vmax, title)
     return figure

@@ -20,6 +20,7 @@ class RandomAugmentation(Initialisation):
     """Random initialisation, downstream training with data augmentation; transfers nothing."""
 
     label = "RD+AG"
+    spatial_dims_supported = (2, 3)
 
     @dataclass(frozen=True)
     class Config(AugmentationConfig):

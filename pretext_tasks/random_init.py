@@ -17,6 +17,7 @@ class RandomInit(Initialisation):
     """Random initialisation baseline: transfers nothing."""
 
     label = "RD"
+    spatial_dims_supported = (2, 3)
     scores_reference = True
 
 
@@ -25,4 +26,5 @@ class RandomControl(Initialisation):
     """Negative control: Random initialisation from an independent weight stream; transfers nothing."""
 
     label = "RD'"
+    spatial_dims_supported = (2, 3)
     weight_stream = 1

@@ -13,22 +13,43 @@ separate acquisitions, not lens colours). Patch, gap and jitter are fractions of
 the defaults give 16-pixel patches, 6-pixel gaps and 0-3 pixels of jitter on 64x64 images, the
 largest patches that fit with Doersch's gap-and-jitter design (his 96-pixel patches, 48-pixel gaps
 and 7-pixel jitter do not fit a 64-pixel image).
+
+3D form (Taleb et al. 2020, 3D relative patch location): the centre cube of a 3x3x3 grid and one of its 26
+neighbours; 26 classes, named by their (slice, row, column) offset from the centre.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
-from ssl_medbench.pretext_tasks.patch_grid import CELLS, PatchGrid, PatchGridTask, crop_patches
+from ssl_medbench.pretext_tasks.patch_grid import PatchGrid, PatchGridTask, crop_patches, grid_cells
 
-CENTRE_CELL = 4
+
+def centre_cell(spatial_dims: int) -> int:
+    """Index of the centre of the 3x3 (3x3x3) grid: 4 (13)."""
+    return (3**spatial_dims - 1) // 2
+
+
+def neighbour_cells(spatial_dims: int) -> tuple[int, ...]:
+    """Label -> grid cell of the neighbour: the 8 (26) cells around the centre, in raster order."""
+    return tuple(cell for cell in range(3**spatial_dims) if cell != centre_cell(spatial_dims))
+
+
+def neighbour_offsets(spatial_dims: int) -> tuple[tuple[int, ...], ...]:
+    """Label -> offset of the neighbour from the centre patch, in grid cells per axis."""
+    cells = grid_cells(spatial_dims)
+    return tuple(tuple(index - 1 for index in cells[cell]) for cell in neighbour_cells(spatial_dims))
+
+
+CENTRE_CELL = centre_cell(2)
 #: Label -> grid cell of the neighbour (the eight cells around the centre, row-major).
-NEIGHBOUR_CELLS = tuple(cell for cell in range(9) if cell != CENTRE_CELL)
+NEIGHBOUR_CELLS = neighbour_cells(2)
 #: Label -> (row, column) offset of the neighbour from the centre patch, in grid cells.
-NEIGHBOUR_OFFSETS = tuple((CELLS[cell][0] - 1, CELLS[cell][1] - 1) for cell in NEIGHBOUR_CELLS)
+NEIGHBOUR_OFFSETS = neighbour_offsets(2)
 _DIRECTION_NAMES = {
     (-1, -1): "top-left",
     (-1, 0): "top",
@@ -42,14 +63,17 @@ _DIRECTION_NAMES = {
 
 
 def sample_pairs(
-    grid: PatchGrid, batch: int, height: int, width: int, generator: torch.Generator, device: torch.device
+    grid: PatchGrid, batch: int, sides: Sequence[int], generator: torch.Generator, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Corners (B, 2, 2) of (centre, neighbour) patches and labels (B,) indexing :data:`NEIGHBOUR_OFFSETS`."""
-    corners = grid.sample_corners(batch, height, width, generator, device)
-    labels = torch.randint(0, len(NEIGHBOUR_CELLS), (batch,), generator=generator, device=device)
-    cells = torch.tensor(NEIGHBOUR_CELLS, device=device)[labels]
+    """Corners (B, 2, d) of (centre, neighbour) patches in images of ``sides`` (d of them) and labels (B,) indexing
+    :func:`neighbour_offsets`."""
+    dims = len(sides)
+    corners = grid.sample_corners(batch, sides, generator, device)
+    neighbours = neighbour_cells(dims)
+    labels = torch.randint(0, len(neighbours), (batch,), generator=generator, device=device)
+    cells = torch.tensor(neighbours, device=device)[labels]
     rows = torch.arange(batch, device=device)
-    return torch.stack([corners[:, CENTRE_CELL], corners[rows, cells]], dim=1), labels
+    return torch.stack([corners[:, centre_cell(dims)], corners[rows, cells]], dim=1), labels
 
 
 @PRETEXT_TASKS.register("relative_position")
@@ -58,6 +82,7 @@ class RelativePosition(PatchGridTask):
 
     label = "RP"
     inputs_per_example = 2
+    spatial_dims_supported = (2, 3)
 
     @dataclass(frozen=True)
     class Config:
@@ -70,13 +95,14 @@ class RelativePosition(PatchGridTask):
 
     @property
     def num_classes(self) -> int:
-        return len(NEIGHBOUR_CELLS)
+        return len(neighbour_cells(self.spatial_dims))
 
     def class_name(self, index: int) -> str:
-        return _DIRECTION_NAMES[NEIGHBOUR_OFFSETS[index]]
+        offset = neighbour_offsets(self.spatial_dims)[index]
+        return _DIRECTION_NAMES[offset] if len(offset) == 2 else "slice {:+d} row {:+d} column {:+d}".format(*offset)
 
     def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        batch, _, height, width = images.shape
-        grid = self.grid(height, width)
-        corners, labels = sample_pairs(grid, batch, height, width, generator, images.device)
+        sides = tuple(images.shape[2:])
+        grid = self.grid(*sides[-2:])
+        corners, labels = sample_pairs(grid, images.shape[0], sides, generator, images.device)
         return crop_patches(images, corners, grid.patch), labels

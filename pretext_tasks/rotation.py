@@ -7,6 +7,11 @@ al. feed them, and the network predicts which rotation it sees from the encoder'
 pretraining views are square (64-pixel BraTS patches, 128-pixel fetal images and CT slices); all channels rotate
 together. The installable example plugin (``examples/rotation_plugin``) shows one random rotation per image instead,
 under another name.
+
+3D form (Taleb et al. 2020, 3D rotation prediction): a cube is turned by 90, 180 or 270 degrees about one of its
+three axes, or not at all: 10 classes (the identity once, then three turns for each axis). Ten copies of every volume
+would make a 3D batch ten times larger, so, as Taleb et al. do, each volume of the batch shows one of the ten at
+random (drawn from the job's generator).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 from ssl_medbench.pretext_tasks.base import BatchSpec, ClassificationTask, TensorSpec
 
 ANGLES = (0, 90, 180, 270)
+#: The 3D classes: (axis of the turn as the (depth, height, width) axis it keeps, quarter turns); class 0: none.
+TURNS_3D = ((0, 0), *((axis, turns) for axis in range(3) for turns in (1, 2, 3)))
 
 
 def all_rotations(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,36 +36,61 @@ def all_rotations(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return rotated.flatten(0, 1)[:, None], labels
 
 
+def turned(volume: torch.Tensor, rotation: int) -> torch.Tensor:
+    """``volume`` (C, D, H, W) turned as class ``rotation`` of :data:`TURNS_3D` says (about the kept axis, counter-
+    clockwise in the plane of the other two)."""
+    axis, turns = TURNS_3D[rotation]
+    plane = [dim for dim in (1, 2, 3) if dim != axis + 1]
+    return torch.rot90(volume, turns, dims=plane)
+
+
+def random_turns(volumes: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each cube of ``volumes`` (B, C, S, S, S) turned by one random class of :data:`TURNS_3D`: inputs
+    (B, 1, C, S, S, S) and labels (B,)."""
+    labels = torch.randint(0, len(TURNS_3D), (volumes.shape[0],), generator=generator, device=volumes.device)
+    rotated = torch.stack([turned(volume, int(label)) for volume, label in zip(volumes, labels)])
+    return rotated[:, None], labels
+
+
 @PRETEXT_TASKS.register("rotation")
 class Rotation(ClassificationTask):
     """Predict which of the four rotations an image shows, all four of every image in the batch (Gidaris et al.)."""
 
     label = "RT"
-    #: Every image gets all four rotations: the batch does not depend on the generator.
-    randomised = False
+    spatial_dims_supported = (2, 3)
 
     @dataclass(frozen=True)
     class Config:
         pass
 
     @property
+    def randomised(self) -> bool:
+        """2D: every image gets all four rotations, so the batch does not depend on the generator; 3D: one at random."""
+        return self.spatial_dims == 3
+
+    @property
     def num_classes(self) -> int:
-        return len(ANGLES)
+        return len(ANGLES) if self.spatial_dims == 2 else len(TURNS_3D)
 
     def class_name(self, index: int) -> str:
-        return f"{ANGLES[index]} deg"
+        if self.spatial_dims == 2:
+            return f"{ANGLES[index]} deg"
+        axis, turns = TURNS_3D[index]
+        return "none" if turns == 0 else f"{90 * turns} deg about axis {axis}"
 
     def check_image_size(self, height: int, width: int) -> None:
         if height != width:
             raise ValueError(f"rotation prediction needs square images, got {height}x{width}")
 
-    def batch_spec(self, images_shape: tuple[int, int, int, int]) -> BatchSpec:
-        batch, channels, height, width = images_shape
-        rotations = len(ANGLES) * batch
+    def batch_spec(self, images_shape: tuple[int, ...]) -> BatchSpec:
+        batch, channels, *sides = images_shape
+        rotations = len(ANGLES) * batch if self.spatial_dims == 2 else batch
         return BatchSpec(
-            TensorSpec((rotations, 1, channels, height, width), torch.float32), TensorSpec((rotations,), torch.int64)
+            TensorSpec((rotations, 1, channels, *sides), torch.float32), TensorSpec((rotations,), torch.int64)
         )
 
     def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        self.check_image_size(*images.shape[-2:])
-        return all_rotations(images)
+        sides = images.shape[2:]
+        if len(set(sides)) != 1:
+            raise ValueError(f"rotation prediction needs square images or cubes, got {'x'.join(map(str, sides))}")
+        return all_rotations(images) if images.ndim == 4 else random_turns(images, generator)

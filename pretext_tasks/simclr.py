@@ -12,6 +12,10 @@ values are physical): a random resized crop (area 35-100 % of the image, aspect 
 horizontal flip (0.5); per channel, a random contrast (x 0.6-1.4) and brightness (+-0.4 of the normalised intensity)
 change; a Gaussian blur (sigma 1 pixel, probability 0.5); Gaussian noise (sigma 0.1). All channels share the geometry.
 Temperature 0.5, SimCLR's value for small batches (its 0.1 needs batches of thousands); projection to 128 dimensions.
+
+3D form (as the 3D contrastive baselines of Taleb et al. 2020 and OpenMind / nnssl, Wald et al. 2025): the same
+augmentations on volumes: a random resized cuboid crop (35-100 % of the volume; two side ratios drawn log-uniformly
+in 3/4-4/3), a left-right flip, the same intensity changes, a 3D Gaussian blur and noise.
 """
 
 from __future__ import annotations
@@ -67,28 +71,57 @@ def random_resized_crops(images: torch.Tensor, scale: tuple[float, float], gener
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def random_resized_cuboids(
+    volumes: torch.Tensor, scale: tuple[float, float], generator: torch.Generator
+) -> torch.Tensor:
+    """Per volume (B, C, D, H, W), a cuboid of ``scale`` of its volume (width and height each 3/4 to 4/3 of the
+    cube root's share, log-uniformly; depth what remains) placed at random, resized back to the volume's size and
+    flipped left-right with probability 0.5, by one trilinear ``grid_sample`` for the whole batch."""
+    batch = volumes.shape[0]
+    device = volumes.device
+    draws = torch.rand(batch, 7, generator=generator, device=device)
+    share = (scale[0] + (scale[1] - scale[0]) * draws[:, 0]) ** (1 / 3)
+    log_ratio = math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * draws[:, 1:3]
+    width = (share * torch.exp(log_ratio[:, 0])).clamp(max=1.0)
+    height = (share * torch.exp(log_ratio[:, 1])).clamp(max=1.0)
+    depth = (share**3 / (width * height)).clamp(max=1.0)
+    flip = torch.where(draws[:, 6] < 0.5, -1.0, 1.0)
+    theta = torch.zeros(batch, 3, 4, device=device)
+    for row, (extent, draw) in enumerate(((width, draws[:, 3]), (height, draws[:, 4]), (depth, draws[:, 5]))):
+        theta[:, row, row] = extent * (flip if row == 0 else 1.0)
+        theta[:, row, 3] = (2 * draw - 1) * (1 - extent)
+    grid = F.affine_grid(theta, list(volumes.shape), align_corners=False)
+    return F.grid_sample(volumes, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def blurred(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Each channel convolved with a Gaussian of ``sigma`` pixels (kernel of 2 * ceil(2 sigma) + 1, border replicated)."""
+    """Each channel of ``images`` (B, C, *spatial) convolved with a Gaussian of ``sigma`` pixels along every spatial
+    axis in turn (kernel of 2 * ceil(2 sigma) + 1, border replicated)."""
     radius = math.ceil(2 * sigma)
     taps = torch.exp(
         -(torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype) ** 2) / (2 * sigma**2)
     )
     taps = taps / taps.sum()
-    channels = images.shape[1]
-    padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
-    rows = F.conv2d(padded, taps.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
-    return F.conv2d(rows, taps.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
+    channels, dims = images.shape[1], images.ndim - 2
+    convolve = F.conv2d if dims == 2 else F.conv3d
+    blurred_images = F.pad(images, (radius,) * 2 * dims, mode="replicate")
+    for axis in range(dims):
+        shape = (1, 1, *(-1 if other == axis else 1 for other in range(dims)))
+        blurred_images = convolve(
+            blurred_images, taps.view(shape).repeat(channels, *(1,) * (dims + 1)), groups=channels
+        )
+    return blurred_images
 
 
 class ProjectionHead(nn.Module):
-    """(B, K, F, h, w) deepest features of K views -> (B, K, out) projections: average pool, Linear-ReLU-Linear."""
+    """(B, K, F, *spatial) deepest features of K views -> (B, K, out) projections: average pool, Linear-ReLU-Linear."""
 
     def __init__(self, in_channels: int, hidden: int = 256, out: int = 128):
         super().__init__()
         self.project = nn.Sequential(nn.Linear(in_channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.project(features.mean(dim=(-2, -1)))
+        return self.project(features.mean(dim=tuple(range(3, features.ndim))))
 
 
 @PRETEXT_TASKS.register("simclr")
@@ -96,6 +129,7 @@ class SimCLR(PretextTask):
     """Tell each augmented view's partner from the other views of the batch (NT-Xent; Chen et al. 2020)."""
 
     label = "CL"
+    spatial_dims_supported = (2, 3)
 
     @dataclass(frozen=True)
     class Config:
@@ -124,18 +158,23 @@ class SimCLR(PretextTask):
             raise ValueError(f"noise_std must be >= 0, got {self.config.noise_std}")
 
     def geometry(self, side: int) -> dict[str, int | float]:
-        """Side in pixels of the smallest square crop, before it is resized back to the view."""
-        return {"min_crop_px": round(side * math.sqrt(self.config.min_crop_fraction))}
+        """Side in pixels of the smallest square crop (cube root of the smallest cuboid's share in 3D), before it is
+        resized back to the view."""
+        fraction = self.config.min_crop_fraction
+        share = math.sqrt(fraction) if self.spatial_dims == 2 else fraction ** (1 / 3)
+        return {"min_crop_px": round(side * share)}
 
     def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """One augmented view of every image (B, C, H, W), as the module docstring lists."""
+        """One augmented view of every image (B, C, *spatial), as the module docstring lists."""
         config = self.config
         batch, channels = images.shape[:2]
         device = images.device
-        view = random_resized_crops(images, (config.min_crop_fraction, 1.0), generator)
+        crop = random_resized_crops if images.ndim == 4 else random_resized_cuboids
+        view = crop(images, (config.min_crop_fraction, 1.0), generator)
         draws = torch.rand(batch, channels, 2, generator=generator, device=device) * 2 - 1
-        contrast = 1 + config.intensity_jitter * draws[..., 0, None, None]
-        brightness = config.intensity_jitter * draws[..., 1, None, None]
+        trailing = (None,) * (images.ndim - 2)
+        contrast = 1 + config.intensity_jitter * draws[(..., 0, *trailing)]
+        brightness = config.intensity_jitter * draws[(..., 1, *trailing)]
         view = view.mul_(contrast).add_(brightness)
         chosen = (torch.rand(batch, generator=generator, device=device) < config.blur_probability).nonzero().squeeze(1)
         if len(chosen):
@@ -143,14 +182,14 @@ class SimCLR(PretextTask):
         noise = torch.randn(view.shape, generator=generator, device=device)
         return view.add_(noise.mul_(config.noise_std))
 
-    def batch_spec(self, images_shape: tuple[int, int, int, int]) -> BatchSpec:
+    def batch_spec(self, images_shape: tuple[int, ...]) -> BatchSpec:
         batch = images_shape[0]
         return BatchSpec(
             TensorSpec((batch, VIEWS, *images_shape[1:]), torch.float32), TensorSpec((batch,), torch.int64)
         )
 
     def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs (B, 2, C, H, W): two views of every image; targets (B,): each image's index, its pair's identity."""
+        """Inputs (B, 2, C, *spatial): two views of every image; targets (B,): each image's index, its pair's identity."""
         views = torch.stack([self.augment(images, generator) for _ in range(VIEWS)], dim=1)
         return views, torch.arange(images.shape[0], device=images.device)
 

@@ -21,6 +21,7 @@ class SupervisedPretraining(Initialisation):
     """Positive control: the downstream task trained on all training labels, then fine-tuned at each fraction."""
 
     label = "SUP"
+    spatial_dims_supported = (2, 3)
     uses_labels = True
 
     @property

@@ -194,6 +194,12 @@ def _all_neighbours_note(document: Document, cells: pd.DataFrame) -> None:
         )
 
 
+def _dims(cells: pd.DataFrame) -> str:
+    """ "2D" or "3D": whether the cells' networks took images or volumes (runs written before 3D: 2D)."""
+    recorded = cells[Tag.SPATIAL_DIMS] if Tag.SPATIAL_DIMS in cells else pd.Series(dtype=object)
+    return "/".join(f"{dims}D" for dims in sorted(set(recorded.fillna("2"))) or ["2"])
+
+
 def _task_section(
     document: Document, task: str, protocol: str, cells: pd.DataFrame, tracking_uri: str, out: Path, scratch: Path
 ) -> tuple[pd.DataFrame, dict[str, str], pd.DataFrame]:
@@ -201,7 +207,9 @@ def _task_section(
     and described metrics. Returns the cell means, the metric directions and the controls' primary comparisons."""
     units, directions = _recorded(cells, Tag.METRIC_UNITS, task), _recorded(cells, Tag.METRIC_DIRECTIONS, task)
     name = _section_name(task, protocol)
-    document.heading(task if protocol == Protocol.FINETUNE else f"{task}, protocol {protocol}")
+    dims = _dims(cells)
+    shown_task = task if dims == "2D" else f"{task} ({dims})"
+    document.heading(shown_task if protocol == Protocol.FINETUNE else f"{shown_task}, protocol {protocol}")
     document.text(f"Protocol {protocol}: {PROTOCOL_TEXT.get(protocol, 'not described')}.")
     _all_neighbours_note(document, cells)
     plugin = DOWNSTREAM_TASKS.get(task)
@@ -218,6 +226,8 @@ def _task_section(
     table, marks = paper_table(cells, units, directions)
     table.insert(0, "protocol", protocol)
     marks.insert(0, "protocol", False)
+    table.insert(0, "dims", dims)
+    marks.insert(0, "dims", False)
     table.to_csv(out / "tables" / f"{name}.csv", index=False)
     finished = int((cells["status"] == "FINISHED").sum())
     better = {d: sorted(m for m, dd in directions.items() if dd == d) for d in ("higher", "lower")}
@@ -460,7 +470,7 @@ def _results(document: Document, runs: pd.DataFrame, tracking_uri: str, out_dir:
             )
             all_means.append(means)
             direction, unit = directions[task].get(primary), units[task].get(primary, "")
-            answers.append(compared.assign(protocol=protocol, direction=direction, unit=unit))
+            answers.append(compared.assign(protocol=protocol, direction=direction, unit=unit, dims=_dims(cells)))
             controls.append(checked.assign(protocol=protocol, direction=direction, unit=unit))
     _answer_section(document, pd.concat(answers, ignore_index=True) if answers else pd.DataFrame())
     document.blocks.extend(sections.blocks)
@@ -498,6 +508,7 @@ def _answer_section(document: Document, compared: pd.DataFrame) -> None:
         rows.append(
             {
                 "task": row["task"],
+                "dims": row["dims"],
                 "protocol": row["protocol"],
                 "labels": str(row["budget"]),
                 "primary endpoint": DOWNSTREAM_TASKS.get(row["task"]).primary_metric,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 
@@ -87,7 +88,7 @@ def test_a_right_angle_rotation_moves_labels_exactly(monkeypatch):
     images, labels = _batch(4)
     quarter_turn = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0]]).expand(4, 2, 3)
     augmentation = BatchAugmentation(AugmentationConfig(**(OFF | {"rotation_degrees": 90.0})))
-    monkeypatch.setattr(augmentation, "affine", lambda batch, generator, device: quarter_turn)
+    monkeypatch.setattr(augmentation, "affine", lambda batch, generator, device, dims: quarter_turn)
     out_images, out_labels = augmentation(images, labels, torch.Generator(), "dense")
     turned = [k for k in (1, -1) if torch.equal(out_labels, labels.rot90(k, dims=(-2, -1)))]
     assert len(turned) == 1
@@ -212,3 +213,57 @@ def test_every_draw_and_resampling_happens_on_the_batch_device():
         out_images, out_labels = BatchAugmentation(settings)(images, labels, torch.Generator(), "dense")
         assert out_images.device == meta and out_labels.device == meta
     assert BatchAugmentation(AugmentationConfig()).affine(4, torch.Generator(), meta).device == meta
+
+
+def _volumes(batch: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.zeros(batch, 12, 14, 10, dtype=torch.int64)
+    labels[:, 2:7, 3:9, 1:4] = 1
+    labels[:, 6:11, 8:13, 5:9] = 2
+    return torch.randn(batch, 2, 12, 14, 10, generator=generator), labels
+
+
+def test_3d_flips_move_volume_and_label_map_together_along_all_three_axes():
+    images, labels = _volumes(96)
+    out_images, out_labels = BatchAugmentation(AugmentationConfig(**(OFF | {"flip": True})))(
+        images, labels, torch.Generator().manual_seed(1), "dense"
+    )
+    combinations = [dims for size in range(4) for dims in itertools.combinations((-3, -2, -1), size)]
+    seen = set()
+    for b in range(96):
+        for dims in combinations:
+            if torch.allclose(out_images[b], images[b].flip(dims) if dims else images[b], atol=1e-5):
+                assert torch.equal(out_labels[b], labels[b].flip(dims) if dims else labels[b])
+                seen.add(dims)
+                break
+        else:
+            pytest.fail(f"example {b} is not a flip of its input")
+    assert seen == set(combinations)
+
+
+def test_3d_rotation_turns_the_axial_plane_only_and_keeps_each_slice_on_its_slice():
+    """A volume whose value is its slice index z: rotated about the z axis, every voxel of the centre of the plane
+    (which a rotation keeps inside the field of view) still holds its own z (no slice mixes with another), while the
+    in-plane content moves."""
+    slices = torch.arange(10, dtype=torch.float32).expand(4, 1, 16, 16, 10).clone()
+    stripes = torch.arange(16, dtype=torch.float32)[None, None, :, None, None].expand(4, 1, 16, 16, 10)
+    augmentation = BatchAugmentation(AugmentationConfig(**(OFF | {"rotation_degrees": 30.0})))
+    labels = torch.zeros(4, 16, 16, 10, dtype=torch.int64)
+    rotated, _ = augmentation(slices, labels, torch.Generator().manual_seed(2), "dense")
+    centre = (slice(None), slice(None), slice(4, 12), slice(4, 12))
+    assert torch.allclose(rotated[centre], slices[centre], atol=1e-4)
+    moved, _ = augmentation(stripes, labels, torch.Generator().manual_seed(2), "dense")
+    assert not torch.allclose(moved, stripes, atol=1e-2)
+
+
+def test_3d_intensity_changes_are_per_example_and_channel_and_random_augmentation_has_a_3d_form():
+    images, labels = _volumes(4)
+    config = OFF | {"intensity_scale": 0.2, "intensity_shift": 0.3}
+    out, out_labels = BatchAugmentation(AugmentationConfig(**config))(
+        images, labels, torch.Generator().manual_seed(3), "dense"
+    )
+    assert torch.equal(out_labels, labels)
+    for b, c in itertools.product(range(4), range(2)):
+        gain = ((out[b, c] - out[b, c].mean()) / (images[b, c] - images[b, c].mean())).median()
+        assert torch.allclose(out[b, c], images[b, c] * gain + (out[b, c] - images[b, c] * gain).mean(), atol=1e-4)
+    assert RandomAugmentation.build(None, spatial_dims=3).finetune_augmentation() is not None

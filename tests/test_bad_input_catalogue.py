@@ -103,6 +103,25 @@ CATALOGUE: dict[str, tuple[Callable, str]] = {
         lambda g, t: g.update(initialisations=["random", "jigsw"]),
         "unknown pretext task 'jigsw'",
     ),
+    "spatial_dims other than 2 or 3": (
+        lambda g, t: g.update(spatial_dims=4),
+        "spatial_dims: expected 2 (images) or 3 (volumes), got 4",
+    ),
+    "a 2D encoder in a 3D grid": (
+        lambda g, t: g.update(spatial_dims=3),
+        "encoder.name: chen_vgg is a 2D network, but spatial_dims is 3: use a 3D encoder (e.g. chen_vgg3d)",
+    ),
+    "a task without a 3D form in a 3D grid": (
+        lambda g, t: g.update(
+            spatial_dims=3,
+            encoder={"name": "chen_vgg3d", "kwargs": {"channels": [4, 8]}},
+            downstream_tasks=["abdominal_organ_localisation"],
+            datasets={"ct": {"type": "abdominal_ct_phantom", "n_subjects": 4}},
+            downstream={"abdominal_organ_localisation": {"dataset": "ct"}},
+        ),
+        "downstream_tasks: abdominal_organ_localisation has no 3D form (it works in 2D); remove it or set "
+        "spatial_dims: 2",
+    ),
     "unknown precision": (
         lambda g, t: g.update(runtime={"precision": "fp16"}),
         "runtime.precision: expected one of fp32, bf16, got 'fp16'",

@@ -88,7 +88,7 @@ def test_bad_configs_are_rejected(config, message):
 
 def test_the_central_square_is_centred_with_the_odd_pixel_after_it():
     """On 33x30 images a 16-pixel square starts at row 8 and column 7: floor((33 - 16) / 2), floor((30 - 16) / 2)."""
-    mask = central_mask(2, 33, 30, 16, torch.device("cpu"))
+    mask = central_mask(2, (33, 30), 16, torch.device("cpu"))
     expected = torch.zeros(33, 30, dtype=torch.bool)
     expected[8:24, 7:23] = True
     assert torch.equal(mask, expected.expand(2, 33, 30))
@@ -98,7 +98,7 @@ def test_a_single_random_block_is_a_whole_square_anywhere_in_the_image():
     """With one block every mask is one full side x side square, and its corner covers every row and column
     where it fits, from the top-left to the bottom-right edge of a non-square image."""
     task = ContextPrediction(ContextPrediction.Config(blocks=1, block_fraction=0.25))
-    masks = task.removed_region(600, 24, 32, torch.Generator().manual_seed(0), torch.device("cpu"))
+    masks = task.removed_region(600, (24, 32), torch.Generator().manual_seed(0), torch.device("cpu"))
     assert (masks.sum(dim=(1, 2)) == 36).all()
     rows, cols = masks.any(dim=2), masks.any(dim=1)
     assert (rows.sum(dim=1) == 6).all() and (cols.sum(dim=1) == 6).all()
@@ -143,7 +143,7 @@ def test_the_batch_is_made_on_the_images_device(mask):
     task = ContextPrediction(ContextPrediction.Config(mask=mask))
     inputs, targets = task.make_batch(torch.empty(2, 3, 32, 32, device=meta), torch.Generator())
     assert inputs.device == meta and targets.device == meta and targets.shape == (2, 4, 32, 32)
-    assert task.removed_region(2, 32, 32, torch.Generator(), meta).device == meta
+    assert task.removed_region(2, (32, 32), torch.Generator(), meta).device == meta
 
 
 def test_preview_rows_are_the_original_the_corrupted_input_and_the_output():

@@ -30,7 +30,9 @@ def test_registered_and_transfers_encoder_and_decoder():
 
 
 def test_patch_pairs_never_overlap_and_stay_inside():
-    first, second = sample_disjoint_patch_pairs(5000, 20, 24, 6, torch.Generator().manual_seed(1), torch.device("cpu"))
+    first, second = sample_disjoint_patch_pairs(
+        5000, (20, 24), 6, torch.Generator().manual_seed(1), torch.device("cpu")
+    )
     assert ((first - second).abs() >= 6).any(dim=1).all()
     for corner in (first, second):
         assert corner.min() >= 0
@@ -161,7 +163,7 @@ def test_fit_check_agrees_with_a_brute_force_placement_search():
 
 def test_touching_patches_count_as_disjoint():
     """In a 12x6 image two 6x6 patches fit only stacked edge to edge; they must be drawn, not rejected forever."""
-    first, second = sample_disjoint_patch_pairs(50, 12, 6, 6, torch.Generator().manual_seed(0), torch.device("cpu"))
+    first, second = sample_disjoint_patch_pairs(50, (12, 6), 6, torch.Generator().manual_seed(0), torch.device("cpu"))
     assert {tuple(sorted(rows)) for rows in zip(first[:, 0].tolist(), second[:, 0].tolist())} == {(0, 6)}
     assert (first[:, 1] == 0).all() and (second[:, 1] == 0).all()
 
@@ -169,7 +171,7 @@ def test_touching_patches_count_as_disjoint():
 def test_rejection_sampling_gives_up_with_the_sizes_when_placements_are_too_rare():
     """Two 40x40 patches in 80x40 images: 2 of 41 x 41 corner pairs are disjoint, so 1000 rounds often fail."""
     with pytest.raises(RuntimeError, match="disjoint 40x40 patches in 80x40 images"):
-        sample_disjoint_patch_pairs(8, 80, 40, 40, torch.Generator().manual_seed(0), torch.device("cpu"))
+        sample_disjoint_patch_pairs(8, (80, 40), 40, torch.Generator().manual_seed(0), torch.device("cpu"))
 
 
 def test_one_pixel_patches_swap_single_pixels():
@@ -191,7 +193,7 @@ def test_the_pixel_map_and_the_swap_are_made_on_the_images_device():
     """The meta device stands in for an accelerator: nothing may be built on the CPU and mixed in."""
     meta = torch.device("meta")
     first = torch.zeros(2, 2, dtype=torch.long, device=meta)
-    source = disordered_pixels(2, 16, 16, [(first, first)], 4, meta)
+    source = disordered_pixels(2, (16, 16), [(first, first)], 4, meta)
     assert source.device == meta and source.shape == (2, 256)
     swapped = swap_patches(torch.empty(2, 3, 16, 16, device=meta), first, first, 4)
     assert swapped.device == meta and swapped.shape == (2, 3, 16, 16)

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from ssl_medbench.downstream import DOWNSTREAM_TASKS, DownstreamTask
 from ssl_medbench.downstream.abdominal_organ_localisation import AbdominalOrganLocalisation
-from ssl_medbench.downstream.contract import DOWNSTREAM_CHECKS, ContractSetup, check_downstream_task
+from ssl_medbench.downstream.contract import DOWNSTREAM_CHECKS, ContractSetup, check_downstream_task, volumes_setup
 from ssl_medbench.reports.build import _recorded, build_report
 from tests.plugins.broken_downstream import (
     CopiesTheEncoder,
@@ -34,6 +34,23 @@ from tests.plugins.whole_tumour import WholeTumourSegmentation
 @pytest.mark.parametrize("name", DOWNSTREAM_TASKS.names())
 def test_downstream_task_meets_the_contract(name, check):
     DOWNSTREAM_CHECKS[check](DOWNSTREAM_TASKS.get(name), ContractSetup())
+
+
+VOLUME_TASKS = [name for name in DOWNSTREAM_TASKS.names() if 3 in DOWNSTREAM_TASKS.get(name).spatial_dims_supported]
+
+
+@pytest.mark.parametrize("check", list(DOWNSTREAM_CHECKS))
+@pytest.mark.parametrize("name", VOLUME_TASKS)
+def test_downstream_task_meets_the_contract_in_3d(name, check):
+    DOWNSTREAM_CHECKS[check](DOWNSTREAM_TASKS.get(name), volumes_setup({"patch_size": 16}))
+
+
+def test_the_3d_tasks_are_the_segmentation_tasks_and_the_2d_only_ones_say_so():
+    assert "brats_segmentation" in VOLUME_TASKS
+    for name in ("fetal_plane_classification", "abdominal_organ_localisation"):
+        task = DOWNSTREAM_TASKS.get(name)
+        with pytest.raises(ValueError, match=rf"^{task.__name__} has no 3D form \(it works in 2D\)$"):
+            task.build(task.Config(), 1, spatial_dims=3)
 
 
 def test_a_minimal_third_party_task_meets_the_whole_contract():

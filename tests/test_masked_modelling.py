@@ -15,7 +15,7 @@ def _generator(seed: int = 0) -> torch.Generator:
 
 
 def test_each_image_masks_exactly_its_share_of_whole_patches():
-    masks = random_patch_masks(50, 64, 64, 8, 0.6, _generator(), torch.device("cpu"))
+    masks = random_patch_masks(50, (64, 64), 8, 0.6, _generator(), torch.device("cpu"))
     cells = masks[:, 0, ::8, ::8]
     assert bool((cells.sum(dim=(1, 2)) == round(0.6 * 64)).all())
     whole = cells.repeat_interleave(8, dim=1).repeat_interleave(8, dim=2)
@@ -23,7 +23,7 @@ def test_each_image_masks_exactly_its_share_of_whole_patches():
 
 
 def test_patches_cut_by_the_border_are_masked_whole_and_the_mask_fits_the_image():
-    masks = random_patch_masks(20, 30, 21, 8, 0.5, _generator(1), torch.device("cpu"))
+    masks = random_patch_masks(20, (30, 21), 8, 0.5, _generator(1), torch.device("cpu"))
     assert masks.shape == (20, 1, 30, 21)
     assert bool((masks[:, 0, ::8, ::8].sum(dim=(1, 2)) == round(0.5 * 4 * 3)).all())
 
@@ -31,7 +31,7 @@ def test_patches_cut_by_the_border_are_masked_whole_and_the_mask_fits_the_image(
 def test_every_patch_is_masked_equally_often():
     """Over 4000 images each of the 64 patches is masked with probability 0.6 (within 4 standard errors)."""
     draws = 4000
-    cells = random_patch_masks(draws, 64, 64, 8, 0.6, _generator(2), torch.device("cpu"))[:, 0, ::8, ::8]
+    cells = random_patch_masks(draws, (64, 64), 8, 0.6, _generator(2), torch.device("cpu"))[:, 0, ::8, ::8]
     shares = cells.mean(dim=0)
     assert float((shares - 0.6).abs().max()) <= 4 * (0.6 * 0.4 / draws) ** 0.5
 

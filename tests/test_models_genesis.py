@@ -93,7 +93,7 @@ def test_the_nonlinear_transformation_keeps_each_images_range_and_intensity_orde
 
 
 def test_boxes_have_their_sides_and_lie_inside_the_image():
-    masks = box_masks(500, 42, 35, (1 / 6, 1 / 3), _generator(4), torch.device("cpu"))
+    masks = box_masks(500, (42, 35), (1 / 6, 1 / 3), _generator(4), torch.device("cpu"))
     assert masks.shape == (500, MAX_BOXES, 42, 35)
     heights, widths = masks.any(dim=3).sum(dim=2), masks.any(dim=2).sum(dim=2)
     assert int(heights.min()) >= 42 // 6 and int(heights.max()) <= 42 // 3 + 1

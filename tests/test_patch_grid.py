@@ -10,7 +10,7 @@ from ssl_medbench.pretext_tasks.patch_grid import CELLS, PatchGrid, crop_patches
 
 def test_corners_keep_every_patch_inside_the_image_in_its_cell_and_apart_from_its_neighbours():
     grid = PatchGrid(patch=10, gap=5, jitter=3)
-    corners = grid.sample_corners(2000, 50, 60, torch.Generator().manual_seed(0), torch.device("cpu"))
+    corners = grid.sample_corners(2000, (50, 60), torch.Generator().manual_seed(0), torch.device("cpu"))
     assert corners.shape == (2000, 9, 2)
     assert corners.min() >= 0
     assert (corners[..., 0] + 10 <= 50).all() and (corners[..., 1] + 10 <= 60).all()
@@ -59,7 +59,7 @@ def test_crop_patches_equals_slicing():
 def test_the_grid_reaches_both_far_edges_of_a_non_square_image():
     """The origin is uniform over every placement that fits, along rows and along columns."""
     grid = PatchGrid(patch=10, gap=5, jitter=3)
-    corners = grid.sample_corners(2000, 50, 60, torch.Generator().manual_seed(0), torch.device("cpu"))
+    corners = grid.sample_corners(2000, (50, 60), torch.Generator().manual_seed(0), torch.device("cpu"))
     assert (corners[:, 8] + 10).amax(dim=0).tolist() == [50, 60]
     assert corners[:, 0].amin(dim=0).tolist() == [0, 0]
 
@@ -79,7 +79,7 @@ def test_a_patch_fraction_of_the_whole_side_is_refused():
 def test_corners_and_crops_are_made_on_the_requested_device():
     """The meta device stands in for an accelerator: nothing may be built on the CPU and mixed in."""
     meta = torch.device("meta")
-    corners = PatchGrid(patch=10, gap=5, jitter=3).sample_corners(4, 50, 60, torch.Generator(), meta)
+    corners = PatchGrid(patch=10, gap=5, jitter=3).sample_corners(4, (50, 60), torch.Generator(), meta)
     assert corners.device == meta and corners.shape == (4, 9, 2)
     crops = crop_patches(torch.empty(4, 2, 50, 60, device=meta), corners, 10)
     assert crops.device == meta and crops.shape == (4, 9, 2, 10, 10)

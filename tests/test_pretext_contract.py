@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 from ssl_medbench.pretext_tasks.base import PretextTask
 from ssl_medbench.pretext_tasks.contract import (
     PRETEXT_CHECKS,
+    VOLUMES,
     ContractSetup,
     check_builds_from_default_config,
     contract_images,
@@ -30,6 +33,39 @@ def test_all_seven_initialisations_of_the_paper_are_registered():
 @pytest.mark.parametrize("name", PRETEXT_NAMES)
 def test_pretext_task_meets_the_contract(name, check):
     PRETEXT_CHECKS[check](PRETEXT_TASKS.get(name), ContractSetup())
+
+
+VOLUME_NAMES = [name for name in PRETEXT_NAMES if 3 in PRETEXT_TASKS.get(name).spatial_dims_supported]
+
+
+def test_every_built_in_pretext_task_has_a_3d_form():
+    """Issue 18: every pretext task of the suite runs in 3D as well (a third-party plugin may stay 2D)."""
+    built_in = [name for name in PRETEXT_NAMES if PRETEXT_TASKS.get(name).__module__.startswith("ssl_medbench.")]
+    assert sorted(built_in) == sorted(name for name in VOLUME_NAMES if name in built_in)
+    assert len(built_in) >= 10
+
+
+@pytest.mark.parametrize("check", sorted(PRETEXT_CHECKS))
+@pytest.mark.parametrize("name", VOLUME_NAMES)
+def test_pretext_task_meets_the_contract_in_3d(name, check):
+    PRETEXT_CHECKS[check](PRETEXT_TASKS.get(name), VOLUMES)
+
+
+@pytest.mark.parametrize("name", ["autoencoder", "context_prediction", "context_restoration"])
+def test_a_deconv_decoder_is_pretrained_in_3d_but_not_transferred(name):
+    for check in PRETEXT_CHECKS.values():
+        check(PRETEXT_TASKS.get(name), dataclasses.replace(VOLUMES, task_config={"decoder": "deconv"}))
+
+
+def test_a_task_without_a_3d_form_is_refused_by_name():
+    """A plugin that declares no 3D form (the default) stays 2D."""
+    from tests.plugins.denoising import Denoising
+
+    assert Denoising.spatial_dims_supported == (2,) and Denoising.build(None).spatial_dims == 2
+    with pytest.raises(ValueError, match=r"^Denoising has no 3D form \(it works in 2D\)$"):
+        Denoising.build(None, spatial_dims=3)
+    with pytest.raises(ValueError, match="has no 4D form"):
+        PRETEXT_TASKS.get("context_restoration").build(None, spatial_dims=4)
 
 
 @pytest.mark.parametrize("name", BASELINE_NAMES)

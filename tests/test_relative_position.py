@@ -25,7 +25,7 @@ def test_labels_and_neighbour_offsets_are_a_bijection_over_the_eight_positions()
 def test_the_neighbour_lies_in_the_labelled_direction_and_never_overlaps_the_centre():
     task = RelativePosition()
     grid = task.grid(64, 64)
-    corners, labels = sample_pairs(grid, 4000, 64, 64, torch.Generator().manual_seed(0), torch.device("cpu"))
+    corners, labels = sample_pairs(grid, 4000, (64, 64), torch.Generator().manual_seed(0), torch.device("cpu"))
     assert set(labels.tolist()) == set(range(8))
     offsets = torch.tensor(NEIGHBOUR_OFFSETS)[labels]
     delta = corners[:, 1] - corners[:, 0]
@@ -41,7 +41,7 @@ def test_make_batch_returns_the_centre_and_neighbour_crops_of_each_image():
     images = torch.randn(16, 4, 64, 64, generator=torch.Generator().manual_seed(1))
     inputs, labels = task.make_batch(images, torch.Generator().manual_seed(5))
     corners, expected_labels = sample_pairs(
-        task.grid(64, 64), 16, 64, 64, torch.Generator().manual_seed(5), images.device
+        task.grid(64, 64), 16, (64, 64), torch.Generator().manual_seed(5), images.device
     )
     assert torch.equal(labels, expected_labels)
     assert torch.equal(inputs, crop_patches(images, corners, task.grid(64, 64).patch))
@@ -65,7 +65,7 @@ def test_pairs_and_crops_are_made_on_the_images_device():
     """The meta device stands in for an accelerator: nothing may be built on the CPU and mixed in."""
     meta = torch.device("meta")
     task = RelativePosition()
-    corners, labels = sample_pairs(task.grid(64, 64), 4, 64, 64, torch.Generator(), meta)
+    corners, labels = sample_pairs(task.grid(64, 64), 4, (64, 64), torch.Generator(), meta)
     assert corners.device == meta and labels.device == meta and corners.shape == (4, 2, 2)
     inputs, targets = task.make_batch(torch.empty(4, 3, 64, 64, device=meta), torch.Generator())
     assert inputs.device == meta and targets.device == meta and inputs.shape == (4, 2, 3, 16, 16)

@@ -144,12 +144,12 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _cell(markdown: str, budget: str, label: str) -> list[str]:
-    """The cells of the task table's row after its protocol (the table follows the primary comparison, whose rows
-    also start with a protocol and a budget)."""
+    """The cells of the task table's row after its dimensions and protocol (the table follows the primary comparison,
+    whose rows also start with a protocol and a budget)."""
     for line in markdown[markdown.index("cells FINISHED") :].splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if cells[:3] == ["finetune", budget, label]:
-            return cells[1:]
+        if cells[:4] == ["2D", "finetune", budget, label]:
+            return cells[2:]
     raise AssertionError(f"no row {budget} {label}")
 
 
@@ -171,7 +171,8 @@ def test_table_cells_are_mean_and_std_over_seeds_with_the_best_in_bold(report):
     assert _cell(markdown, "50%", "CR")[-2:] == ["0", "1"]  # one still running
     assert "Not finished: 1 failed, 1 running" in markdown
     csv = pd.read_csv(report / "tables" / f"{TASK}.csv")
-    assert list(csv.columns[:4]) == ["protocol", "labels", "initialisation", "seeds"]
+    assert list(csv.columns[:5]) == ["dims", "protocol", "labels", "initialisation", "seeds"]
+    assert set(csv["dims"]) == {"2D"}
     assert set(csv["protocol"]) == {"finetune"} and list(csv["initialisation"][:3]) == [
         "RD",
         "JS",
@@ -387,10 +388,10 @@ def test_the_report_opens_with_the_best_method_of_each_task_against_random(repor
     assert headings[0] == "## The answer: the best method of each task against Random" and headings[1] == f"## {TASK}"
     primary = pd.read_csv(report / "tables" / f"{TASK}_primary.csv").set_index(["budget", "arm"])
     cr = primary.loc[("100%", "CR")]
-    row = next(line for line in markdown.splitlines() if line.startswith(f"| {TASK} | finetune | 100% |"))
+    row = next(line for line in markdown.splitlines() if line.startswith(f"| {TASK} | 2D | finetune | 100% |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
-    assert cells[3:6] == ["centroid_mean", "CR", f"{round(cr['mean_difference'], 2)}"]
-    assert cells[6] == f"[{cr['ci_low']:.2f}, {cr['ci_high']:.2f}]" and cells[-1] == "better than RD"
+    assert cells[4:7] == ["centroid_mean", "CR", f"{round(cr['mean_difference'], 2)}"]
+    assert cells[7] == f"[{cr['ci_low']:.2f}, {cr['ci_high']:.2f}]" and cells[-1] == "better than RD"
 
 
 def test_the_answer_says_when_no_method_beats_random():
@@ -410,6 +411,7 @@ def test_the_answer_says_when_no_method_beats_random():
             "min_detectable_difference": [0.04, 0.04],
             "direction": "higher",
             "unit": "fraction",
+            "dims": "2D",
         }
     )
     document = Document("t")

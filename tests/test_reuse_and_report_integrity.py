@@ -190,9 +190,9 @@ def _cell(client: MlflowClient, experiment: str, out: Path, key: str, label: str
 
 
 def _row(markdown: str, label: str) -> list[str]:
-    """The task table's row of ``label`` at 100 %, after its protocol column."""
-    line = next(line for line in markdown.splitlines() if line.startswith(f"| finetune | 100% | {label} |"))
-    return [cell.strip() for cell in line.strip("|").split("|")][1:]
+    """The task table's row of ``label`` at 100 %, after its dimensions and protocol columns."""
+    line = next(line for line in markdown.splitlines() if line.startswith(f"| 2D | finetune | 100% | {label} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")][2:]
 
 
 def test_two_runs_of_one_job_key_are_counted_once_the_newest(tmp_path):

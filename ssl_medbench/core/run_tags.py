@@ -31,6 +31,8 @@ class Tag:
     TORCH_VERSION: Final = "torch_version"
     TIMM_VERSION: Final = "timm_version"
     PYTHON_VERSION: Final = "python_version"
+    #: 2 or 3: whether the grid's networks took images or volumes (absent on runs written before 3D: 2).
+    SPATIAL_DIMS: Final = "spatial_dims"
     # Pretrain runs only: the view of the dataset the pretext task sampled (``<kind>@<side>``) and one input's C x H x W.
     PRETEXT_VIEW: Final = "pretext_view"
     PRETEXT_INPUT_SHAPE: Final = "pretext_input_shape"
