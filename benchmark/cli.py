@@ -59,7 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run (or resume) a grid")
-    run.add_argument("--grid", default="smoke", help="preset name (smoke, validate, paper, full) or a grid .yaml file")
+    run.add_argument(
+        "--grid",
+        default="smoke",
+        help="preset name (smoke, smoke3d, validate, paper, paper3d, full) or a grid .yaml file",
+    )
     run.add_argument(
         "--set",
         dest="overrides",
@@ -379,7 +383,7 @@ def _check_device(requested: str) -> torch.device:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from benchmark.device import set_deterministic
+    from benchmark.device import check_deterministic, set_deterministic
     from benchmark.grid import load_grid
     from benchmark.planner import check_label_budgets, plan_grid
     from benchmark.preflight import check_native_views, check_networks
@@ -396,10 +400,11 @@ def _run(args: argparse.Namespace) -> int:
     device = _check_device(args.device)
     # jobs at once, for the estimate (a Ray cluster's size is not known here); the pool checked before any data work
     slots = {"local": _local_pool_size(args, device), "slurm": args.slurm_max_concurrent}.get(args.executor)
+    check_deterministic(args.deterministic, grid.spatial_dims, device.type == "cuda" or args.executor != "local")
     set_deterministic(args.deterministic)
     out = args.out.resolve()
     datasets = {name: DATASETS.get(grid.dataset_type(name))(grid.dataset_config(name), out) for name in grid.datasets}
-    check_networks(grid, datasets)
+    check_networks(grid, datasets, device)
     tracking_uri = args.tracking_uri or default_tracking_uri(out)
     if args.dry_run:
         plan = plan_grid(grid, {name: f"{name}: not prepared (dry run)" for name in datasets})

@@ -20,6 +20,17 @@ def choose_device(requested: str = "auto") -> torch.device:
         raise UserError(f"--device {requested!r}: {error}") from None
 
 
+def check_deterministic(enabled: bool, spatial_dims: int, gpu_possible: bool) -> None:
+    """UserError for ``--deterministic`` with a 3D grid whose jobs may run on a GPU: torch has no deterministic CUDA
+    backward for 3D max-pooling, adaptive average pooling or trilinear upsampling, so every 3D job would fail there."""
+    if enabled and spatial_dims == 3 and gpu_possible:
+        raise UserError(
+            "--deterministic: torch has no deterministic CUDA backward for 3D max-pooling (MaxPool3d), so every job of "
+            "a 3D grid would fail on a GPU; run it without --deterministic, or with --device cpu (CPU runs are "
+            "deterministic anyway)"
+        )
+
+
 def set_deterministic(enabled: bool) -> None:
     """``--deterministic``: only deterministic kernels (CUDA runs then reproduce bit for bit; expect them slower,
     often by 10-30 %, and an error from an operation that has no deterministic implementation); cuDNN autotuning off.

@@ -410,7 +410,7 @@ def _check_spatial_dims(config: GridConfig) -> None:
         other = "chen_vgg3d" if dims == 3 else "chen_vgg"
         raise ConfigError(
             f"encoder.name: {config.encoder.name} is a {encoder_dims}D network, but spatial_dims is {dims}: use a "
-            f"{dims}D encoder (e.g. {other})"
+            f"{dims}D encoder (e.g. {other}) or set spatial_dims: {encoder_dims}"
         )
 
 

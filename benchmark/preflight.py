@@ -5,7 +5,9 @@ sizes (a side the encoder's strides do not divide, a crop smaller than the deepe
 otherwise fail inside every job, recorded as FAILED runs. Here it is one ConfigError naming the key.
 The pretext networks run on zero batches of the shapes their task declares (``batch_spec``, never
 ``make_batch``, so no task code with side effects runs) and their loss is computed; the downstream
-networks run on zero images of the side they are trained on.
+networks run on zero images of the side they are trained on. First of all, a view too large for the device's memory
+(a 256-voxel cube on a laptop) is refused by an estimate (:func:`training_bytes`) instead of being found by the
+out-of-memory killer.
 """
 
 from __future__ import annotations
@@ -27,13 +29,21 @@ from ssl_medbench.pretext_tasks.base import ENCODER, PretextNetwork, PretextTask
 BATCH = 2
 #: Class names assumed where a dataset knows its classes only once its files are read (MedMNIST).
 PLACEHOLDER_CLASSES = ("class_0", "class_1")
+#: float32 activations a U-Net keeps per feature-map element of each encoder stage for one training step: two conv
+#: units (convolution and batch-norm outputs) and the pooling in the encoder, the up-convolution, concatenation and two
+#: units in the decoder, and as much again for their gradients in the backward pass.
+ACTIVATIONS_PER_ELEMENT = 24
 T = TypeVar("T")
 
 
-def check_networks(grid: GridConfig, datasets: dict[str, Dataset]) -> None:
+def check_networks(grid: GridConfig, datasets: dict[str, Dataset], device: torch.device | None = None) -> None:
     """Raise ConfigError naming the key if a network of ``grid`` cannot be built or run on its configured sizes: every
-    pretext network on the view of every downstream task it pretrains for, and every downstream network. Views whose
-    size the data decide (native images) are checked by :func:`check_native_views` once the data are prepared."""
+    pretext network on the view of every downstream task it pretrains for, and every downstream network; with a
+    ``device``, also if one training step would need more memory than it has. Views whose size the data decide
+    (native images) are checked by :func:`check_native_views` once the data are prepared."""
+    if device is not None:
+        for name in grid.downstream_tasks:
+            _check_memory(grid, name, len(datasets[grid.downstream_config(name).dataset].channels), device)
     with torch.no_grad():
         _check_pretext_views(grid, datasets, lambda downstream: downstream_side(grid, downstream))
         for name in grid.downstream_tasks:
@@ -127,12 +137,23 @@ def _check_pretext(grid: GridConfig, name: str, task: PretextTask, channels: int
         lambda error: _cannot_build(f"pretext.{name}", grid, error),
     )
 
+    spec = task.batch_spec(grid.input_shape(BATCH, channels, side))
+    crop = spec.inputs.shape[-1]
+
     def forward_and_loss() -> None:
-        spec = task.batch_spec(grid.input_shape(BATCH, channels, side))
         inputs = torch.zeros(spec.inputs.shape, dtype=spec.inputs.dtype)
         task.loss(network(inputs), torch.zeros(spec.targets.shape, dtype=spec.targets.dtype))
 
-    _attempt(forward_and_loss, lambda error: _does_not_fit(key, side, name, grid, encoder, error))
+    def blame(error: Exception) -> ConfigError:
+        if crop >= side:
+            return _does_not_fit(key, side, name, grid, encoder, error)
+        return ConfigError(  # the task's own crops of the view are what the encoder cannot take
+            f"pretext.{name}: its {crop}-pixel crops of the view {key} = {side} do not fit the network (encoder "
+            f"{grid.encoder.name}, total stride {encoder.feature_info.reduction()[-1]}): {_describe(error)}; enlarge "
+            "the task's patch fraction or the view"
+        )
+
+    _attempt(forward_and_loss, blame)
 
 
 def _check_downstream(grid: GridConfig, name: str, dataset: Dataset) -> None:
@@ -159,6 +180,48 @@ def _check_downstream(grid: GridConfig, name: str, dataset: Dataset) -> None:
         )
         if outputs.shape[0] != BATCH:
             raise ConfigError(f"downstream.{name}: {BATCH} images gave outputs of shape {tuple(outputs.shape)}")
+
+
+def training_bytes(encoder: nn.Module, side: int, spatial_dims: int, batch: int) -> int:
+    """About how many bytes of activations one training step of a U-Net on ``encoder`` takes for ``batch`` inputs of
+    ``side`` per axis: :data:`ACTIVATIONS_PER_ELEMENT` float32 values per element of each stage's feature map."""
+    elements = sum(
+        width * max(side // reduction, 1) ** spatial_dims
+        for width, reduction in zip(encoder.feature_info.channels(), encoder.feature_info.reduction())
+    )
+    return ACTIVATIONS_PER_ELEMENT * 4 * batch * elements
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Memory a job can use on ``device``: a GPU's total memory, or this machine's available memory (Linux
+    ``MemAvailable``); None where it cannot be read."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[1]
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _check_memory(grid: GridConfig, name: str, channels: int, device: torch.device) -> None:
+    """ConfigError naming the view's key if one training step on downstream task ``name``'s view, at the larger of the
+    pretraining and finetuning batch sizes, would need more memory than ``device`` has."""
+    key, side = downstream_side(grid, name)
+    available = available_bytes(device)
+    if side is None or available is None:
+        return
+    batch = max(grid.pretrain.batch_size, grid.finetune_for(name).batch_size)
+    needed = training_bytes(_encoder(grid, channels), side, grid.spatial_dims, batch)
+    if needed > available:
+        shape = "x".join([str(side)] * grid.spatial_dims)
+        raise ConfigError(
+            f"{key}: one training step on {shape} inputs at batch {batch} needs about {needed / 2**30:.1f} GiB of "
+            f"activations, more than the {available / 2**30:.1f} GiB {device.type} has; use a smaller patch or batch"
+        )
 
 
 def _check_freezable(name: str, task: str, model: nn.Module) -> None:

@@ -9,6 +9,11 @@ DOWNSTREAM_TASKS: Registry[type[DownstreamTask]] = Registry(
     "downstream task", "ssl_medbench.downstream_tasks", DownstreamTask
 )
 
-from ssl_medbench.downstream import abdominal_organ_localisation, brats_segmentation, fetal_plane_classification  # noqa: E402,F401  (register the built-ins)
+from ssl_medbench.downstream import (  # noqa: E402,F401  (register the built-ins)
+    abdominal_organ_localisation,
+    abdominal_organ_segmentation,
+    brats_segmentation,
+    fetal_plane_classification,
+)
 
 __all__ = ["DOWNSTREAM_TASKS", "DownstreamTask"]

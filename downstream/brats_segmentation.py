@@ -30,21 +30,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from ssl_medbench.core.config_fields import bounded
 from ssl_medbench.datasets.base import Volume
 from ssl_medbench.datasets.brats import CHANNELS, CLASSES, REGIONS, region_masks
-from ssl_medbench.datasets.patches import CubeSampler, PatchSampler
-from ssl_medbench.datasets.views import AxialPatches, Cubes
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
-from ssl_medbench.downstream.base import DownstreamTask, ExampleData, MetricSpec
+from ssl_medbench.downstream.base import ExampleData, MetricSpec
 from ssl_medbench.downstream.image_blind import majority_label_map
 from ssl_medbench.downstream.lesion_wise import lesion_wise_scores
 from ssl_medbench.downstream.metrics import (
@@ -57,9 +52,14 @@ from ssl_medbench.downstream.metrics import (
     sensitivity,
     specificity,
 )
-from ssl_medbench.downstream.sliding_window import sliding_window_logits
-from ssl_medbench.networks.unet_decoder import UNetDecoder
-from ssl_medbench.networks.vgg_encoder import layers_for
+from ssl_medbench.downstream.segmentation import (
+    NSD_SPEC,
+    PatchSegmentation,
+    check_surface_settings,
+    is_number,
+    listed,
+    nsd_name,
+)
 
 #: Per metric, its spec in every region, with the empty-mask rules of :mod:`downstream.metrics`.
 SPECS = {
@@ -68,7 +68,6 @@ SPECS = {
     "specificity": MetricSpec("higher", "fraction", nan_when="the reference region covers the whole volume"),
 }
 HD95_SPEC = MetricSpec("lower", "mm")
-NSD_SPEC = MetricSpec("higher", "fraction")
 #: The lesion-wise metrics of :mod:`~ssl_medbench.downstream.lesion_wise`, each per region.
 LESION_SPECS = {
     "lesion_dice": MetricSpec("higher", "fraction"),
@@ -78,48 +77,17 @@ LESION_SPECS = {
 }
 
 
-def nsd_name(tolerance_mm: float) -> str:
-    """The metric name stem of the normalised surface Dice at ``tolerance_mm``: ``nsd_1mm``, ``nsd_0.5mm``."""
-    return f"nsd_{tolerance_mm:g}mm"
-
-
-class SegmentationUNet(nn.Module):
-    """Encoder + U-Net decoder + 1x1 (1x1x1) conv classifier."""
-
-    def __init__(self, encoder: nn.Module, decoder: UNetDecoder, num_classes: int):
-        super().__init__()
-        self.encoder = encoder
-        self.decoder = decoder
-        self.classifier = layers_for(decoder.spatial_dims)[0](decoder.out_channels, num_classes, kernel_size=1)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.decoder(self.encoder(images)))
-
-
-def soft_dice_loss(logits: torch.Tensor, targets: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
-    """1 - mean soft Dice over ``classes``, pooled over the batch (Milletari et al. 2016)."""
-    probabilities = logits.softmax(dim=1)
-    losses = []
-    for cls in classes:
-        p = probabilities[:, cls]
-        t = (targets == cls).to(p.dtype)
-        losses.append(1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1))
-    return torch.stack(losses).mean()
-
-
 @DOWNSTREAM_TASKS.register("brats_segmentation")
-class BratsSegmentation(DownstreamTask):
+class BratsSegmentation(PatchSegmentation):
     """Whole / core / enhancing tumour segmentation on a BraTS-layout dataset."""
 
-    accepts = ("encoder", "decoder")
-    target_geometry = "dense"
     primary_metric = "dice_mean"
-    spatial_dims_supported = (2, 3)
 
     @dataclass(frozen=True)
     class Config:
         dataset: str = "brats_phantom"
-        patch_size: int = 64
+        #: Side of the training patches (2D) or cubes (3D), and of the sliding windows in 3D.
+        patch_size: int = bounded(64, low=1)
         #: Share of training patches centred on a tumour voxel.
         foreground_fraction: float = 0.5
         #: Slices (3D: sliding windows) per forward pass at inference.
@@ -189,52 +157,8 @@ class BratsSegmentation(DownstreamTask):
             volumes.append(Volume(f"brain-{index}", images.astype(np.float32), labels, (1.0, 1.0, 2.0)))
         return ExampleData(tuple(volumes), len(CHANNELS))
 
-    def build_model(self, encoder: nn.Module, decoder: nn.Module | None) -> nn.Module:
-        decoder = decoder if decoder is not None else UNetDecoder.for_encoder(encoder)
-        return SegmentationUNet(encoder, decoder, self.num_classes)
-
-    def input_view(self) -> AxialPatches | Cubes:
-        return AxialPatches(self.config.patch_size) if self.spatial_dims == 2 else Cubes(self.config.patch_size)
-
-    def make_sampler(self, volumes: Sequence[Volume]) -> PatchSampler:
-        sampler = PatchSampler if self.spatial_dims == 2 else CubeSampler
-        return sampler(volumes, self.config.patch_size, self.config.foreground_fraction)
-
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        cross_entropy = F.cross_entropy(outputs, targets)
-        dice_term = soft_dice_loss(outputs, targets, classes=range(1, self.num_classes))
-        return {
-            "loss": cross_entropy + self.config.dice_loss_weight * dice_term,
-            "cross_entropy": cross_entropy,
-            "soft_dice": dice_term,
-        }
-
-    @torch.inference_mode()
-    def predict_volume(self, model: nn.Module, images: np.ndarray, device: torch.device) -> np.ndarray:
-        """Canonical labels (x, y, z) predicted slice by slice along the last (axial) axis; in 3D, by sliding windows."""
-        if self.spatial_dims == 3:
-            logits = sliding_window_logits(model, images, self.config.patch_size, self.config.inference_batch, device)
-            return logits.argmax(dim=0).cpu().numpy().astype(np.uint8)
-        multiple = model.decoder.size_multiple
-        _, height, width, depth = images.shape
-        pad_h, pad_w = -height % multiple, -width % multiple
-        labels = np.zeros((height, width, depth), np.uint8)
-        for start in range(0, depth, self.config.inference_batch):
-            stop = min(start + self.config.inference_batch, depth)
-            batch = torch.from_numpy(np.ascontiguousarray(np.moveaxis(images[..., start:stop], -1, 0)))
-            batch = F.pad(batch.to(device), (0, pad_w, 0, pad_h))
-            logits = model(batch)[:, :, :height, :width]
-            labels[..., start:stop] = np.moveaxis(logits.argmax(dim=1).cpu().numpy().astype(np.uint8), 0, -1)
-        return labels
-
-    def evaluate(self, model: nn.Module, volumes: Sequence[Volume], device: torch.device) -> pd.DataFrame:
-        model.eval()
-        return pd.DataFrame(
-            [
-                _subject_row(volume, self.predict_volume(model, np.asarray(volume.images), device), self.config)
-                for volume in volumes
-            ]
-        )
+    def subject_row(self, volume: Volume, predicted: np.ndarray) -> dict[str, object]:
+        return _subject_row(volume, predicted, self.config)
 
     def image_blind_scores(self, labelled: Sequence[Volume], volumes: Sequence[Volume]) -> pd.DataFrame:
         """:meth:`evaluate`'s table for the majority label map of ``labelled`` (see the module docstring), predicted for
@@ -248,32 +172,6 @@ class BratsSegmentation(DownstreamTask):
             )
         return pd.DataFrame([_subject_row(volume, prior, self.config) for volume in volumes])
 
-    @classmethod
-    def never_predicted(cls, per_subject: pd.DataFrame) -> list[str]:
-        """Regions present in some test subject's reference whose predicted mask is empty in every test subject."""
-        return [
-            region
-            for region in REGIONS
-            if (per_subject[f"empty_{region}"].isin(["prediction", "both"])).all()
-            and (per_subject[f"empty_{region}"] == "prediction").any()
-        ]
-
-    def summarise(self, per_subject: pd.DataFrame) -> dict[str, float]:
-        """Means over subjects, plus ``empty_masks_<region>``: how many subjects fell under an empty-mask rule."""
-        summary = super().summarise(per_subject)
-        for region in REGIONS:
-            summary[f"empty_masks_{region}"] = float((per_subject[f"empty_{region}"] != "none").sum())
-        return summary
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
-
-
-def _listed(value: object) -> object:
-    """A setting's value as the grid writes it: a list for a tuple or list, else the value itself."""
-    return list(value) if isinstance(value, (tuple, list)) else value
-
 
 def _check_metric_settings(config: BratsSegmentation.Config) -> None:
     """Refuse metric settings the task cannot compute (ValueError, reported by the grid with the key), also when the
@@ -285,29 +183,17 @@ def _check_metric_settings(config: BratsSegmentation.Config) -> None:
         or len(set(conventions)) != len(conventions)
     ):
         raise ValueError(
-            f"hd95_conventions {_listed(conventions)!r}: expected distinct names from {', '.join(HD95_CONVENTIONS)}"
+            f"hd95_conventions {listed(conventions)!r}: expected distinct names from {', '.join(HD95_CONVENTIONS)}"
         )
-    tolerances = config.nsd_tolerances_mm
-    if not isinstance(tolerances, (tuple, list)) or any(not (_is_number(t) and 0 < t < math.inf) for t in tolerances):
-        raise ValueError(f"nsd_tolerances_mm {_listed(tolerances)!r}: expected distinct tolerances > 0 mm")
-    names = [nsd_name(t) for t in tolerances]
-    if len(set(names)) != len(names):
-        raise ValueError(
-            f"nsd_tolerances_mm {list(tolerances)}: expected distinct tolerances > 0 mm; these share a metric name "
-            f"({', '.join(sorted({n for n in names if names.count(n) > 1}))}, 6 significant digits)"
-        )
+    check_surface_settings(config.nsd_tolerances_mm, config.empty_mask_policy)
     if not isinstance(config.lesion_wise, bool):
         raise ValueError(f"lesion_wise {config.lesion_wise!r}: expected true or false")
     dilation = config.lesion_dilation_iterations
     if not (isinstance(dilation, Integral) and not isinstance(dilation, bool) and dilation >= 0):
         raise ValueError(f"lesion_dilation_iterations {dilation!r}: expected 0 or more")
     threshold = config.lesion_volume_threshold_mm3
-    if not (_is_number(threshold) and 0 <= threshold < math.inf):
+    if not (is_number(threshold) and 0 <= threshold < math.inf):
         raise ValueError(f"lesion_volume_threshold_mm3 {threshold!r}: expected a finite volume >= 0 mm³")
-    if config.empty_mask_policy not in EMPTY_MASK_POLICIES:
-        raise ValueError(
-            f"empty_mask_policy {config.empty_mask_policy!r}: expected one of {', '.join(EMPTY_MASK_POLICIES)}"
-        )
 
 
 def _subject_row(volume: Volume, predicted: np.ndarray, config: BratsSegmentation.Config) -> dict[str, object]:

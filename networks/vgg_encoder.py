@@ -95,7 +95,10 @@ def _build(variant: str, pretrained: bool, dims: int, /, **kwargs) -> ChenVGG:
     if pretrained:
         raise ValueError(f"{variant} has no published pretrained weights; pretrain it with a pretext task")
     if "spatial_dims" in kwargs:
-        raise ValueError(f"{variant} is {dims}D by its name: use chen_vgg or chen_vgg3d, not spatial_dims")
+        raise ValueError(
+            f"{variant} is {dims}D by its name: remove spatial_dims from encoder.kwargs (chen_vgg is the 2D network, "
+            "chen_vgg3d the 3D one)"
+        )
     channels = kwargs.get("channels", (32, 64, 128, 256))
     return build_model_with_cfg(
         ChenVGG,

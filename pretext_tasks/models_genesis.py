@@ -22,8 +22,9 @@ vectorised gather. Noise is uniform over the image's own intensity range (theirs
 Their flips of input and target together are a data augmentation, not a corruption, and are left out, as for the
 other pretext tasks.
 
-3D form: Models Genesis' own, on volumes: the blocks of the local shuffle, the painted boxes and the kept boxes of
-out-painting are cuboids with the same shares of each of the three sides.
+3D form: the transformations Models Genesis was made for, on volumes: the blocks of the local shuffle, the painted
+boxes and the kept boxes of out-painting are cuboids with the same shares of each of the three sides; the local shuffle
+is the same tiling of the volume as in 2D, not the authors' 10 000 random blocks.
 """
 
 from __future__ import annotations

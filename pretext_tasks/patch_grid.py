@@ -25,8 +25,7 @@ from ssl_medbench.pretext_tasks.box_indices import box_voxels
 
 
 def grid_cells(spatial_dims: int) -> tuple[tuple[int, ...], ...]:
-    """The cells of a 3x3 (3x3x3) grid as (row, column) ((slice, row, column)) in raster order; the middle one is the
-    centre."""
+    """The cells of a 3x3 (3x3x3) grid as their index along each axis, in raster order; the middle one is the centre."""
     return tuple(itertools.product(range(3), repeat=spatial_dims))
 
 
@@ -52,19 +51,21 @@ class PatchGrid:
         """Pixels the grid spans along each axis, jitter included."""
         return 3 * self.patch + 2 * self.gap + self.jitter
 
-    def check_fits(self, height: int, width: int) -> None:
+    def check_fits(self, height: int, width: int, spatial_dims: int = 2) -> None:
+        """ValueError unless the grid fits a ``height`` x ``width`` image (in 3D: a cube of that face)."""
+        image = "x".join(map(str, (height,) * (spatial_dims - 2) + (height, width)))
+        image = f"{image} {'image' if spatial_dims == 2 else 'volume'}"
         if self.patch < 1:
-            raise ValueError(
-                f"patches would be {self.patch} pixels wide on a {height}x{width} image; increase the patch fraction"
-            )
+            raise ValueError(f"patches would be {self.patch} pixels wide on a {image}; increase the patch fraction")
         if self.jitter > self.gap:
             raise ValueError(
                 f"jitter ({self.jitter} px) must not exceed the gap ({self.gap} px), or neighbouring patches could overlap"
             )
         if self.extent > min(height, width):
+            grid = "x".join(["3"] * spatial_dims)
             raise ValueError(
-                f"a 3x3 grid of {self.patch}-pixel patches with {self.gap}-pixel gaps and {self.jitter}-pixel jitter "
-                f"spans {self.extent} pixels, more than the {height}x{width} image"
+                f"a {grid} grid of {self.patch}-pixel patches with {self.gap}-pixel gaps and {self.jitter}-pixel jitter "
+                f"spans {self.extent} pixels, more than the {image}"
             )
 
     def sample_corners(
@@ -73,7 +74,7 @@ class PatchGrid:
         """First corners (batch, 3**d, d) of the patches of each image of ``sides`` (d of them), cells in
         :func:`grid_cells` order."""
         for side in sides[:-1]:
-            self.check_fits(side, sides[-1])
+            self.check_fits(side, sides[-1], len(sides))
         dims = len(sides)
         room = torch.tensor([side - self.extent + 1 for side in sides], device=device)
         origin = (torch.rand(batch, 1, dims, generator=generator, device=device) * room).long()
@@ -107,7 +108,7 @@ class PatchGridTask(ClassificationTask):
         return PatchGrid.from_fractions(min(height, width), *(getattr(self.config, name) for name in self.FRACTIONS))
 
     def check_image_size(self, height: int, width: int) -> None:
-        self.grid(height, width).check_fits(height, width)
+        self.grid(height, width).check_fits(height, width, self.spatial_dims)
 
     def geometry(self, side: int) -> dict[str, int | float]:
         """Patch side, gap and jitter in pixels, and how many pixels the jittered 3x3 grid spans."""

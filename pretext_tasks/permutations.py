@@ -8,8 +8,8 @@ first in lexicographic order. Fully deterministic: the same P always gives the s
 For P = 100 the set's minimum pairwise Hamming distance is 6 (mean 8.08); for P = 1000 it is 5.
 
 The 27 tiles of the 3D jigsaw (Taleb et al. 2020) have 27! orderings, too many to enumerate: the same greedy selection
-runs over a fixed pool of :data:`CANDIDATES` random orderings (numpy's generator, seed 0) with the identity first, so
-the set is again the same for the same P.
+runs over a fixed pool of :data:`CANDIDATES` random orderings (numpy's generator, seed 0) with the identity first,
+ties broken by the order of the pool, so the set is again the same for the same P.
 """
 
 from __future__ import annotations

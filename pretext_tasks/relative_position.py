@@ -15,7 +15,7 @@ largest patches that fit with Doersch's gap-and-jitter design (his 96-pixel patc
 and 7-pixel jitter do not fit a 64-pixel image).
 
 3D form (Taleb et al. 2020, 3D relative patch location): the centre cube of a 3x3x3 grid and one of its 26
-neighbours; 26 classes, named by their (slice, row, column) offset from the centre.
+neighbours; 26 classes, named by their offset from the centre along the volume's three axes (x, y, z).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class RelativePosition(PatchGridTask):
 
     def class_name(self, index: int) -> str:
         offset = neighbour_offsets(self.spatial_dims)[index]
-        return _DIRECTION_NAMES[offset] if len(offset) == 2 else "slice {:+d} row {:+d} column {:+d}".format(*offset)
+        return _DIRECTION_NAMES[offset] if len(offset) == 2 else "x {:+d} y {:+d} z {:+d}".format(*offset)
 
     def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         sides = tuple(images.shape[2:])

@@ -14,8 +14,8 @@ change; a Gaussian blur (sigma 1 pixel, probability 0.5); Gaussian noise (sigma 
 Temperature 0.5, SimCLR's value for small batches (its 0.1 needs batches of thousands); projection to 128 dimensions.
 
 3D form (as the 3D contrastive baselines of Taleb et al. 2020 and OpenMind / nnssl, Wald et al. 2025): the same
-augmentations on volumes: a random resized cuboid crop (35-100 % of the volume; two side ratios drawn log-uniformly
-in 3/4-4/3), a left-right flip, the same intensity changes, a 3D Gaussian blur and noise.
+augmentations on volumes: a random resized cuboid crop (35-100 % of the volume, :func:`random_resized_cuboids`), a
+left-right flip, the same intensity changes, a 3D Gaussian blur and noise.
 """
 
 from __future__ import annotations
@@ -71,25 +71,39 @@ def random_resized_crops(images: torch.Tensor, scale: tuple[float, float], gener
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+#: Draws of a cuboid per volume before the whole volume is taken (torchvision's RandomResizedCrop tries 10 times).
+CUBOID_ATTEMPTS = 10
+
+
 def random_resized_cuboids(
     volumes: torch.Tensor, scale: tuple[float, float], generator: torch.Generator
 ) -> torch.Tensor:
-    """Per volume (B, C, D, H, W), a cuboid of ``scale`` of its volume (width and height each 3/4 to 4/3 of the
-    cube root's share, log-uniformly; depth what remains) placed at random, resized back to the volume's size and
-    flipped left-right with probability 0.5, by one trilinear ``grid_sample`` for the whole batch."""
+    """Per volume (B, C, X, Y, Z), a cuboid of a share of its volume drawn uniformly from ``scale``, resized back to the
+    volume's size and flipped left-right (along X) with probability 0.5, by one trilinear ``grid_sample`` for the whole
+    batch. The cuboid's X and Y sides are each the cube root of the share times 3/4 to 4/3 (log-uniformly), its Z side
+    what the share leaves; a cuboid that would not fit is drawn again, up to :data:`CUBOID_ATTEMPTS` times, then the
+    whole volume is taken, as torchvision's ``RandomResizedCrop`` does. The cuboid's place is uniform."""
     batch = volumes.shape[0]
     device = volumes.device
-    draws = torch.rand(batch, 7, generator=generator, device=device)
-    share = (scale[0] + (scale[1] - scale[0]) * draws[:, 0]) ** (1 / 3)
-    log_ratio = math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * draws[:, 1:3]
-    width = (share * torch.exp(log_ratio[:, 0])).clamp(max=1.0)
-    height = (share * torch.exp(log_ratio[:, 1])).clamp(max=1.0)
-    depth = (share**3 / (width * height)).clamp(max=1.0)
-    flip = torch.where(draws[:, 6] < 0.5, -1.0, 1.0)
+    draws = torch.rand(batch, CUBOID_ATTEMPTS, 3, generator=generator, device=device)
+    share = scale[0] + (scale[1] - scale[0]) * draws[..., 0]
+    log_ratio = math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * draws[..., 1:]
+    x_side = share ** (1 / 3) * torch.exp(log_ratio[..., 0])
+    y_side = share ** (1 / 3) * torch.exp(log_ratio[..., 1])
+    z_side = share / (x_side * y_side)
+    sides = torch.stack([x_side, y_side, z_side], dim=-1)  # (B, attempts, 3)
+    fits = (sides <= 1).all(dim=-1)
+    first = torch.where(fits.any(dim=1), fits.float().argmax(dim=1), -1)
+    chosen = sides[torch.arange(batch, device=device), first.clamp(min=0)]
+    chosen = torch.where((first >= 0)[:, None], chosen, torch.ones_like(chosen))
+    places = torch.rand(batch, 4, generator=generator, device=device)
+    flip = torch.where(places[:, 3] < 0.5, -1.0, 1.0)
     theta = torch.zeros(batch, 3, 4, device=device)
-    for row, (extent, draw) in enumerate(((width, draws[:, 3]), (height, draws[:, 4]), (depth, draws[:, 5]))):
-        theta[:, row, row] = extent * (flip if row == 0 else 1.0)
-        theta[:, row, 3] = (2 * draw - 1) * (1 - extent)
+    # the sampling grid's coordinates are (z, y, x): row 0 samples along Z, row 2 along X
+    for row, axis in enumerate((2, 1, 0)):
+        extent = chosen[:, axis]
+        theta[:, row, row] = extent * (flip if axis == 0 else 1.0)
+        theta[:, row, 3] = (2 * places[:, axis] - 1) * (1 - extent)
     grid = F.affine_grid(theta, list(volumes.shape), align_corners=False)
     return F.grid_sample(volumes, grid, mode="bilinear", padding_mode="border", align_corners=False)
 

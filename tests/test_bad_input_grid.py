@@ -181,8 +181,8 @@ CATALOGUE: dict[str, tuple[Break, str]] = {
             )
             or []
         ),
-        "downstream.brats_segmentation.patch_size: 32 does not fit the relative_position network (encoder chen_vgg): "
-        "RuntimeError:",
+        "pretext.relative_position: its 8-pixel crops of the view downstream.brats_segmentation.patch_size = 32 do not "
+        "fit the network (encoder chen_vgg, total stride 16): RuntimeError:",
     ),
     "encoder too shallow for a U-Net decoder": (
         _with_cr(_set("encoder", kwargs={"channels": [8]})),

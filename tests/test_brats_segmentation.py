@@ -11,7 +11,7 @@ from torch import nn
 
 from ssl_medbench.datasets.base import Volume
 from ssl_medbench.downstream import DOWNSTREAM_TASKS
-from ssl_medbench.downstream.brats_segmentation import BratsSegmentation, soft_dice_loss
+from ssl_medbench.downstream.brats_segmentation import BratsSegmentation
 from ssl_medbench.downstream.lesion_wise import lesion_wise_scores
 from ssl_medbench.downstream.metrics import (
     BRATS_2023,
@@ -21,6 +21,7 @@ from ssl_medbench.downstream.metrics import (
     image_diagonal_mm,
     normalized_surface_dice,
 )
+from ssl_medbench.downstream.segmentation import soft_dice_loss
 
 
 class OracleModel(nn.Module):

@@ -46,7 +46,7 @@ def test_downstream_task_meets_the_contract_in_3d(name, check):
 
 
 def test_the_3d_tasks_are_the_segmentation_tasks_and_the_2d_only_ones_say_so():
-    assert "brats_segmentation" in VOLUME_TASKS
+    assert {"brats_segmentation", "abdominal_organ_segmentation"} <= set(VOLUME_TASKS)
     for name in ("fetal_plane_classification", "abdominal_organ_localisation"):
         task = DOWNSTREAM_TASKS.get(name)
         with pytest.raises(ValueError, match=rf"^{task.__name__} has no 3D form \(it works in 2D\)$"):

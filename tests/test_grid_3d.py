@@ -7,13 +7,18 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import timm
+import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
+from benchmark import preflight
 from benchmark.cli import main
+from benchmark.device import check_deterministic
 from benchmark.grid import load_grid
 from benchmark.planner import plan_grid
-from ssl_medbench.core.errors import ConfigError
+from benchmark.preflight import available_bytes, training_bytes
+from ssl_medbench.core.errors import ConfigError, UserError
 from ssl_medbench.datasets.views import AxialPatches, Cubes
 from tests.conftest import tiny_grid
 
@@ -95,3 +100,45 @@ def test_a_3d_grid_runs_end_to_end_on_cubes_with_sliding_window_inference(tiny_p
             assert 0 <= run.data.metrics["dice_mean"] <= 1
     report = (out / "report" / "report.md").read_text()
     assert "## brats_segmentation (3D)" in report and "| 3D | finetune | 100% | CR |" in report
+
+
+def test_deterministic_3d_runs_are_refused_where_a_gpu_may_run_them(tmp_path, monkeypatch, capsys):
+    """torch has no deterministic CUDA backward for MaxPool3d: a 3D grid with --deterministic on a GPU (or on an
+    executor whose workers may have one) stops before any data work; on the CPU it runs (and is deterministic)."""
+    check_deterministic(True, 3, gpu_possible=False)
+    check_deterministic(True, 2, gpu_possible=True)
+    check_deterministic(False, 3, gpu_possible=True)
+    with pytest.raises(UserError, match="^--deterministic: torch has no deterministic CUDA backward for 3D"):
+        check_deterministic(True, 3, gpu_possible=True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    path, out = tmp_path / "grid.yaml", tmp_path / "out"
+    path.write_text(yaml.safe_dump(tiny_grid(tmp_path, **VOLUME_SETTINGS)))
+    code = main(["run", "--grid", str(path), "--out", str(out), "--device", "cuda", "--deterministic", "--dry-run"])
+    assert code == 2 and "error: --deterministic: torch has no deterministic" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_view_too_large_for_the_memory_is_refused_by_an_estimate_not_the_out_of_memory_killer(
+    tmp_path, monkeypatch, capsys
+):
+    encoder = timm.create_model("chen_vgg3d", features_only=True, in_chans=1, channels=(4, 8))
+    # 24 float32 per element: (4 x 8^3 + 8 x 4^3) elements x batch 2
+    assert training_bytes(encoder, 8, 3, 2) == 24 * 4 * 2 * (4 * 512 + 8 * 64)
+    assert available_bytes(torch.device("cpu")) > 0
+    monkeypatch.setattr(preflight, "available_bytes", lambda device: 2**30)
+    path, out = tmp_path / "grid.yaml", tmp_path / "out"
+    grid = tiny_grid(tmp_path, **VOLUME_SETTINGS)
+    grid["downstream"]["brats_segmentation"]["patch_size"] = 128
+    path.write_text(yaml.safe_dump(grid))
+    assert main(["run", "--grid", str(path), "--out", str(out), "--dry-run", "--no-progress"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert (
+        error.startswith(
+            "error: downstream.brats_segmentation.patch_size: one training step on 128x128x128 inputs at batch 4 needs "
+            "about 3.9 GiB of activations, more than the 1.0 GiB cpu has; use a smaller patch or batch"
+        )
+        and len(error.splitlines()) == 1
+    )
+    grid["downstream"]["brats_segmentation"]["patch_size"] = 16
+    path.write_text(yaml.safe_dump(grid))
+    assert main(["run", "--grid", str(path), "--out", str(out), "--dry-run", "--no-progress"]) == 0

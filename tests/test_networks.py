@@ -7,7 +7,7 @@ import timm
 import torch
 
 from ssl_medbench.core.errors import DataError
-from ssl_medbench.downstream.brats_segmentation import SegmentationUNet
+from ssl_medbench.downstream.segmentation import SegmentationUNet
 from ssl_medbench.networks import EncoderConfig, UNetDecoder, create_encoder
 from ssl_medbench.networks.decoders import build_decoder
 from ssl_medbench.networks.deconv_decoder import DeconvDecoder

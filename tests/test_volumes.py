@@ -218,12 +218,34 @@ def test_3d_models_genesis_shuffles_voxels_within_cuboid_blocks_and_paints_cuboi
         assert bool((extent >= torch.tensor([2, 3, 4])).all() and (extent <= torch.tensor([4, 7, 9])).all())
 
 
-def test_3d_blur_is_scipys_gaussian_filter_and_a_full_cuboid_without_flip_is_the_volume():
+def test_3d_blur_is_scipys_gaussian_filter():
     volumes = torch.randn(2, 3, 10, 11, 12, generator=_generator())
     expected = ndimage.gaussian_filter(volumes.numpy(), sigma=(0, 0, 1, 1, 1), truncate=2.0, mode="nearest")
     assert np.allclose(blurred(volumes, 1.0).numpy(), expected, atol=1e-5)
+
+
+def test_a_whole_volume_cuboid_is_the_volume_or_its_left_right_mirror():
+    """A share of 1 fits only as the whole volume (any other side ratio leaves it), so every crop is the volume,
+    flipped along X (left-right in RAS+ volumes) about half of the times, never along Y or Z."""
+    volumes = torch.randn(64, 1, 6, 7, 8, generator=_generator())
     crops = random_resized_cuboids(volumes, (1.0, 1.0), _generator(4))
-    assert crops.shape == volumes.shape and bool(torch.isfinite(crops).all())
+    flipped = [torch.allclose(crop, volume.flip(1), atol=1e-5) for crop, volume in zip(crops, volumes)]
+    kept = [torch.allclose(crop, volume, atol=1e-5) for crop, volume in zip(crops, volumes)]
+    assert all(f != k for f, k in zip(flipped, kept)) and 16 < sum(flipped) < 48
+
+
+def test_cuboid_crops_keep_the_share_they_draw():
+    """A volume whose voxels count 1: the crop of a share s resamples a cuboid of s of the volume, so a ramp along
+    each axis keeps the product of the extents it spans equal to s (between the scale's bounds)."""
+    side = 40
+    ramps = [torch.linspace(0, 1, side).view(*(side if a == axis else 1 for a in range(3))) for axis in range(3)]
+    volumes = torch.stack([ramp.expand(side, side, side) for ramp in ramps])[None].repeat(200, 1, 1, 1, 1)
+    crops = random_resized_cuboids(volumes, (0.35, 0.8), _generator(5))
+    extents = torch.stack(
+        [crops[:, axis].amax(dim=(1, 2, 3)) - crops[:, axis].amin(dim=(1, 2, 3)) for axis in range(3)], dim=1
+    )
+    shares = extents.prod(dim=1)
+    assert bool((shares > 0.35 * 0.9).all() and (shares < 0.8 * 1.05).all())
 
 
 # cube sampling
@@ -276,7 +298,7 @@ def test_the_cube_view_pretrains_on_unlabelled_cubes_of_its_side():
 def test_sliding_window_equals_whole_volume_inference_where_the_volume_fits_one_window():
     torch.manual_seed(0)
     encoder = create_encoder(ENCODER_3D, 2)
-    from ssl_medbench.downstream.brats_segmentation import SegmentationUNet
+    from ssl_medbench.downstream.segmentation import SegmentationUNet
 
     model = SegmentationUNet(encoder, UNetDecoder.for_encoder(encoder), 4).eval()
     volume = np.random.default_rng(0).normal(size=(2, 16, 16, 16)).astype(np.float32)

@@ -12,8 +12,9 @@ from torch import nn
 
 from ssl_medbench.datasets.base import Volume
 from ssl_medbench.datasets.patches import PatchSampler
-from ssl_medbench.downstream.brats_segmentation import BratsSegmentation, SegmentationUNet
+from ssl_medbench.downstream.brats_segmentation import BratsSegmentation
 from ssl_medbench.downstream.fetal_plane_classification import FetalPlaneClassification
+from ssl_medbench.downstream.segmentation import SegmentationUNet
 from ssl_medbench.networks.unet_decoder import UNetDecoder
 from tests.plugins.whole_tumour import WholeTumourSegmentation
 

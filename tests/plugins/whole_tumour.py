@@ -16,8 +16,8 @@ from ssl_medbench.datasets.base import Volume
 from ssl_medbench.datasets.patches import PatchSampler
 from ssl_medbench.datasets.views import AxialPatches
 from ssl_medbench.downstream.base import DownstreamTask, ExampleData, MetricSpec
-from ssl_medbench.downstream.brats_segmentation import SegmentationUNet
 from ssl_medbench.downstream.metrics import dice
+from ssl_medbench.downstream.segmentation import SegmentationUNet
 from ssl_medbench.networks.unet_decoder import UNetDecoder
 
 
