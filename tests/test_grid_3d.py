@@ -142,3 +142,27 @@ def test_a_view_too_large_for_the_memory_is_refused_by_an_estimate_not_the_out_o
     grid["downstream"]["brats_segmentation"]["patch_size"] = 16
     path.write_text(yaml.safe_dump(grid))
     assert main(["run", "--grid", str(path), "--out", str(out), "--dry-run", "--no-progress"]) == 0
+
+
+def test_every_3d_job_key_holds_the_spatial_dims(tmp_path, monkeypatch):
+    import benchmark.planner as planner
+
+    payloads = []
+    original = planner.job_key
+    monkeypatch.setattr(planner, "job_key", lambda payload: payloads.append(payload) or original(payload))
+    plan_grid(_load(tmp_path, tiny_grid(tmp_path, **VOLUME_SETTINGS)), {"phantom": "content/test"})
+    assert payloads and all(payload["spatial_dims"] == 3 for payload in payloads)
+    payloads.clear()
+    plan_grid(_load(tmp_path, tiny_grid(tmp_path)), {"phantom": "content/test"})
+    assert payloads and all("spatial_dims" not in payload for payload in payloads)
+
+
+def test_the_memory_estimate_takes_the_larger_of_the_pretraining_and_finetuning_batches(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(preflight, "available_bytes", lambda device: 2**30)
+    grid = tiny_grid(tmp_path, **VOLUME_SETTINGS)
+    grid["downstream"]["brats_segmentation"]["patch_size"] = 128
+    grid["pretrain"]["batch_size"] = 8
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    assert main(["run", "--grid", str(path), "--out", str(tmp_path / "out"), "--dry-run", "--no-progress"]) == 2
+    assert "on 128x128x128 inputs at batch 8 needs about 7.9 GiB" in capsys.readouterr().err

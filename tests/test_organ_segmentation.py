@@ -130,3 +130,12 @@ def test_organ_segmentation_runs_end_to_end_on_the_ct_phantoms(spatial_dims, tmp
         assert run.data.tags["spatial_dims"] == str(spatial_dims)
     report = (out / "report" / "report.md").read_text()
     assert "abdominal_organ_segmentation" in report
+
+
+def test_the_soft_dice_term_covers_every_organ_and_only_the_organs():
+    from ssl_medbench.downstream.segmentation import soft_dice_loss
+
+    task = _task(3, patch_size=8)
+    outputs = torch.randn(2, 3, 8, 8, 8, generator=torch.Generator().manual_seed(0))
+    targets = torch.randint(0, 3, (2, 8, 8, 8), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(task.loss(outputs, targets)["soft_dice"], soft_dice_loss(outputs, targets, [1, 2]))

@@ -3,6 +3,7 @@ cache, and sliding-window inference."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 
 import numpy as np
@@ -11,6 +12,7 @@ import timm
 import torch
 from scipy import ndimage
 
+from ssl_medbench.datasets.augmentation import AugmentationConfig, BatchAugmentation
 from ssl_medbench.datasets.base import Volume
 from ssl_medbench.datasets.patches import CubeSampler
 from ssl_medbench.datasets.views import Cubes
@@ -327,3 +329,75 @@ def test_a_volume_smaller_than_a_window_is_padded_and_cropped_back():
     assert logits.shape == (1, 5, 6, 7) and torch.allclose(logits, torch.full((1, 5, 6, 7), 2.0))
     with pytest.raises(ValueError, match=r"overlap must lie in \[0, 1\), got 1.0"):
         sliding_window_logits(lambda windows: windows, volume, 8, 1, CPU, overlap=1.0)
+
+
+# pinned details (each caught a planted bug the tests above let through)
+
+
+def test_the_permutation_sets_are_pinned_so_a_changed_selection_rule_shows():
+    """The greedy rule's tie weights or the 3D candidate pool can change the set while keeping its minimum distance:
+    pin both sets (2D: unchanged since the 2D suite's first release)."""
+    pinned = {
+        9: "445417e7e25bdf9dc841b1e2382ca90c4305b3e82b5f4d3a911ff5da06b49fc7",
+        27: "785c7a9b9bc16d2052a9819962c82435b511b782978266b358786fce49f86fcf",
+    }
+    for tiles, digest in pinned.items():
+        assert hashlib.sha256(maximal_hamming_permutations(100, tiles).tobytes()).hexdigest() == digest
+
+
+def test_the_ten_3d_rotation_classes_are_in_their_documented_order_and_all_drawn():
+    assert TURNS_3D == ((0, 0), *((axis, turns) for axis in range(3) for turns in (1, 2, 3)))
+    task = Rotation.build(None, spatial_dims=3)
+    assert task.class_name(4) == "90 deg about axis 1" and task.class_name(9) == "270 deg about axis 2"
+    _, labels = task.make_batch(torch.zeros(300, 1, 2, 2, 2), _generator(1))
+    assert set(labels.tolist()) == set(range(10))
+
+
+def test_3d_geometry_reports_volume_shares():
+    task = ContextRestoration.build(None, spatial_dims=3)
+    assert task.geometry(16)["moved_share_max"] == round(2 * 10 * 8**3 / 16**3, 3)
+    assert ContextPrediction.build(None, spatial_dims=3).geometry(32)["removed_share_max"] == round(4 * 8**3 / 32**3, 3)
+
+
+def test_3d_painted_boxes_reach_every_face_of_the_volume():
+    masks = box_masks(400, (12, 12, 12), (1 / 6, 1 / 3), _generator(2), CPU).flatten(0, 1)
+    for axis in range(3):
+        others = tuple(a + 1 for a in range(3) if a != axis)
+        touched = masks.any(dim=others)  # (boxes, 12) along the axis
+        assert bool(touched[:, 0].any()) and bool(touched[:, 11].any())
+
+
+def test_cubes_off_the_tumour_are_centred_inside_the_brain_box_on_every_axis():
+    images = np.zeros((1, 20, 20, 10), np.float32)
+    images[0, 5:15, 6:12, 4] = 1.0  # a brain on one axial slice
+    sampler = CubeSampler([Volume("s", images, np.zeros((20, 20, 10), np.uint8), (1.0, 1.0, 1.0))], 8)
+    centres = np.array([centre for _, centre in sampler.draw(300, _generator())])
+    assert set(centres[:, 2]) == {4}
+    assert set(centres[:, 0]) == set(range(5, 15)) and set(centres[:, 1]) == set(range(6, 12))
+
+
+def test_3d_augmentation_zooms_all_three_axes_alike():
+    augmentation = BatchAugmentation(AugmentationConfig(flip=True, rotation_degrees=20.0, scale=0.2))
+    theta = augmentation.affine(64, _generator(3), CPU, spatial_dims=3)
+    linear = theta[:, :, :3]
+    gram = linear.transpose(1, 2) @ linear
+    assert torch.allclose(gram, gram[:, :1, :1] * torch.eye(3), atol=1e-5)
+    assert not torch.allclose(gram[:, 0, 0], torch.ones(64))  # zoomed, not only rotated
+
+
+def test_sliding_windows_tile_with_the_configured_overlap_and_gaussian_weights():
+    seen = []
+
+    def counting(windows: torch.Tensor) -> torch.Tensor:
+        seen.append(windows.shape[0])
+        return windows
+
+    sliding_window_logits(counting, np.zeros((1, 16, 16, 16), np.float32), 8, 1, CPU, overlap=0.0)
+    assert sum(seen) == 8  # 2 x 2 x 2 windows side by side
+    seen.clear()
+    sliding_window_logits(counting, np.zeros((1, 16, 16, 16), np.float32), 8, 1, CPU)
+    assert sum(seen) == 27  # half-window overlap: starts 0, 4, 8 on each axis
+    volume = np.broadcast_to(np.arange(12, dtype=np.float32), (1, 8, 8, 12)).copy()
+    blended = sliding_window_logits(lambda w: w[..., :1].expand_as(w).clone(), volume, 8, 4, CPU)[0, 4, 4]
+    # sigma an eighth of the window: each voxel follows the window whose centre is nearer, almost entirely
+    assert float(blended[4]) < 0.1 and float(blended[7]) > 3.9
