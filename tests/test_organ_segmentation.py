@@ -99,8 +99,9 @@ def test_metrics_follow_the_dataset_organs_and_the_views_follow_the_dimensions()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("spatial_dims", [3])
 def test_organ_segmentation_runs_end_to_end_on_the_ct_phantoms(spatial_dims, tmp_path, capsys):
+    """In 3D (the 2D form meets the same contract and shares its runner path with BraTS in 2D)."""
     grid = {
         "name": f"organs{spatial_dims}d",
         "spatial_dims": spatial_dims,
