@@ -44,9 +44,11 @@ def test_list_prints_every_registry(capsys):
     printed = capsys.readouterr().out
     for name in ("pretext tasks", "context_restoration", "random", "brats_segmentation", "brats_phantom", "smoke"):
         assert name in printed
-    assert "jigsaw                   JS     pretrains; transfers encoder\n" in printed
-    assert "context_restoration      CR     pretrains; transfers encoder + decoder\n" in printed
-    assert "random_augmentation      RD+AG  no pretraining; transfers nothing\n" in printed
+    assert "jigsaw                   JS     pretrains; transfers encoder; 2D and 3D\n" in printed
+    assert "context_restoration      CR     pretrains; transfers encoder + decoder; 2D and 3D\n" in printed
+    assert "random_augmentation      RD+AG  no pretraining; transfers nothing; 2D and 3D\n" in printed
+    assert "  brats_segmentation             2D and 3D\n" in printed
+    assert "  fetal_plane_classification     2D\n" in printed and "smoke3d" in printed
 
 
 def test_dry_run_prints_the_plan_and_writes_only_its_calibration(tmp_path, capsys):
