@@ -26,6 +26,18 @@ def box_voxels(corners: torch.Tensor, size: int, sides: Sequence[int]) -> torch.
     return flat.flatten(-dims)
 
 
+def box_masks_at(starts: torch.Tensor, stops: torch.Tensor, sides: Sequence[int]) -> torch.Tensor:
+    """(B, K, *sides) bool: box k of image b covers ``starts[b, k]`` (inclusive) to ``stops[b, k]`` (exclusive) along
+    each axis of an image of ``sides``; ``starts`` and ``stops`` are (B, K, len(sides))."""
+    batch, boxes, dims = starts.shape
+    inside = torch.ones((batch, boxes) + (1,) * dims, dtype=torch.bool, device=starts.device)
+    for axis, extent in enumerate(sides):
+        positions = torch.arange(extent, device=starts.device)
+        along = (positions >= starts[..., axis, None]) & (positions < stops[..., axis, None])
+        inside = inside & along.view(batch, boxes, *(extent if other == axis else 1 for other in range(dims)))
+    return inside
+
+
 def gather_voxels(images: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     """``images`` (B, C, *spatial) rearranged by ``source`` (B, N): output voxel i of image b shows its input voxel
     ``source[b, i]`` (N = every voxel); every channel of a voxel moves together."""

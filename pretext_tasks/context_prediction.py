@@ -30,6 +30,7 @@ import torch
 
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 from ssl_medbench.pretext_tasks.base import BatchSpec, ReconstructionTask, images_and_mask_spec
+from ssl_medbench.pretext_tasks.box_indices import box_masks_at
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -51,12 +52,7 @@ def random_block_mask(
     """(B, *sides) bool: the union of ``blocks`` boxes of side ``side`` at uniformly random places per image."""
     room = torch.tensor([extent - side + 1 for extent in sides], device=device)
     corners = (torch.rand(batch, blocks, len(sides), generator=generator, device=device) * room).long()
-    inside = torch.ones((batch, blocks) + (1,) * len(sides), dtype=torch.bool, device=device)
-    for axis, extent in enumerate(sides):
-        positions = torch.arange(extent, device=device)
-        along = (positions >= corners[..., axis, None]) & (positions < corners[..., axis, None] + side)
-        inside = inside & along.view(batch, blocks, *(extent if other == axis else 1 for other in range(len(sides))))
-    return inside.any(dim=1)
+    return box_masks_at(corners, corners + side, sides).any(dim=1)
 
 
 @PRETEXT_TASKS.register("context_prediction")

@@ -36,7 +36,7 @@ import torch
 
 from ssl_medbench.pretext_tasks import PRETEXT_TASKS
 from ssl_medbench.pretext_tasks.base import ReconstructionTask
-from ssl_medbench.pretext_tasks.box_indices import gather_voxels
+from ssl_medbench.pretext_tasks.box_indices import box_masks_at, gather_voxels
 
 #: Points at which each Bézier curve is evaluated before interpolation (the authors: 100 000 on a CPU array).
 CURVE_POINTS = 1024
@@ -145,12 +145,7 @@ def box_masks(
     low, high = sides
     extent = ((low + (high - low) * _uniform((batch, MAX_BOXES, dims), generator, device)) * size).long().clamp_min(1)
     start = (_uniform((batch, MAX_BOXES, dims), generator, device) * (size.long() - extent + 1)).long()
-    inside = torch.ones((batch, MAX_BOXES) + (1,) * dims, dtype=torch.bool, device=device)
-    for axis, length in enumerate(image_sides):
-        positions = torch.arange(length, device=device)
-        along = (positions >= start[..., axis, None]) & (positions < (start + extent)[..., axis, None])
-        inside = inside & along.view(batch, MAX_BOXES, *(length if other == axis else 1 for other in range(dims)))
-    return inside
+    return box_masks_at(start, start + extent, image_sides)
 
 
 def drawn_boxes(batch: int, generator: torch.Generator, device: torch.device, first_always: bool) -> torch.Tensor:
